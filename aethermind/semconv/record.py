@@ -1,0 +1,70 @@
+"""The normalized shapes every part of Aethermind agrees on: one usage record per LLM span
+and the cost computed for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+CostSource = Literal["computed", "provided", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What one LLM (or GenAI agent/tool) span tells us, whatever convention it was written in.
+
+    Token counts follow the GenAI semantic conventions: ``input_tokens`` is all input, cached
+    included; ``output_tokens`` is all output, reasoning included. ``None`` means the span did
+    not say, which is different from zero.
+    """
+
+    provider: str | None = None
+    operation: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_5m_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    total_tokens: int | None = None
+    provided_cost: Decimal | None = None
+    error_type: str | None = None
+    service: str | None = None
+    environment: str | None = None
+    conversation_id: str | None = None
+    response_id: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    streaming: bool | None = None
+    is_llm_call: bool = True
+    """False for GenAI agent/tool spans: they are stored but never priced as a model call."""
+
+    @property
+    def model(self) -> str | None:
+        """The model that actually answered when the span says so, else the one asked for."""
+        return self.response_model or self.request_model
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """A span's price in USD, split the way a bill is, with where the figure came from.
+
+    ``total`` is None when ``source`` is ``unknown``: an unpriced call never costs $0.
+    ``input`` is the uncached input only; cache reads and writes are their own lines.
+    """
+
+    source: CostSource
+    total: Decimal | None = None
+    input: Decimal | None = None
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
+    output: Decimal | None = None
+    price_model_id: str | None = None
+    provider_id: str | None = None
+
+
+UNKNOWN_COST = Cost(source="unknown")
