@@ -11,7 +11,9 @@ from typing import Literal
 CostSource = Literal["computed", "provided", "unknown"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass __init__ costs about a microsecond on the hot path (it goes
+# through object.__setattr__ per field). Treat instances as immutable all the same.
+@dataclass(slots=True)
 class UsageRecord:
     """What one LLM (or GenAI agent/tool) span tells us, whatever convention it was written in.
 
@@ -49,7 +51,7 @@ class UsageRecord:
         return self.response_model or self.request_model
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cost:
     """A span's price in USD, split the way a bill is, with where the figure came from.
 

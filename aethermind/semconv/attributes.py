@@ -1,0 +1,209 @@
+"""Attribute names of every LLM tracing convention we read, written down as data.
+
+Each convention spells the same facts differently; the normalizer reads these tables and
+nothing else, so supporting a new spelling means adding a name here, not a branch there.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- OpenTelemetry GenAI semantic conventions (current) ----------------------------------
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
+ERROR_TYPE: Final = "error.type"
+
+# --- OpenTelemetry GenAI semantic conventions (deprecated spellings) ---------------------
+GEN_AI_SYSTEM: Final = "gen_ai.system"
+GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"
+GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
+GEN_AI_PROMPT: Final = "gen_ai.prompt"
+GEN_AI_COMPLETION: Final = "gen_ai.completion"
+
+# --- OpenLLMetry (Traceloop) extras and legacy names --------------------------------------
+GEN_AI_USAGE_TOTAL_TOKENS: Final = "gen_ai.usage.total_tokens"
+GEN_AI_USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning_tokens"
+LLM_USAGE_TOTAL_TOKENS: Final = "llm.usage.total_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_LEGACY: Final = "gen_ai.usage.cache_read_input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_LEGACY: Final = "gen_ai.usage.cache_creation_input_tokens"
+LLM_REQUEST_TYPE: Final = "llm.request.type"
+GEN_AI_IS_STREAMING: Final = "gen_ai.is_streaming"
+LLM_IS_STREAMING: Final = "llm.is_streaming"
+GEN_AI_HEADERS: Final = "gen_ai.headers"
+LLM_HEADERS: Final = "llm.headers"
+
+# --- OpenInference (Arize) ----------------------------------------------------------------
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+LLM_MODEL_NAME: Final = "llm.model_name"
+LLM_PROVIDER: Final = "llm.provider"
+LLM_SYSTEM: Final = "llm.system"
+LLM_INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"
+EMBEDDING_MODEL_NAME: Final = "embedding.model_name"
+LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+LLM_TOKEN_COUNT_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
+LLM_TOKEN_COUNT_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
+LLM_TOKEN_COUNT_REASONING: Final = "llm.token_count.completion_details.reasoning"
+LLM_COST_TOTAL: Final = "llm.cost.total"
+LLM_COST_PREFIX: Final = "llm.cost."
+INPUT_VALUE: Final = "input.value"
+OUTPUT_VALUE: Final = "output.value"
+
+# --- OpenLIT ------------------------------------------------------------------------------
+GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
+GEN_AI_CONTENT_PROMPT: Final = "gen_ai.content.prompt"
+GEN_AI_CONTENT_COMPLETION: Final = "gen_ai.content.completion"
+
+# --- Anthropic SDK's own spans ------------------------------------------------------------
+ANTHROPIC_CACHE_WRITE_5M: Final = "anthropic.usage.cache_creation.ephemeral_5m_input_tokens"
+ANTHROPIC_CACHE_WRITE_1H: Final = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+ANTHROPIC_SDK_SCOPE: Final = "com.anthropic.sdk.python"
+
+# --- Resource attributes ------------------------------------------------------------------
+SERVICE_NAME: Final = "service.name"
+DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
+DEPLOYMENT_ENVIRONMENT: Final = "deployment.environment"
+
+# --- Aethermind's own namespace: what the SDK adds to LLM spans --------------------------
+AETHERMIND_PREFIX: Final = "aethermind."
+AETHERMIND_PROVIDER: Final = "aethermind.provider"
+AETHERMIND_MODEL: Final = "aethermind.model"
+AETHERMIND_INPUT_TOKENS: Final = "aethermind.usage.input_tokens"
+AETHERMIND_OUTPUT_TOKENS: Final = "aethermind.usage.output_tokens"
+AETHERMIND_CACHE_READ_TOKENS: Final = "aethermind.usage.cache_read_tokens"
+AETHERMIND_CACHE_WRITE_TOKENS: Final = "aethermind.usage.cache_write_tokens"
+AETHERMIND_REASONING_TOKENS: Final = "aethermind.usage.reasoning_tokens"
+AETHERMIND_TOTAL_TOKENS: Final = "aethermind.usage.total_tokens"
+AETHERMIND_COST_USD: Final = "aethermind.cost.usd"
+AETHERMIND_COST_SOURCE: Final = "aethermind.cost.source"
+AETHERMIND_PRICE_MODEL: Final = "aethermind.cost.price_model"
+
+# --- Precedence tables: for each fact, the names that carry it, first present wins --------
+PROVIDER_KEYS: Final = (GEN_AI_PROVIDER_NAME, GEN_AI_SYSTEM, LLM_PROVIDER, LLM_SYSTEM)
+OPERATION_KEYS: Final = (GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE)
+REQUEST_MODEL_KEYS: Final = (GEN_AI_REQUEST_MODEL,)
+RESPONSE_MODEL_KEYS: Final = (GEN_AI_RESPONSE_MODEL, LLM_MODEL_NAME, EMBEDDING_MODEL_NAME)
+INPUT_TOKEN_KEYS: Final = (
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_PROMPT_TOKENS,
+    LLM_TOKEN_COUNT_PROMPT,
+)
+OUTPUT_TOKEN_KEYS: Final = (
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    GEN_AI_USAGE_COMPLETION_TOKENS,
+    LLM_TOKEN_COUNT_COMPLETION,
+)
+TOTAL_TOKEN_KEYS: Final = (GEN_AI_USAGE_TOTAL_TOKENS, LLM_USAGE_TOTAL_TOKENS, LLM_TOKEN_COUNT_TOTAL)
+CACHE_READ_KEYS: Final = (
+    GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_LEGACY,
+    LLM_TOKEN_COUNT_CACHE_READ,
+)
+CACHE_WRITE_KEYS: Final = (
+    GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_LEGACY,
+    LLM_TOKEN_COUNT_CACHE_WRITE,
+)
+REASONING_KEYS: Final = (
+    GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    GEN_AI_USAGE_REASONING_TOKENS,
+    LLM_TOKEN_COUNT_REASONING,
+)
+PROVIDED_COST_KEYS: Final = (GEN_AI_USAGE_COST, LLM_COST_TOTAL)
+STREAMING_KEYS: Final = (GEN_AI_IS_STREAMING, LLM_IS_STREAMING)
+ENVIRONMENT_KEYS: Final = (DEPLOYMENT_ENVIRONMENT_NAME, DEPLOYMENT_ENVIRONMENT)
+
+# Any of these on a span makes it a GenAI span worth looking at; checked before anything else
+# so that the common case (an HTTP or DB span) costs a handful of dict lookups.
+GENAI_MARKER_KEYS: Final = (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_SYSTEM,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    OPENINFERENCE_SPAN_KIND,
+    LLM_REQUEST_TYPE,
+    LLM_MODEL_NAME,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    LLM_TOKEN_COUNT_PROMPT,
+)
+
+# OpenInference span kinds that are model calls; AGENT/TOOL/CHAIN/RETRIEVER are not priced.
+OPENINFERENCE_MODEL_KINDS: Final = frozenset({"LLM", "EMBEDDING"})
+# GenAI operations that are model calls (the rest: invoke_agent, execute_tool, ...).
+MODEL_CALL_OPERATIONS: Final = frozenset(
+    {
+        "chat",
+        "completion",
+        "text_completion",
+        "generate_content",
+        "embeddings",
+        "embedding",
+        "rerank",
+        "image_generation",
+    }
+)
+
+# --- Attributes that are never shipped or stored ------------------------------------------
+# Prompt and completion content: dropped unless the team opted into content capture.
+CONTENT_KEY_PREFIXES: Final = (
+    GEN_AI_PROMPT + ".",
+    GEN_AI_COMPLETION + ".",
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.prompts.",
+    "llm.prompt_template.",
+    "embedding.embeddings.",
+    "gen_ai.tool.call.",
+    "traceloop.entity.input",
+    "traceloop.entity.output",
+)
+CONTENT_KEYS: Final = frozenset(
+    {
+        GEN_AI_PROMPT,
+        GEN_AI_COMPLETION,
+        GEN_AI_INPUT_MESSAGES,
+        GEN_AI_OUTPUT_MESSAGES,
+        GEN_AI_SYSTEM_INSTRUCTIONS,
+        GEN_AI_TOOL_CALL_ARGUMENTS,
+        GEN_AI_TOOL_CALL_RESULT,
+        GEN_AI_CONTENT_PROMPT,
+        GEN_AI_CONTENT_COMPLETION,
+        INPUT_VALUE,
+        OUTPUT_VALUE,
+        "input.mime_type",
+        "output.mime_type",
+        "llm.prompts",
+        "traceloop.entity.input",
+        "traceloop.entity.output",
+    }
+)
+# Attributes that can carry credentials: always dropped, whatever the content setting.
+CREDENTIAL_KEYS: Final = frozenset({GEN_AI_HEADERS, LLM_HEADERS})
+CREDENTIAL_KEY_FRAGMENTS: Final = (
+    "api_key",
+    "apikey",
+    "api-key",
+    "authorization",
+    "password",
+    "secret",
+    "x-api-key",
+)

@@ -1,0 +1,339 @@
+"""Price a usage record with genai-prices, at the span's own time, fast enough for a hot path.
+
+``genai_prices.calc_price`` costs about 100 µs a call. Within one model, one price period and
+one price tier the price is linear in the token counts, so we ask genai-prices once for the
+price of each kind of token (a rate card, probed through its own arithmetic) and cache that;
+each span then costs a few Decimal multiplications. A property test checks the result equals
+``calc_price`` exactly. No prices live in this module: all come from genai-prices' bundled
+snapshot or from an organization's own overrides.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from genai_prices import Usage
+from genai_prices.data_snapshot import DataSnapshot, get_snapshot
+from genai_prices.types import (
+    ConditionalPrice,
+    ModelInfo,
+    ModelPrice,
+    Provider,
+    TieredPrices,
+    TimeOfDateConstraint,
+)
+
+from aethermind.semconv.providers import prices_provider_id, split_model_prefix
+from aethermind.semconv.record import UNKNOWN_COST, Cost, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+_ZERO = Decimal(0)
+_NS_PER_DAY = 86_400_000_000_000
+_NS_PER_MINUTE = 60_000_000_000
+_PROBE_OUTPUT = 1_000_000
+_PROBE_INPUT = 1_000_000
+_CACHE_LIMIT = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """An organization's own price for models matching ``model_pattern`` (fnmatch, case-blind).
+
+    Used for fine-tunes, private deployments and negotiated rates. Prices are USD per million
+    tokens; a missing cache price means cached tokens cost the input price.
+    """
+
+    model_pattern: str
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cache_read_per_mtok: Decimal | None = None
+    cache_write_per_mtok: Decimal | None = None
+    valid_from: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"):
+            value = getattr(self, name)
+            if value is not None and (not value.is_finite() or value < 0):
+                raise ValueError(f"price override {self.model_pattern!r}: {name} must be >= 0, got {value}")
+
+    def applies(self, model: str, start_time_unix_nano: int) -> bool:
+        if self.valid_from is not None and start_time_unix_nano < _unix_nano(self.valid_from):
+            return False
+        return fnmatch.fnmatchcase(model.lower(), self.model_pattern.lower())
+
+    def model_price(self) -> ModelPrice:
+        return ModelPrice(
+            input_mtok=self.input_per_mtok,
+            output_mtok=self.output_per_mtok,
+            cache_read_mtok=self.cache_read_per_mtok,
+            cache_write_mtok=self.cache_write_per_mtok,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RateCard:
+    """Per-token USD prices of one model, in one price period and one tier."""
+
+    fixed: Decimal
+    input: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+    cache_write_1h: Decimal
+    output: Decimal
+    reasoning: Decimal
+
+    @classmethod
+    def probe(cls, price: ModelPrice, input_probe: int | None) -> RateCard:
+        """Ask genai-prices for the price of each token kind at ``input_probe`` input tokens.
+
+        ``input_probe`` lies inside the tier being probed (tiers are chosen by input tokens);
+        None means the tier only holds zero input tokens, so input rates never apply.
+        """
+
+        def total(**usage: int) -> Decimal:
+            return price.calc_price(Usage(**usage))["total_price"]
+
+        fixed = total()
+        if input_probe is None:
+            zero = _ZERO
+            base = fixed
+            rates_in = (zero, zero, zero, zero)
+            base_input = 0
+        else:
+            n = input_probe
+            base = total(input_tokens=n)
+            rates_in = (
+                (base - fixed) / n,
+                (total(input_tokens=n, cache_read_tokens=n) - fixed) / n,
+                (total(input_tokens=n, cache_write_tokens=n) - fixed) / n,
+                (total(input_tokens=n, cache_write_tokens=n, cache_write_1h_tokens=n) - fixed) / n,
+            )
+            base_input = n
+        m = _PROBE_OUTPUT
+        output = (total(input_tokens=base_input, output_tokens=m) - base) / m
+        reasoning = (
+            total(input_tokens=base_input, output_tokens=m, output_reasoning_tokens=m) - base
+        ) / m
+        return cls(fixed, *rates_in, output=output, reasoning=reasoning)
+
+    def cost(self, record: UsageRecord, *, price_model_id: str, provider_id: str | None) -> Cost:
+        cache_read = record.cache_read_tokens or 0
+        cache_write = record.cache_write_tokens or 0
+        cache_write_1h = min(record.cache_write_1h_tokens or 0, cache_write)
+        uncached = max((record.input_tokens or 0) - cache_read - cache_write, 0)
+        output = record.output_tokens or 0
+        reasoning = min(record.reasoning_tokens or 0, output)
+        input_cost = uncached * self.input
+        read_cost = cache_read * self.cache_read
+        write_cost = (cache_write - cache_write_1h) * self.cache_write + cache_write_1h * self.cache_write_1h
+        output_cost = (output - reasoning) * self.output + reasoning * self.reasoning
+        return Cost(
+            source="computed",
+            total=self.fixed + input_cost + read_cost + write_cost + output_cost,
+            input=input_cost,
+            cache_read=read_cost,
+            cache_write=write_cost,
+            output=output_cost,
+            price_model_id=price_model_id,
+            provider_id=provider_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    provider: Provider
+    model: ModelInfo
+    time_of_day_prices: bool
+
+
+class _PricedModel:
+    """One model's price (for one period) with its tier bounds and lazily probed rate cards."""
+
+    __slots__ = ("_price", "_tier_starts", "_cards")
+
+    def __init__(self, price: ModelPrice) -> None:
+        self._price = price
+        starts: set[int] = set()
+        for value in price.__dict__.values():
+            if isinstance(value, TieredPrices):
+                starts.update(tier.start for tier in value.tiers)
+        self._tier_starts = sorted(starts)
+        self._cards: dict[int, RateCard] = {}
+
+    def card_for(self, input_tokens: int) -> RateCard:
+        # genai-prices picks the highest tier whose start is strictly below the input tokens.
+        tier = bisect.bisect_left(self._tier_starts, input_tokens) if self._tier_starts else 0
+        card = self._cards.get(tier)
+        if card is None:
+            card = RateCard.probe(self._price, self._input_probe(tier))
+            self._cards[tier] = card
+        return card
+
+    def _input_probe(self, tier: int) -> int | None:
+        starts = self._tier_starts
+        if not starts:
+            return _PROBE_INPUT
+        if tier == 0:
+            return starts[0] if starts[0] > 0 else None
+        return starts[tier - 1] + 1
+
+
+class PriceBook:
+    """Prices usage records against one genai-prices data snapshot, with every lookup cached.
+
+    One instance per process is typical (see ``default_price_book``); tests or a user who
+    refreshed prices can build their own from another snapshot.
+    """
+
+    def __init__(self, snapshot: DataSnapshot | None = None) -> None:
+        self._snapshot = snapshot or get_snapshot()
+        self._resolved: dict[tuple[str | None, str], _Resolved | None] = {}
+        self._periods: dict[tuple[int, int], _PricedModel] = {}
+        self._overrides: dict[PriceOverride, _PricedModel] = {}
+
+    def price(
+        self,
+        record: UsageRecord,
+        start_time_unix_nano: int,
+        *,
+        overrides: Sequence[PriceOverride] = (),
+    ) -> Cost:
+        """The cost of ``record`` at the span's start time; never raises on odd input."""
+        try:
+            return self._price(record, start_time_unix_nano, overrides)
+        except Exception:  # a pricing bug must not lose the span: it is stored unpriced
+            logger.exception(
+                "pricing failed", extra={"provider": record.provider, "model": record.model}
+            )
+            return _fallback(record)
+
+    def _price(
+        self, record: UsageRecord, start_ns: int, overrides: Sequence[PriceOverride]
+    ) -> Cost:
+        model = record.model
+        if not model or not record.is_llm_call:
+            return _fallback(record)
+        inputs = record.input_tokens or 0
+        if overrides:
+            override = _pick_override(overrides, model, start_ns)
+            if override is not None:
+                priced = self._overrides.get(override)
+                if priced is None:
+                    priced = _PricedModel(override.model_price())
+                    self._remember(self._overrides, override, priced)
+                card = priced.card_for(inputs)
+                return card.cost(
+                    record, price_model_id=f"override:{override.model_pattern}", provider_id=None
+                )
+        provider_id = prices_provider_id(record.provider)
+        resolved = self._resolve(provider_id, model)
+        if resolved is None and record.request_model and record.request_model != model:
+            resolved = self._resolve(provider_id, record.request_model)
+        if resolved is None:
+            return _fallback(record)
+        period = start_ns // (_NS_PER_MINUTE if resolved.time_of_day_prices else _NS_PER_DAY)
+        key = (id(resolved.model), period)
+        priced_model = self._periods.get(key)
+        if priced_model is None:
+            at = datetime.fromtimestamp(start_ns / 1e9, tz=UTC)
+            priced_model = _PricedModel(resolved.model.get_prices(at))
+            self._remember(self._periods, key, priced_model)
+        card = priced_model.card_for(inputs)
+        return card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
+
+    def _resolve(self, provider_id: str | None, model: str) -> _Resolved | None:
+        key = (provider_id, model)
+        if key in self._resolved:
+            return self._resolved[key]
+        resolved = self._lookup(provider_id, model)
+        self._remember(self._resolved, key, resolved)
+        return resolved
+
+    def _lookup(self, provider_id: str | None, model: str) -> _Resolved | None:
+        prefix_provider, bare_model = split_model_prefix(model)
+        candidates: list[tuple[str | None, str]] = []
+        if prefix_provider is not None:
+            candidates.append((prefix_provider, bare_model))
+        candidates.append((provider_id, model))
+        if provider_id is not None:
+            # A proxy or gateway may report its own name as the provider; the model name
+            # alone still identifies a well-known model.
+            candidates.append((None, bare_model))
+        for candidate_provider, candidate_model in candidates:
+            try:
+                provider, info = self._snapshot.find_provider_model(
+                    candidate_model, None, candidate_provider, None
+                )
+            except LookupError:
+                continue
+            return _Resolved(provider, info, _has_time_of_day_prices(info))
+        return None
+
+    @staticmethod
+    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()  # crude but bounded; refilling costs one probe per model
+        cache[key] = value
+
+
+@functools.cache
+def default_price_book() -> PriceBook:
+    """The process-wide price book over genai-prices' bundled snapshot (never downloads)."""
+    return PriceBook()
+
+
+def price_record(
+    record: UsageRecord,
+    start_time_unix_nano: int,
+    *,
+    overrides: Sequence[PriceOverride] = (),
+) -> Cost:
+    """Price ``record`` with the default price book."""
+    return default_price_book().price(record, start_time_unix_nano, overrides=overrides)
+
+
+def _fallback(record: UsageRecord) -> Cost:
+    if record.provided_cost is not None:
+        return Cost(source="provided", total=record.provided_cost)
+    return UNKNOWN_COST
+
+
+def _pick_override(
+    overrides: Sequence[PriceOverride], model: str, start_ns: int
+) -> PriceOverride | None:
+    best: PriceOverride | None = None
+    for override in overrides:
+        if not override.applies(model, start_ns):
+            continue
+        if best is None or _valid_from_ns(override) > _valid_from_ns(best):
+            best = override
+    return best
+
+
+def _valid_from_ns(override: PriceOverride) -> int:
+    return _unix_nano(override.valid_from) if override.valid_from is not None else -1
+
+
+def _unix_nano(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+def _has_time_of_day_prices(model: ModelInfo) -> bool:
+    prices = model.prices
+    if not isinstance(prices, list):
+        return False
+    return any(
+        isinstance(p, ConditionalPrice) and isinstance(p.constraint, TimeOfDateConstraint)
+        for p in prices
+    )
