@@ -42,6 +42,7 @@ _NS_PER_MINUTE = 60_000_000_000
 _PROBE_OUTPUT = 1_000_000
 _PROBE_INPUT = 1_000_000
 _CACHE_LIMIT = 65_536
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,26 +127,30 @@ class RateCard:
         return cls(fixed, *rates_in, output=output, reasoning=reasoning)
 
     def cost(self, record: UsageRecord, *, price_model_id: str, provider_id: str | None) -> Cost:
+        # Zero terms are skipped: Decimal arithmetic dominates the per-span cost.
+        zero = _ZERO
         cache_read = record.cache_read_tokens or 0
         cache_write = record.cache_write_tokens or 0
-        cache_write_1h = min(record.cache_write_1h_tokens or 0, cache_write)
-        uncached = max((record.input_tokens or 0) - cache_read - cache_write, 0)
+        uncached = (record.input_tokens or 0) - cache_read - cache_write
+        input_cost = uncached * self.input if uncached > 0 else zero
+        read_cost = cache_read * self.cache_read if cache_read else zero
+        if cache_write:
+            write_1h = min(record.cache_write_1h_tokens or 0, cache_write)
+            write_cost = (cache_write - write_1h) * self.cache_write
+            if write_1h:
+                write_cost += write_1h * self.cache_write_1h
+        else:
+            write_cost = zero
         output = record.output_tokens or 0
         reasoning = min(record.reasoning_tokens or 0, output)
-        input_cost = uncached * self.input
-        read_cost = cache_read * self.cache_read
-        write_cost = (cache_write - cache_write_1h) * self.cache_write + cache_write_1h * self.cache_write_1h
-        output_cost = (output - reasoning) * self.output + reasoning * self.reasoning
-        return Cost(
-            source="computed",
-            total=self.fixed + input_cost + read_cost + write_cost + output_cost,
-            input=input_cost,
-            cache_read=read_cost,
-            cache_write=write_cost,
-            output=output_cost,
-            price_model_id=price_model_id,
-            provider_id=provider_id,
-        )
+        output_cost = (output - reasoning) * self.output if output else zero
+        if reasoning:
+            output_cost += reasoning * self.reasoning
+        total = input_cost + read_cost + write_cost + output_cost
+        if self.fixed:
+            total += self.fixed
+        return Cost("computed", total, input_cost, read_cost, write_cost, output_cost,
+                    price_model_id, provider_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +204,9 @@ class PriceBook:
         self._resolved: dict[tuple[str | None, str], _Resolved | None] = {}
         self._periods: dict[tuple[int, int], _PricedModel] = {}
         self._overrides: dict[PriceOverride, _PricedModel] = {}
+        # (provider as written, model, UTC day) -> the priced model and its ids: one lookup
+        # per span in the common case. Models with time-of-day prices never enter it.
+        self._daily: dict[tuple[str | None, str, int], tuple[_PricedModel, str, str] | None] = {}
 
     def price(
         self,
@@ -234,11 +242,21 @@ class PriceBook:
                 return card.cost(
                     record, price_model_id=f"override:{override.model_pattern}", provider_id=None
                 )
+        day_key = (record.provider, model, start_ns // _NS_PER_DAY)
+        daily = self._daily.get(day_key, _MISSING)
+        if daily is None:
+            return _fallback(record)
+        if daily is not _MISSING:
+            priced, model_id, provider_name = daily  # type: ignore[misc]
+            return priced.card_for(inputs).cost(
+                record, price_model_id=model_id, provider_id=provider_name
+            )
         provider_id = prices_provider_id(record.provider)
         resolved = self._resolve(provider_id, model)
         if resolved is None and record.request_model and record.request_model != model:
             resolved = self._resolve(provider_id, record.request_model)
         if resolved is None:
+            self._remember(self._daily, day_key, None)
             return _fallback(record)
         period = start_ns // (_NS_PER_MINUTE if resolved.time_of_day_prices else _NS_PER_DAY)
         key = (id(resolved.model), period)
@@ -247,6 +265,10 @@ class PriceBook:
             at = datetime.fromtimestamp(start_ns / 1e9, tz=UTC)
             priced_model = _PricedModel(resolved.model.get_prices(at))
             self._remember(self._periods, key, priced_model)
+        if not resolved.time_of_day_prices:
+            self._remember(
+                self._daily, day_key, (priced_model, resolved.model.id, resolved.provider.id)
+            )
         card = priced_model.card_for(inputs)
         return card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
 

@@ -38,10 +38,6 @@ class UsageRecord:
     error_type: str | None = None
     service: str | None = None
     environment: str | None = None
-    conversation_id: str | None = None
-    response_id: str | None = None
-    finish_reasons: tuple[str, ...] = ()
-    streaming: bool | None = None
     is_llm_call: bool = True
     """False for GenAI agent/tool spans: they are stored but never priced as a model call."""
 

@@ -1,0 +1,353 @@
+"""Turn any LLM span's attributes, whatever convention wrote them, into one UsageRecord.
+
+Precedence between spellings lives in ``attributes`` (tables of names); how each
+instrumentation counts cached and reasoning tokens lives in ``COUNTING`` below, decided from
+what the real instrumentations emit (see tests/semconv). Never raises: telemetry is input we
+do not control.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from aethermind.semconv import attributes as a
+from aethermind.semconv.providers import prices_provider_id
+from aethermind.semconv.record import UsageRecord
+
+# Larger counts are garbage (a bug or an attack), not usage: they are ignored, not stored.
+MAX_TOKENS: Final = 10**12
+MAX_COST_USD: Final = Decimal(10**9)
+ERROR_TYPE_OTHER: Final = "_OTHER"  # the semconv fallback when a failed span names no type
+
+
+@dataclass(frozen=True, slots=True)
+class Counting:
+    """Whether a source reports cached input and reasoning output outside its main counts.
+
+    The GenAI semconv defines input tokens as all input (cached included) and output tokens as
+    all output (reasoning included); a source that reports them separately gets them added.
+    """
+
+    input_excludes_cache: bool = False
+    output_excludes_reasoning: bool = False
+
+
+INCLUSIVE: Final = Counting()
+
+# (convention, genai-prices provider id) -> how that source counts. The convention is the
+# instrumentation family ("openllmetry", "openinference", "anthropic-sdk", "semconv");
+# None as provider is that family's default. Filled from the evidence in tests/semconv.
+COUNTING: Final[dict[tuple[str, str | None], Counting]] = {
+    ("semconv", None): INCLUSIVE,
+    # Gemini's candidates count leaves thoughts out; instrumentations pass it through as is.
+    ("semconv", "google"): Counting(output_excludes_reasoning=True),
+    ("openllmetry", None): INCLUSIVE,
+    ("openllmetry", "google"): Counting(output_excludes_reasoning=True),
+    ("openinference", None): INCLUSIVE,
+    ("anthropic-sdk", None): INCLUSIVE,
+}
+
+# Instrumentation scope name prefixes -> convention family.
+SCOPE_CONVENTIONS: Final = (
+    ("opentelemetry.instrumentation.", "openllmetry"),
+    ("openinference.instrumentation.", "openinference"),
+    (a.ANTHROPIC_SDK_SCOPE, "anthropic-sdk"),
+)
+
+# Operation names of the other conventions, mapped to semconv's `gen_ai.operation.name`.
+OPERATION_ALIASES: Final[dict[str, str]] = {
+    "completion": "text_completion",
+    "embedding": "embeddings",
+    "LLM": "chat",
+    "EMBEDDING": "embeddings",
+}
+OPENINFERENCE_AGENT_KINDS: Final = frozenset({"AGENT", "TOOL"})
+
+
+# The precedence table compiled for one pass over a span's attributes: every alias of every
+# fact, with its rank (0 wins). Reading a span is then one dict lookup per attribute.
+_FIELDS: Final = (
+    a.PROVIDER_KEYS,
+    a.OPERATION_KEYS,
+    a.REQUEST_MODEL_KEYS,
+    a.RESPONSE_MODEL_KEYS,
+    a.INPUT_TOKEN_KEYS,
+    a.OUTPUT_TOKEN_KEYS,
+    a.TOTAL_TOKEN_KEYS,
+    a.CACHE_READ_KEYS,
+    a.CACHE_WRITE_KEYS,
+    (a.ANTHROPIC_CACHE_WRITE_5M,),
+    (a.ANTHROPIC_CACHE_WRITE_1H,),
+    a.REASONING_KEYS,
+    a.PROVIDED_COST_KEYS,
+    (a.ERROR_TYPE,),
+    (a.OPENINFERENCE_SPAN_KIND,),
+    (a.LLM_INVOCATION_PARAMETERS,),
+)
+(
+    _PROVIDER,
+    _OPERATION,
+    _REQUEST_MODEL,
+    _RESPONSE_MODEL,
+    _INPUT,
+    _OUTPUT,
+    _TOTAL,
+    _CACHE_READ,
+    _CACHE_WRITE,
+    _WRITE_5M,
+    _WRITE_1H,
+    _REASONING,
+    _COST,
+    _ERROR_TYPE,
+    _OI_KIND,
+    _INVOCATION,
+) = range(len(_FIELDS))
+_SLOTS: Final[dict[str, tuple[int, int]]] = {
+    name: (field, rank) for field, names in enumerate(_FIELDS) for rank, name in enumerate(names)
+}
+_UNRANKED: Final = len(max(_FIELDS, key=len))
+
+
+def _pick(attrs: Mapping[str, Any]) -> list[Any]:
+    """The best-ranked raw value of each field; validated by the caller."""
+    values: list[Any] = [None] * len(_FIELDS)
+    ranks = [_UNRANKED] * len(_FIELDS)
+    slots = _SLOTS
+    for name, value in attrs.items():
+        slot = slots.get(name)
+        if slot is not None:
+            field, rank = slot
+            if rank < ranks[field]:
+                ranks[field] = rank
+                values[field] = value
+    return values
+
+
+def normalize(
+    attributes: Mapping[str, Any],
+    resource: Mapping[str, Any] | None = None,
+    *,
+    scope: str | None = None,
+    status_error: bool = False,
+    status_message: str | None = None,
+) -> UsageRecord | None:
+    """One usage record for a GenAI span, or None (fast) for any other span.
+
+    ``status_error`` is the span's status being ERROR: instrumentations that report a failed
+    call that way without ``error.type`` still count as an error.
+    """
+    try:
+        return _normalize(attributes, resource, scope, status_error, status_message)
+    except Exception:  # hostile attribute types must never take the caller down
+        return None
+
+
+def _normalize(
+    attrs: Mapping[str, Any],
+    resource: Mapping[str, Any] | None,
+    scope: str | None,
+    status_error: bool,
+    status_message: str | None,
+) -> UsageRecord | None:
+    for marker in a.GENAI_MARKER_KEYS:
+        if marker in attrs:
+            break
+    else:
+        return None
+
+    found = _pick(attrs)
+    oi_kind = _text(found[_OI_KIND])
+    operation = _valid_text(found[_OPERATION], attrs, a.OPERATION_KEYS)
+    if operation is None and oi_kind is not None:
+        operation = oi_kind
+    if operation is not None:
+        operation = OPERATION_ALIASES.get(operation, operation)
+
+    if oi_kind is not None and oi_kind not in a.OPENINFERENCE_MODEL_KINDS:
+        if oi_kind not in OPENINFERENCE_AGENT_KINDS:
+            return None  # CHAIN, RETRIEVER, ...: not a model call, not an agent step
+        is_llm_call = False
+        operation = "invoke_agent" if oi_kind == "AGENT" else "execute_tool"
+    else:
+        is_llm_call = operation is None or operation in a.MODEL_CALL_OPERATIONS
+
+    request_model = _valid_text(found[_REQUEST_MODEL], attrs, a.REQUEST_MODEL_KEYS)
+    response_model = _valid_text(found[_RESPONSE_MODEL], attrs, a.RESPONSE_MODEL_KEYS)
+    if request_model is None and found[_INVOCATION] is not None:
+        request_model = _model_from_invocation_parameters(found[_INVOCATION])
+
+    input_tokens = _valid_count(found[_INPUT], attrs, a.INPUT_TOKEN_KEYS)
+    output_tokens = _valid_count(found[_OUTPUT], attrs, a.OUTPUT_TOKEN_KEYS)
+    if is_llm_call and (
+        request_model is None
+        and response_model is None
+        and input_tokens is None
+        and output_tokens is None
+        and operation is None
+    ):
+        return None  # a bare provider name is not enough to call it a model call
+
+    provider = _valid_text(found[_PROVIDER], attrs, a.PROVIDER_KEYS)
+    if provider is not None:
+        provider = provider.lower()
+
+    cache_read = _valid_count(found[_CACHE_READ], attrs, a.CACHE_READ_KEYS)
+    cache_write = _valid_count(found[_CACHE_WRITE], attrs, a.CACHE_WRITE_KEYS)
+    write_5m = _count(found[_WRITE_5M])
+    write_1h = _count(found[_WRITE_1H])
+    if cache_write is None and (write_5m is not None or write_1h is not None):
+        cache_write = (write_5m or 0) + (write_1h or 0)
+    reasoning = _valid_count(found[_REASONING], attrs, a.REASONING_KEYS)
+
+    # Only a span with cached or reasoning tokens needs to know who counted them, and how.
+    cached = (cache_read or 0) + (cache_write or 0)
+    if input_tokens is not None and cached:
+        if cached > input_tokens or _counting(scope, attrs, provider).input_excludes_cache:
+            input_tokens += cached
+    if output_tokens is not None and reasoning:
+        if reasoning > output_tokens or _counting(scope, attrs, provider).output_excludes_reasoning:
+            output_tokens += reasoning
+
+    total = _valid_count(found[_TOTAL], attrs, a.TOTAL_TOKEN_KEYS)
+    if total is None or (input_tokens is not None and output_tokens is not None):
+        if input_tokens is not None or output_tokens is not None:
+            total = (input_tokens or 0) + (output_tokens or 0)
+
+    error_type = _text(found[_ERROR_TYPE])
+    if error_type is None and status_error:
+        error_type = ERROR_TYPE_OTHER
+
+    service = environment = None
+    if resource:
+        service = _text(resource.get(a.SERVICE_NAME))
+        environment = _first_text(resource, a.ENVIRONMENT_KEYS)
+
+    # Positional on purpose: keyword construction of 17 fields is measurably slower here.
+    return UsageRecord(
+        provider,
+        operation,
+        request_model,
+        response_model,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        write_5m,
+        write_1h,
+        reasoning,
+        total,
+        _first_cost(attrs) if found[_COST] is not None else None,
+        error_type,
+        service,
+        environment,
+        is_llm_call,
+    )
+
+
+def convention_of(scope: str | None, attrs: Mapping[str, Any]) -> str:
+    """Which instrumentation family wrote a span: by its scope name, else by its spelling."""
+    if scope:
+        for prefix, convention in SCOPE_CONVENTIONS:
+            if scope.startswith(prefix):
+                return convention
+    if a.LLM_TOKEN_COUNT_PROMPT in attrs or a.OPENINFERENCE_SPAN_KIND in attrs:
+        return "openinference"
+    if a.LLM_REQUEST_TYPE in attrs:
+        return "openllmetry"
+    return "semconv"
+
+
+def _counting(scope: str | None, attrs: Mapping[str, Any], provider: str | None) -> Counting:
+    convention = convention_of(scope, attrs)
+    provider_id = prices_provider_id(provider)
+    return (
+        COUNTING.get((convention, provider_id))
+        or COUNTING.get((convention, None))
+        or INCLUSIVE
+    )
+
+
+def _model_from_invocation_parameters(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > 65_536:
+        return None
+    try:
+        params = json.loads(value)
+    except ValueError:
+        return None
+    return _text(params.get("model")) if isinstance(params, dict) else None
+
+
+def _text(value: Any) -> str | None:
+    if type(value) is str and value:
+        return value
+    return None
+
+
+def _first_text(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = attrs.get(key)
+        if type(value) is str and value:
+            return value
+    return None
+
+
+def _valid_text(value: Any, attrs: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """``value`` if it is usable text, else the next alias that is (the rare slow path)."""
+    if type(value) is str and value:
+        return value
+    return None if value is None or len(keys) == 1 else _first_text(attrs, keys)
+
+
+def _valid_count(value: Any, attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+    if value is None:
+        return None
+    count = _count(value)
+    if count is None and len(keys) > 1:
+        return _first_count(attrs, keys)
+    return count
+
+
+def _count(value: Any) -> int | None:
+    kind = type(value)
+    if kind is int:
+        return value if 0 <= value <= MAX_TOKENS else None
+    if kind is float:
+        if math.isfinite(value) and value.is_integer() and 0 <= value <= MAX_TOKENS:
+            return int(value)
+        return None
+    if kind is str and 0 < len(value) <= 16:
+        try:
+            number = int(value)
+        except ValueError:
+            return None
+        return number if 0 <= number <= MAX_TOKENS else None
+    return None
+
+
+def _first_count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None:
+            count = _count(value)
+            if count is not None:
+                return count
+    return None
+
+
+def _first_cost(attrs: Mapping[str, Any]) -> Decimal | None:
+    for key in a.PROVIDED_COST_KEYS:
+        value = attrs.get(key)
+        if value is None or type(value) is bool or not isinstance(value, (int, float, str)):
+            continue
+        try:
+            cost = Decimal(str(value))
+        except InvalidOperation:
+            continue
+        if cost.is_finite() and 0 <= cost <= MAX_COST_USD:
+            return cost
+    return None
