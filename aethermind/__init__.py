@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["init_aethermind", "__version__"]
+__all__ = ["__version__", "init_aethermind"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

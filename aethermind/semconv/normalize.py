@@ -263,13 +263,24 @@ def convention_of(scope: str | None, attrs: Mapping[str, Any]) -> str:
 
 
 def _counting(scope: str | None, attrs: Mapping[str, Any], provider: str | None) -> Counting:
+    if scope is not None:
+        cached = _COUNTING_BY_SCOPE.get((scope, provider))
+        if cached is not None:
+            return cached
     convention = convention_of(scope, attrs)
     provider_id = prices_provider_id(provider)
-    return (
+    counting = (
         COUNTING.get((convention, provider_id))
         or COUNTING.get((convention, None))
         or INCLUSIVE
     )
+    if scope is not None and len(_COUNTING_BY_SCOPE) < 4096:
+        _COUNTING_BY_SCOPE[(scope, provider)] = counting
+    return counting
+
+
+# A span's scope decides its convention, so (scope, provider) pairs are few and stable.
+_COUNTING_BY_SCOPE: dict[tuple[str, str | None], Counting] = {}
 
 
 def _model_from_invocation_parameters(value: Any) -> str | None:
@@ -304,6 +315,8 @@ def _valid_text(value: Any, attrs: Mapping[str, Any], keys: tuple[str, ...]) -> 
 
 
 def _valid_count(value: Any, attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
+        return value
     if value is None:
         return None
     count = _count(value)

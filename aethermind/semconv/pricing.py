@@ -42,7 +42,12 @@ _NS_PER_MINUTE = 60_000_000_000
 _PROBE_OUTPUT = 1_000_000
 _PROBE_INPUT = 1_000_000
 _CACHE_LIMIT = 65_536
-_MISSING: Any = object()
+_OVERRIDE_PRICE_FIELDS = (
+    "input_per_mtok",
+    "output_per_mtok",
+    "cache_read_per_mtok",
+    "cache_write_per_mtok",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +66,12 @@ class PriceOverride:
     valid_from: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"):
+        for name in _OVERRIDE_PRICE_FIELDS:
             value = getattr(self, name)
             if value is not None and (not value.is_finite() or value < 0):
-                raise ValueError(f"price override {self.model_pattern!r}: {name} must be >= 0, got {value}")
+                raise ValueError(
+                    f"price override {self.model_pattern!r}: {name} must be >= 0, got {value}"
+                )
 
     def applies(self, model: str, start_time_unix_nano: int) -> bool:
         if self.valid_from is not None and start_time_unix_nano < _unix_nano(self.valid_from):
@@ -163,7 +170,7 @@ class _Resolved:
 class _PricedModel:
     """One model's price (for one period) with its tier bounds and lazily probed rate cards."""
 
-    __slots__ = ("_price", "_tier_starts", "_cards")
+    __slots__ = ("_cards", "_price", "_tier_starts")
 
     def __init__(self, price: ModelPrice) -> None:
         self._price = price
@@ -243,11 +250,11 @@ class PriceBook:
                     record, price_model_id=f"override:{override.model_pattern}", provider_id=None
                 )
         day_key = (record.provider, model, start_ns // _NS_PER_DAY)
-        daily = self._daily.get(day_key, _MISSING)
-        if daily is None:
-            return _fallback(record)
-        if daily is not _MISSING:
-            priced, model_id, provider_name = daily  # type: ignore[misc]
+        if day_key in self._daily:
+            daily = self._daily[day_key]
+            if daily is None:
+                return _fallback(record)
+            priced, model_id, provider_name = daily
             return priced.card_for(inputs).cost(
                 record, price_model_id=model_id, provider_id=provider_name
             )

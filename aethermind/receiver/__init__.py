@@ -1,0 +1,1 @@
+"""The Aethermind receiver: OTLP ingest, query API and dashboard behind the ``[receiver]`` extra."""

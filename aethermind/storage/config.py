@@ -1,0 +1,131 @@
+"""Where the database is and how the pool behaves: one frozen config resolved from
+arguments, then the environment, then defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+logger = logging.getLogger(__name__)
+
+ENV_DATABASE_URL = "DATABASE_URL"
+ENV_DATA_DIR = "AETHERMIND_DATA_DIR"
+ENV_POOL_MIN_SIZE = "AETHERMIND_DB_POOL_MIN_SIZE"
+ENV_POOL_MAX_SIZE = "AETHERMIND_DB_POOL_MAX_SIZE"
+ENV_CONNECT_TIMEOUT = "AETHERMIND_DB_CONNECT_TIMEOUT"
+ENV_COMMAND_TIMEOUT = "AETHERMIND_DB_COMMAND_TIMEOUT"
+
+APP_NAME = "aethermind"
+
+
+def default_data_dir() -> Path:
+    """The per-user directory the embedded database lives in when nothing else is said."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, *, integer: bool) -> float:
+    """Read one numeric setting; a bad value is logged and replaced by the default, so a
+    typo in a deployment never stops the server over a tuning knob."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        logger.warning(
+            "ignoring invalid numeric setting",
+            extra={"setting": name, "value": raw, "default": default},
+        )
+        return default
+    if value <= 0:
+        logger.warning(
+            "ignoring non-positive numeric setting",
+            extra={"setting": name, "value": raw, "default": default},
+        )
+        return default
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """How to reach PostgreSQL: a URL, or (when ``database_url`` is None) an embedded server
+    kept in ``data_dir``. ``sslmode`` and other libpq-style parameters in the URL are honoured
+    by asyncpg itself."""
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    min_pool_size: int = 1
+    max_pool_size: int = 10
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+    embedded_start_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.database_url is not None:
+            if not self.database_url.startswith(("postgres://", "postgresql://")):
+                raise ValueError(
+                    "database_url must start with postgresql:// or postgres:// "
+                    "(setting DATABASE_URL / --database-url)"
+                )
+        if self.min_pool_size < 0:
+            raise ValueError(f"min_pool_size must be >= 0, got {self.min_pool_size}")
+        if self.max_pool_size < 1:
+            raise ValueError(f"max_pool_size must be >= 1, got {self.max_pool_size}")
+        if self.min_pool_size > self.max_pool_size:
+            raise ValueError(
+                f"min_pool_size ({self.min_pool_size}) must not exceed "
+                f"max_pool_size ({self.max_pool_size})"
+            )
+        for name in ("connect_timeout", "command_timeout", "embedded_start_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    @property
+    def embedded(self) -> bool:
+        """True when no URL is configured and the embedded server will be used."""
+        return self.database_url is None
+
+    @classmethod
+    def from_env(
+        cls,
+        database_url: str | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        **overrides: float,
+    ) -> DatabaseConfig:
+        """Resolve argument > environment > default for each setting.
+
+        ``env`` defaults to ``os.environ``; tests pass their own mapping. ``overrides`` sets
+        pool sizes and timeouts directly (e.g. ``max_pool_size=4``).
+        """
+        environ: Mapping[str, str] = os.environ if env is None else env
+        url = database_url or environ.get(ENV_DATABASE_URL) or None
+        if data_dir is not None:
+            directory = Path(data_dir)
+        elif environ.get(ENV_DATA_DIR):
+            directory = Path(environ[ENV_DATA_DIR])
+        else:
+            directory = default_data_dir()
+        settings: dict[str, float] = {
+            "min_pool_size": _env_number(environ, ENV_POOL_MIN_SIZE, 1, integer=True),
+            "max_pool_size": _env_number(environ, ENV_POOL_MAX_SIZE, 10, integer=True),
+            "connect_timeout": _env_number(environ, ENV_CONNECT_TIMEOUT, 10.0, integer=False),
+            "command_timeout": _env_number(environ, ENV_COMMAND_TIMEOUT, 60.0, integer=False),
+        }
+        settings.update(overrides)
+        return cls(
+            database_url=url,
+            data_dir=directory.expanduser().resolve(),
+            min_pool_size=int(settings["min_pool_size"]),
+            max_pool_size=int(settings["max_pool_size"]),
+            connect_timeout=float(settings["connect_timeout"]),
+            command_timeout=float(settings["command_timeout"]),
+            embedded_start_timeout=float(settings.get("embedded_start_timeout", 60.0)),
+        )
