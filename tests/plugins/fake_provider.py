@@ -1,0 +1,518 @@
+"""A local fake of the OpenAI and Anthropic HTTP APIs: tests drive the real SDKs offline.
+
+The server is an aiohttp app on 127.0.0.1, on a free port, in a background thread with its
+own event loop: the sync `openai` and `anthropic` clients call it from test code over real
+HTTP. Every response has fixed usage numbers, all distinct from each other, so a test can
+tell which count ended up in which attribute. Tests import the `*_USAGE` constants rather
+than repeating the numbers.
+
+Models that genai-prices knows (checked with `genai_prices.calc_price`): `gpt-4o` (answered as
+`gpt-4o-2024-08-06`), `o3-mini` (answered as `o3-mini-2025-01-31`), `text-embedding-3-small`, and
+`claude-sonnet-4-5` (answered as `claude-sonnet-4-5-20250929`).
+
+A request whose model is one of `ERROR_MODELS` gets that HTTP status with the provider's error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+# OpenAI usage: `prompt_tokens` INCLUDES `cached_tokens`, and
+# `completion_tokens` INCLUDES `reasoning_tokens`.
+
+OPENAI_CHAT_USAGE: dict[str, Any] = {
+    "prompt_tokens": 1200,
+    "completion_tokens": 300,
+    "total_tokens": 1500,
+    "prompt_tokens_details": {"cached_tokens": 400, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+"""Non-streamed chat completion of a non-reasoning model (`gpt-4o`)."""
+
+OPENAI_STREAM_USAGE: dict[str, Any] = {
+    "prompt_tokens": 1700,
+    "completion_tokens": 350,
+    "total_tokens": 2050,
+    "prompt_tokens_details": {"cached_tokens": 600, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+"""Streamed chat completion, in the final chunk when `stream_options={"include_usage": True}`."""
+
+OPENAI_REASONING_USAGE: dict[str, Any] = {
+    "prompt_tokens": 800,
+    "completion_tokens": 1900,
+    "total_tokens": 2700,
+    "prompt_tokens_details": {"cached_tokens": 100, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 1600,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+"""Chat completion of a reasoning model (`o3-mini`): 1600 of its 1900 completion tokens are
+reasoning."""
+
+OPENAI_EMBEDDINGS_USAGE: dict[str, Any] = {"prompt_tokens": 64, "total_tokens": 64}
+"""Embeddings. The API always has `total_tokens == prompt_tokens` here; 64 is used nowhere else."""
+
+# --- Anthropic usage. `input_tokens` EXCLUDES cache reads and cache writes. ---
+
+ANTHROPIC_MESSAGES_USAGE: dict[str, Any] = {
+    "input_tokens": 900,
+    "cache_creation_input_tokens": 500,
+    "cache_read_input_tokens": 2000,
+    "cache_creation": {
+        "ephemeral_5m_input_tokens": 320,
+        "ephemeral_1h_input_tokens": 180,
+    },
+    "output_tokens": 250,
+    "service_tier": "standard",
+}
+"""Non-streamed message. All input, cache included: 900 + 2000 + 500 = 3400."""
+
+ANTHROPIC_STREAM_USAGE: dict[str, Any] = {
+    "input_tokens": 1300,
+    "cache_creation_input_tokens": 700,
+    "cache_read_input_tokens": 2400,
+    "cache_creation": {
+        "ephemeral_5m_input_tokens": 420,
+        "ephemeral_1h_input_tokens": 280,
+    },
+    "output_tokens": 275,
+    "service_tier": "standard",
+}
+"""Streamed message. `message_start` carries the input side, with `output_tokens` set to
+`ANTHROPIC_STREAM_START_OUTPUT`; `message_delta` carries only the final `output_tokens` (275).
+All input, cache included: 1300 + 2400 + 700 = 4400."""
+
+ANTHROPIC_STREAM_START_OUTPUT = 3
+"""The placeholder `output_tokens` of `message_start`: the real API sends a small number there."""
+
+OPENAI_MODEL_SNAPSHOTS: dict[str, str] = {
+    "gpt-4o": "gpt-4o-2024-08-06",
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "o3-mini": "o3-mini-2025-01-31",
+}
+"""Alias asked -> dated snapshot answered, as the real API does. Other models are echoed."""
+
+ANTHROPIC_MODEL_SNAPSHOTS: dict[str, str] = {
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+}
+
+REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+"""Chat models answered with `OPENAI_REASONING_USAGE`."""
+
+ERROR_MODELS: dict[str, int] = {
+    "error-model": 400,
+    "error-model-429": 429,
+    "error-model-500": 500,
+}
+"""Model name -> HTTP status of the error response. Use `max_retries=0`: 429 and 500 are retried."""
+
+OPENAI_CHAT_TEXT = "Hello from the fake provider."
+OPENAI_STREAM_PIECES = ("Hello", " from", " the", " fake", " stream.")
+ANTHROPIC_TEXT = "Bonjour from the fake provider."
+ANTHROPIC_STREAM_PIECES = ("Bonjour", " from", " the", " fake", " stream.")
+EMBEDDING_DIMENSIONS = 8
+
+_OPENAI_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", "model_not_found"),
+    429: ("rate_limit_exceeded", "rate_limit_exceeded"),
+    500: ("server_error", None),
+}
+_ANTHROPIC_ERRORS: dict[int, str] = {
+    400: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request that the fake server received, for tests to check what the SDK actually sent."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def model(self) -> str | None:
+        return self.body.get("model") if isinstance(self.body, dict) else None
+
+
+@dataclass
+class FakeProvider:
+    """A running fake server. `base_url` has no path; `openai_base_url` adds the `/v1` that the
+    OpenAI SDK expects (the Anthropic SDK adds it itself)."""
+
+    base_url: str
+    requests: list[RecordedRequest] = field(default_factory=list)
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.base_url
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        return [request for request in list(self.requests) if request.path == path]
+
+    def clear(self) -> None:
+        self.requests.clear()
+
+
+_ids = itertools.count(1)
+
+
+def _next_id(prefix: str) -> str:
+    return f"{prefix}{next(_ids):06d}"
+
+
+def _openai_error(status: int, model: str) -> web.Response:
+    error_type, code = _OPENAI_ERRORS[status]
+    body = {
+        "error": {
+            "message": f"The fake provider fails every request to the model `{model}`.",
+            "type": error_type,
+            "param": "model" if status == 400 else None,
+            "code": code,
+        }
+    }
+    return web.json_response(body, status=status, headers={"x-request-id": _next_id("req_")})
+
+
+def _anthropic_error(status: int, model: str) -> web.Response:
+    request_id = _next_id("req_")
+    body = {
+        "type": "error",
+        "error": {
+            "type": _ANTHROPIC_ERRORS[status],
+            "message": f"The fake provider fails every request to the model `{model}`.",
+        },
+        "request_id": request_id,
+    }
+    return web.json_response(body, status=status, headers={"request-id": request_id})
+
+
+def _sse(data: object, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n".encode()
+
+
+async def _send_sse(
+    request: web.Request, frames: Iterator[bytes], headers: dict[str, str]
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            **headers,
+        },
+    )
+    await response.prepare(request)
+    for frame in frames:
+        await response.write(frame)
+    await response.write_eof()
+    return response
+
+
+def _is_reasoning(model: str) -> bool:
+    return model.startswith(REASONING_MODEL_PREFIXES)
+
+
+def _openai_chat_frames(
+    model: str, completion_id: str, created: int, include_usage: bool
+) -> Iterator[bytes]:
+    """The chunks of a streamed chat completion, as OpenAI sends them: when usage was asked
+    for, `usage: null` on every chunk, then a last chunk with no choices and the usage."""
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake0001",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+        }
+        if include_usage:
+            data["usage"] = None
+        return data
+
+    yield _sse(chunk({"role": "assistant", "content": "", "refusal": None}, None))
+    for piece in OPENAI_STREAM_PIECES:
+        yield _sse(chunk({"content": piece}, None))
+    yield _sse(chunk({}, "stop"))
+    if include_usage:
+        yield _sse(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake0001",
+                "choices": [],
+                "usage": OPENAI_STREAM_USAGE,
+            }
+        )
+    yield b"data: [DONE]\n\n"
+
+
+async def _openai_chat(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    asked = str(body.get("model", ""))
+    if asked in ERROR_MODELS:
+        return _openai_error(ERROR_MODELS[asked], asked)
+    model = OPENAI_MODEL_SNAPSHOTS.get(asked, asked)
+    completion_id = _next_id("chatcmpl-fake")
+    created = int(time.time())
+    headers = {"x-request-id": _next_id("req_"), "openai-processing-ms": "42"}
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await _send_sse(
+            request,
+            _openai_chat_frames(model, completion_id, created, include_usage),
+            headers,
+        )
+    usage = OPENAI_REASONING_USAGE if _is_reasoning(asked) else OPENAI_CHAT_USAGE
+    response = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": OPENAI_CHAT_TEXT,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+        "service_tier": "default",
+        "system_fingerprint": "fp_fake0001",
+    }
+    return web.json_response(response, headers=headers)
+
+
+def _embedding_vector(index: int, encoding_format: str) -> list[float] | str:
+    values = [round(0.125 * (index + 1) + 0.01 * i, 6) for i in range(EMBEDDING_DIMENSIONS)]
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+    return values
+
+
+async def _openai_embeddings(request: web.Request) -> web.Response:
+    body = await request.json()
+    model = str(body.get("model", ""))
+    if model in ERROR_MODELS:
+        return _openai_error(ERROR_MODELS[model], model)
+    inputs = body.get("input")
+    count = (
+        len(inputs)
+        if isinstance(inputs, list) and not all(isinstance(item, int) for item in inputs)
+        else 1
+    )
+    encoding_format = str(body.get("encoding_format") or "float")
+    response = {
+        "object": "list",
+        "data": [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": _embedding_vector(index, encoding_format),
+            }
+            for index in range(count)
+        ],
+        "model": model,
+        "usage": OPENAI_EMBEDDINGS_USAGE,
+    }
+    return web.json_response(response, headers={"x-request-id": _next_id("req_")})
+
+
+def _anthropic_message(
+    message_id: str, model: str, content: list[dict[str, Any]], usage: dict[str, Any]
+) -> dict:
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "end_turn" if content else None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def _anthropic_stream_frames(message_id: str, model: str) -> Iterator[bytes]:
+    """The events of a streamed message in Anthropic's wire format: an `event:` line names
+    each (the SDK skips events without one), and its `data:` repeats the name in `type`."""
+    start_usage = {
+        **ANTHROPIC_STREAM_USAGE,
+        "output_tokens": ANTHROPIC_STREAM_START_OUTPUT,
+    }
+    yield _sse(
+        {
+            "type": "message_start",
+            "message": _anthropic_message(message_id, model, [], start_usage),
+        },
+        "message_start",
+    )
+    yield _sse(
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        },
+        "content_block_start",
+    )
+    yield _sse({"type": "ping"}, "ping")
+    for piece in ANTHROPIC_STREAM_PIECES:
+        yield _sse(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            },
+            "content_block_delta",
+        )
+    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    yield _sse(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": ANTHROPIC_STREAM_USAGE["output_tokens"]},
+        },
+        "message_delta",
+    )
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+async def _anthropic_messages(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    asked = str(body.get("model", ""))
+    if asked in ERROR_MODELS:
+        return _anthropic_error(ERROR_MODELS[asked], asked)
+    model = ANTHROPIC_MODEL_SNAPSHOTS.get(asked, asked)
+    message_id = _next_id("msg_fake")
+    headers = {"request-id": _next_id("req_")}
+    if body.get("stream"):
+        return await _send_sse(request, _anthropic_stream_frames(message_id, model), headers)
+    content = [{"type": "text", "text": ANTHROPIC_TEXT}]
+    return web.json_response(
+        _anthropic_message(message_id, model, content, ANTHROPIC_MESSAGES_USAGE),
+        headers=headers,
+    )
+
+
+def _make_app(provider: FakeProvider) -> web.Application:
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        provider.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.headers), body)
+        )
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
+    app.router.add_post("/v1/chat/completions", _openai_chat)
+    app.router.add_post("/v1/embeddings", _openai_embeddings)
+    app.router.add_post("/v1/messages", _anthropic_messages)
+    return app
+
+
+class FakeProviderServer:
+    """Runs the app in a daemon thread with its own event loop, so sync clients can block on it."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fake-provider", daemon=True
+        )
+        self._runner: web.AppRunner | None = None
+        self.provider: FakeProvider | None = None
+
+    def start(self) -> FakeProvider:
+        self._thread.start()
+        self.provider = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(
+            timeout=10
+        )
+        return self.provider
+
+    async def _start(self) -> FakeProvider:
+        provider = FakeProvider(base_url="")
+        self._runner = web.AppRunner(_make_app(provider), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        provider.base_url = f"http://{host}:{port}"
+        return provider
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[FakeProvider]:
+    """The fake provider, shared by the session: one server, one port. Tests that count
+    requests `.clear()` first or filter `.requests` by what they sent."""
+    with FakeProviderServer() as provider:
+        yield provider
