@@ -14,6 +14,7 @@ from opentelemetry.trace import StatusCode
 
 from tests.plugins.fake_provider import (
     ANTHROPIC_MESSAGES_USAGE,
+    ANTHROPIC_STREAM_START_OUTPUT,
     ANTHROPIC_STREAM_USAGE,
     OPENAI_CHAT_USAGE,
     OPENAI_EMBEDDINGS_USAGE,
@@ -24,6 +25,7 @@ from tests.plugins.fake_provider import (
 from tests.plugins.instrumented import (
     ANTHROPIC_API_KEY,
     ANTHROPIC_SDK_SCOPE,
+    EXTRA_HEADERS,
     INSTRUMENTATIONS,
     OPENAI_API_KEY,
     SCENARIOS,
@@ -145,6 +147,10 @@ def test_instrumentation_records_scenario(
         assert run.error is None
         assert own[0].status.status_code is not StatusCode.ERROR
     assert leftover_wrappers() == []
+    for span in run.spans:
+        for value in (span.attributes or {}).values():
+            assert OPENAI_API_KEY not in str(value)
+            assert ANTHROPIC_API_KEY not in str(value)
 
 
 def test_reinstrumenting_sends_spans_only_to_the_new_provider(
@@ -186,3 +192,93 @@ def test_anthropic_sdk_spans_double_up_with_an_instrumentation(
         assert sdk_span.attributes is not None and outer.attributes is not None
         response_id = sdk_span.attributes["gen_ai.response.id"]
         assert outer.attributes["gen_ai.response.id"] == response_id
+
+
+def _all_input(usage: dict[str, int]) -> int:
+    return (
+        usage["input_tokens"]
+        + usage["cache_read_input_tokens"]
+        + usage["cache_creation_input_tokens"]
+    )
+
+
+USAGE_SHAPES: list[tuple[str, str, str, int]] = [
+    # OpenAI's prompt_tokens already includes cached tokens; everyone passes it through.
+    ("openllmetry_openai", "openai_chat", "gen_ai.usage.input_tokens", 1200),
+    ("openllmetry_openai", "openai_chat", "gen_ai.usage.cache_read.input_tokens", 400),
+    ("openllmetry_openai", "openai_reasoning", "gen_ai.usage.output_tokens", 1900),
+    ("openllmetry_openai", "openai_reasoning", "gen_ai.usage.reasoning_tokens", 1600),
+    ("openinference_openai", "openai_chat", "llm.token_count.prompt", 1200),
+    ("openinference_openai", "openai_reasoning", "llm.token_count.completion", 1900),
+    # Anthropic's input_tokens excludes cache; all three add cache reads and writes back in.
+    (
+        "openllmetry_anthropic",
+        "anthropic_messages",
+        "gen_ai.usage.input_tokens",
+        _all_input(ANTHROPIC_MESSAGES_USAGE),
+    ),
+    (
+        "openinference_anthropic",
+        "anthropic_messages",
+        "llm.token_count.prompt",
+        _all_input(ANTHROPIC_MESSAGES_USAGE),
+    ),
+    (
+        "anthropic_sdk",
+        "anthropic_messages",
+        "gen_ai.usage.input_tokens",
+        _all_input(ANTHROPIC_MESSAGES_USAGE),
+    ),
+    # OpenLLMetry adds message_start's placeholder output_tokens to message_delta's total.
+    (
+        "openllmetry_anthropic",
+        "anthropic_stream",
+        "gen_ai.usage.output_tokens",
+        ANTHROPIC_STREAM_USAGE["output_tokens"] + ANTHROPIC_STREAM_START_OUTPUT,
+    ),
+    (
+        "openinference_anthropic",
+        "anthropic_stream",
+        "llm.token_count.completion",
+        ANTHROPIC_STREAM_USAGE["output_tokens"],
+    ),
+    (
+        "anthropic_sdk",
+        "anthropic_stream",
+        "gen_ai.usage.output_tokens",
+        ANTHROPIC_STREAM_USAGE["output_tokens"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("instrumentation", "scenario", "attribute", "expected"), USAGE_SHAPES)
+def test_usage_shapes(
+    fake_provider: FakeProvider,
+    instrumentation: str,
+    scenario: str,
+    attribute: str,
+    expected: int,
+) -> None:
+    """Pins the token-count semantics the cost pipeline relies on, so an upgrade that changes
+    them fails here first."""
+    run = run_scenario(instrumentation, scenario, fake_provider)
+    (span,) = run.spans
+    assert span.attributes is not None
+    assert span.attributes[attribute] == expected
+
+
+@pytest.mark.parametrize(
+    ("instrumentation", "scenario", "attribute"),
+    [
+        ("openllmetry_openai", "openai_chat_extra_headers", "gen_ai.headers"),
+        ("openinference_anthropic", "anthropic_extra_headers", "input.value"),
+    ],
+)
+def test_per_request_headers_leak_into_attributes(
+    fake_provider: FakeProvider, instrumentation: str, scenario: str, attribute: str
+) -> None:
+    """Where a secret passed as `extra_headers` ends up, for the scrubber to remove."""
+    run = run_scenario(instrumentation, scenario, fake_provider)
+    (span,) = run.spans
+    assert span.attributes is not None
+    assert EXTRA_HEADERS["X-Upstream-Api-Key"] in str(span.attributes[attribute])

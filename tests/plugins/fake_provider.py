@@ -111,6 +111,9 @@ All input, cache included: 1300 + 2400 + 700 = 4400."""
 ANTHROPIC_STREAM_START_OUTPUT = 3
 """The placeholder `output_tokens` of `message_start`: the real API sends a small number there."""
 
+DELTA_USAGE_HEADER = "x-fake-delta-usage"
+"""Request header: `cumulative` makes a streamed message's `message_delta` carry every count."""
+
 OPENAI_MODEL_SNAPSHOTS: dict[str, str] = {
     "gpt-4o": "gpt-4o-2024-08-06",
     "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
@@ -387,9 +390,23 @@ def _anthropic_message(
     }
 
 
-def _anthropic_stream_frames(message_id: str, model: str) -> Iterator[bytes]:
+def _anthropic_stream_frames(message_id: str, model: str, cumulative: bool) -> Iterator[bytes]:
     """The events of a streamed message in Anthropic's wire format: an `event:` line names
-    each (the SDK skips events without one), and its `data:` repeats the name in `type`."""
+    each (the SDK skips events without one), and its `data:` repeats the name in `type`.
+
+    `cumulative` makes `message_delta` repeat the input-side counts next to `output_tokens`, as
+    the API's cumulative delta usage does; otherwise it has `output_tokens` alone."""
+    delta_usage: dict[str, Any] = {"output_tokens": ANTHROPIC_STREAM_USAGE["output_tokens"]}
+    if cumulative:
+        delta_usage = {
+            key: ANTHROPIC_STREAM_USAGE[key]
+            for key in (
+                "input_tokens",
+                "cache_creation_input_tokens",
+                "cache_read_input_tokens",
+                "output_tokens",
+            )
+        }
     start_usage = {
         **ANTHROPIC_STREAM_USAGE,
         "output_tokens": ANTHROPIC_STREAM_START_OUTPUT,
@@ -424,7 +441,7 @@ def _anthropic_stream_frames(message_id: str, model: str) -> Iterator[bytes]:
         {
             "type": "message_delta",
             "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": ANTHROPIC_STREAM_USAGE["output_tokens"]},
+            "usage": delta_usage,
         },
         "message_delta",
     )
@@ -440,7 +457,9 @@ async def _anthropic_messages(request: web.Request) -> web.StreamResponse:
     message_id = _next_id("msg_fake")
     headers = {"request-id": _next_id("req_")}
     if body.get("stream"):
-        return await _send_sse(request, _anthropic_stream_frames(message_id, model), headers)
+        cumulative = request.headers.get(DELTA_USAGE_HEADER, "") == "cumulative"
+        frames = _anthropic_stream_frames(message_id, model, cumulative)
+        return await _send_sse(request, frames, headers)
     content = [{"type": "text", "text": ANTHROPIC_TEXT}]
     return web.json_response(
         _anthropic_message(message_id, model, content, ANTHROPIC_MESSAGES_USAGE),

@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.plugins.fake_provider import FakeProvider, RecordedRequest
+from tests.plugins.fake_provider import DELTA_USAGE_HEADER, FakeProvider, RecordedRequest
 
 Vendor = Literal["openai", "anthropic"]
 ContentMode = Literal["metadata_only", "content"]
@@ -50,6 +50,9 @@ ContentMode = Literal["metadata_only", "content"]
 OPENAI_API_KEY = "sk-fake-openai-key-0000"
 ANTHROPIC_API_KEY = "sk-ant-fake-anthropic-key-0000"
 """Dummy keys: a test can search span attributes for them to catch credential leaks."""
+
+EXTRA_HEADERS = {"X-Upstream-Api-Key": "sk-header-secret-0000", "X-Tenant": "tenant-42"}
+"""Per-request headers of `openai_chat_extra_headers`: a secret to look for in span attributes."""
 
 SERVICE_NAME = "aethermind-harness"
 
@@ -123,6 +126,15 @@ def _openai_chat_stream(clients: Clients) -> object:
     return list(stream)
 
 
+def _openai_chat_extra_headers(clients: Clients) -> object:
+    """A call with per-request headers, which OpenLLMetry copies into `gen_ai.headers`."""
+    return clients.openai().chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "Say hello."}],
+        extra_headers=dict(EXTRA_HEADERS),
+    )
+
+
 def _openai_reasoning(clients: Clients) -> object:
     return clients.openai().chat.completions.create(
         model=REASONING_MODEL,
@@ -151,12 +163,34 @@ def _anthropic_messages(clients: Clients) -> object:
     )
 
 
+def _anthropic_extra_headers(clients: Clients) -> object:
+    """A call with per-request headers: OpenInference dumps them into `input.value`."""
+    return clients.anthropic().messages.create(
+        model=ANTHROPIC_MODEL,
+        max_tokens=MAX_TOKENS,
+        messages=[{"role": "user", "content": "Say bonjour."}],
+        extra_headers=dict(EXTRA_HEADERS),
+    )
+
+
 def _anthropic_stream(clients: Clients) -> object:
     stream = clients.anthropic().messages.create(
         model=ANTHROPIC_MODEL,
         max_tokens=MAX_TOKENS,
         messages=[{"role": "user", "content": "Stream bonjour."}],
         stream=True,
+    )
+    return list(stream)
+
+
+def _anthropic_stream_cumulative(clients: Clients) -> object:
+    """A stream whose `message_delta` repeats the input-side counts (cumulative usage)."""
+    stream = clients.anthropic().messages.create(
+        model=ANTHROPIC_MODEL,
+        max_tokens=MAX_TOKENS,
+        messages=[{"role": "user", "content": "Stream bonjour."}],
+        stream=True,
+        extra_headers={DELTA_USAGE_HEADER: "cumulative"},
     )
     return list(stream)
 
@@ -188,6 +222,12 @@ SCENARIOS: dict[str, Scenario] = {
             _openai_chat_stream,
             path="/v1/chat/completions",
         ),
+        Scenario(
+            "openai_chat_extra_headers",
+            "openai",
+            _openai_chat_extra_headers,
+            path="/v1/chat/completions",
+        ),
         Scenario("openai_reasoning", "openai", _openai_reasoning, path="/v1/chat/completions"),
         Scenario("openai_embeddings", "openai", _openai_embeddings, path="/v1/embeddings"),
         Scenario(
@@ -199,6 +239,18 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("anthropic_messages", "anthropic", _anthropic_messages, path="/v1/messages"),
         Scenario("anthropic_stream", "anthropic", _anthropic_stream, path="/v1/messages"),
+        Scenario(
+            "anthropic_extra_headers",
+            "anthropic",
+            _anthropic_extra_headers,
+            path="/v1/messages",
+        ),
+        Scenario(
+            "anthropic_stream_cumulative",
+            "anthropic",
+            _anthropic_stream_cumulative,
+            path="/v1/messages",
+        ),
         Scenario(
             "anthropic_stream_helper",
             "anthropic",
