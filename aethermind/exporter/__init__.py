@@ -1,10 +1,20 @@
-"""The Aethermind SDK: enrich LLM spans inside the application and ship them over OTLP."""
+"""The Aethermind SDK: enrich LLM spans inside the application and ship them over OTLP.
+
+``init_aethermind`` is the one-call setup; ``AethermindSpanProcessor`` is the building block
+for hand-built OpenTelemetry setups. Importing this package never imports the server stack.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from aethermind.exporter.config import ConfigError, ExporterConfig
+from aethermind.exporter.processor import AethermindSpanProcessor
+from aethermind.exporter.setup import AethermindHandle, CountingExporter, init_aethermind
 
-
-def init_aethermind(api_key: str | None = None, endpoint: str | None = None, **options: Any) -> Any:
-    """Placeholder until the SDK lands (issue 4 of 7)."""
-    raise NotImplementedError("init_aethermind is not implemented yet")
+__all__ = [
+    "AethermindHandle",
+    "AethermindSpanProcessor",
+    "ConfigError",
+    "CountingExporter",
+    "ExporterConfig",
+    "init_aethermind",
+]

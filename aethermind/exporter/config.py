@@ -1,0 +1,79 @@
+"""SDK settings: argument, then environment variable, then default; validated at init."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Final
+
+ENV_API_KEY: Final = "AETHERMIND_API_KEY"
+ENV_ENDPOINT: Final = "AETHERMIND_ENDPOINT"
+ENV_CAPTURE_CONTENT: Final = "AETHERMIND_CAPTURE_CONTENT"
+DEFAULT_ENDPOINT: Final = "http://localhost:4318"
+TRACES_PATH: Final = "/v1/traces"
+KEY_PREFIX: Final = "aether_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting and how to set it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterConfig:
+    api_key: str
+    traces_endpoint: str
+    capture_content: bool = False
+    export_all: bool = False
+    max_queue_size: int = 8192
+    max_export_batch_size: int = 512
+    schedule_delay_millis: int = 1000
+    export_timeout_seconds: float = 10.0
+
+    def __repr__(self) -> str:
+        # The key is a secret: never in reprs, logs or error messages.
+        return f"ExporterConfig(traces_endpoint={self.traces_endpoint!r}, api_key='***')"
+
+    @classmethod
+    def resolve(
+        cls,
+        api_key: str | None,
+        endpoint: str | None,
+        *,
+        capture_content: bool | None = None,
+        export_all: bool = False,
+    ) -> ExporterConfig:
+        key = api_key or os.environ.get(ENV_API_KEY, "").strip()
+        if not key:
+            raise ConfigError(
+                f"Aethermind API key missing: pass api_key= or set {ENV_API_KEY}. Without it"
+                " no span would be accepted, so the SDK refuses to start silently."
+            )
+        if not key.startswith(KEY_PREFIX):
+            raise ConfigError(
+                f"Aethermind API key malformed: keys start with {KEY_PREFIX!r}"
+                f" (check {ENV_API_KEY} or the api_key argument)"
+            )
+        base = endpoint or os.environ.get(ENV_ENDPOINT, "").strip() or DEFAULT_ENDPOINT
+        if not base.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"Aethermind endpoint {base!r} must be an http:// or https:// URL"
+                f" (endpoint= or {ENV_ENDPOINT})"
+            )
+        if capture_content is None:
+            capture_content = _env_flag(ENV_CAPTURE_CONTENT)
+        return cls(
+            api_key=key,
+            traces_endpoint=traces_url(base),
+            capture_content=capture_content,
+            export_all=export_all,
+        )
+
+
+def traces_url(endpoint: str) -> str:
+    """The OTLP traces URL for a base endpoint, as the OTel exporters' own env vars do it."""
+    trimmed = endpoint.rstrip("/")
+    return trimmed if trimmed.endswith(TRACES_PATH) else trimmed + TRACES_PATH
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

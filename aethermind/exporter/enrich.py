@@ -1,0 +1,101 @@
+"""Pure functions that turn one ended span into what Aethermind ships: usage and cost added,
+content and credentials removed. Ended spans are immutable, so the result is a new span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from aethermind.semconv import Cost, PriceBook, UsageRecord, normalize
+from aethermind.semconv import attributes as a
+from aethermind.semconv.filtering import is_content_key, is_credential_key
+
+
+def usage_attributes(record: UsageRecord, cost: Cost) -> dict[str, Any]:
+    """Our normalized view of a call, under the ``aethermind.`` namespace.
+
+    Kept beside the original attributes so any backend (not only ours) can chart cost, and so
+    a reader never has to know which instrumentation wrote the span.
+    """
+    out: dict[str, Any] = {a.AETHERMIND_COST_SOURCE: cost.source}
+    if record.provider is not None:
+        out[a.AETHERMIND_PROVIDER] = record.provider
+    if record.model is not None:
+        out[a.AETHERMIND_MODEL] = record.model
+    for key, value in (
+        (a.AETHERMIND_INPUT_TOKENS, record.input_tokens),
+        (a.AETHERMIND_OUTPUT_TOKENS, record.output_tokens),
+        (a.AETHERMIND_CACHE_READ_TOKENS, record.cache_read_tokens),
+        (a.AETHERMIND_CACHE_WRITE_TOKENS, record.cache_write_tokens),
+        (a.AETHERMIND_REASONING_TOKENS, record.reasoning_tokens),
+        (a.AETHERMIND_TOTAL_TOKENS, record.total_tokens),
+    ):
+        if value is not None:
+            out[key] = value
+    if cost.total is not None:
+        # OTel attributes have no decimal type; float is the edge where the format demands it.
+        out[a.AETHERMIND_COST_USD] = float(cost.total)
+    if cost.price_model_id is not None:
+        out[a.AETHERMIND_PRICE_MODEL] = cost.price_model_id
+    return out
+
+
+def shippable_attributes(attributes: Mapping[str, Any], *, capture_content: bool) -> dict[str, Any]:
+    """The span's attributes minus credentials always, minus content unless opted in."""
+    return {
+        key: value
+        for key, value in attributes.items()
+        if not is_credential_key(key) and (capture_content or not is_content_key(key))
+    }
+
+
+def _shippable_events(events: Sequence[Event], *, capture_content: bool) -> tuple[Event, ...]:
+    kept: list[Event] = []
+    for event in events:
+        if not capture_content and is_content_key(event.name):
+            continue  # e.g. OpenLLMetry's gen_ai.content.prompt events carry the prompt itself
+        attrs = shippable_attributes(event.attributes or {}, capture_content=capture_content)
+        kept.append(Event(event.name, attrs, event.timestamp))
+    return tuple(kept)
+
+
+def enrich_span(
+    span: ReadableSpan,
+    *,
+    price_book: PriceBook,
+    capture_content: bool,
+    export_all: bool,
+) -> ReadableSpan | None:
+    """The span to ship, or None when it is not an LLM span and we only ship those."""
+    attributes = span.attributes or {}
+    scope = span.instrumentation_scope.name if span.instrumentation_scope else None
+    record = normalize(
+        attributes,
+        span.resource.attributes,
+        scope=scope,
+        status_error=span.status.status_code is StatusCode.ERROR,
+    )
+    if record is None and not export_all:
+        return None
+    new_attributes = shippable_attributes(attributes, capture_content=capture_content)
+    if record is not None:
+        cost = price_book.price(record, span.start_time or 0)
+        new_attributes.update(usage_attributes(record, cost))
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=new_attributes,
+        events=_shippable_events(span.events, capture_content=capture_content),
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )

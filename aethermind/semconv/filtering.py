@@ -1,0 +1,26 @@
+"""Which attributes are content (prompts, completions) and which may carry credentials.
+
+Shared by the SDK (which drops them before shipping) and the receiver (which drops them
+before storing, for clients that did not): one definition, two places of enforcement.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from aethermind.semconv import attributes as a
+
+
+@functools.lru_cache(maxsize=8192)
+def is_content_key(key: str) -> bool:
+    """Prompt, completion, message or tool-argument text, in any convention we know."""
+    return key in a.CONTENT_KEYS or key.startswith(a.CONTENT_KEY_PREFIXES)
+
+
+@functools.lru_cache(maxsize=8192)
+def is_credential_key(key: str) -> bool:
+    """Attributes that can hold an API key or a password: never shipped, never stored."""
+    if key in a.CREDENTIAL_KEYS:
+        return True
+    lowered = key.lower()
+    return any(fragment in lowered for fragment in a.CREDENTIAL_KEY_FRAGMENTS)
