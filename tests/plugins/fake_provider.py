@@ -22,7 +22,7 @@ import json
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +190,8 @@ class FakeProvider:
     def clear(self) -> None:
         self.requests.clear()
 
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _ids = itertools.count(1)
 
@@ -377,7 +379,7 @@ async def _openai_embeddings(request: web.Request) -> web.Response:
 
 def _anthropic_message(
     message_id: str, model: str, content: list[dict[str, Any]], usage: dict[str, Any]
-) -> dict:
+) -> dict[str, Any]:
     return {
         "id": message_id,
         "type": "message",
@@ -469,7 +471,7 @@ async def _anthropic_messages(request: web.Request) -> web.StreamResponse:
 
 def _make_app(provider: FakeProvider) -> web.Application:
     @web.middleware
-    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         raw = await request.read()
         try:
             body: Any = json.loads(raw) if raw else None

@@ -284,12 +284,19 @@ class Instrumentation:
     """The Python package of its wrappers, to find the ones its `uninstrument()` leaves behind."""
 
 
+def _undo(instrumentor: Any) -> Undo:
+    def undo() -> None:
+        instrumentor.uninstrument()
+
+    return undo
+
+
 def _openllmetry_openai(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Undo:
     from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    return instrumentor.uninstrument
+    return _undo(instrumentor)
 
 
 def _openllmetry_anthropic(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Undo:
@@ -297,7 +304,7 @@ def _openllmetry_anthropic(tracer_provider: TracerProvider, meter_provider: Mete
 
     instrumentor = AnthropicInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    return instrumentor.uninstrument
+    return _undo(instrumentor)
 
 
 def _openinference_openai(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Undo:
@@ -305,7 +312,7 @@ def _openinference_openai(tracer_provider: TracerProvider, meter_provider: Meter
 
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider)
-    return instrumentor.uninstrument
+    return _undo(instrumentor)
 
 
 def _openinference_anthropic(
@@ -315,7 +322,7 @@ def _openinference_anthropic(
 
     instrumentor = AnthropicInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider)
-    return instrumentor.uninstrument
+    return _undo(instrumentor)
 
 
 def _anthropic_sdk(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Undo:
