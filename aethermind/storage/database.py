@@ -2,6 +2,8 @@
 ``async with Database(config) as pool: ...``.
 """
 
+# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
+
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +12,7 @@ import logging
 from types import TracebackType
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from aethermind.storage.config import DatabaseConfig
 from aethermind.storage.embedded import EmbeddedPostgres

@@ -23,6 +23,8 @@ made by either works with the other. That user needs to traverse the path to the
 directory, so the ancestors of ``data_dir`` get the search (``o+x``) bit, never read.
 """
 
+# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
+
 from __future__ import annotations
 
 import asyncio
@@ -105,10 +107,20 @@ def _server_user() -> pwd.struct_passwd | None:
     except KeyError:
         pass
     try:
-        subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home",
-             "--shell", "/usr/sbin/nologin", SERVER_OS_USER],
-            check=True, capture_output=True, text=True, timeout=30,
+        subprocess.run(  # noqa: S603 - fixed arguments, no user input
+            [
+                shutil.which("useradd") or "/usr/sbin/useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVER_OS_USER,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         with contextlib.suppress(KeyError):  # another process created it meanwhile
@@ -126,7 +138,9 @@ def _grant_traverse(path: Path) -> None:
         mode = ancestor.stat().st_mode
         if not mode & stat.S_IXOTH:
             ancestor.chmod(mode | stat.S_IXOTH)
-            logger.info("granted o+x so the postgres user can traverse", extra={"path": str(ancestor)})
+            logger.info(
+                "granted o+x so the postgres user can traverse", extra={"path": str(ancestor)}
+            )
 
 
 def _ensure_binaries_usable(bin_dir: Path) -> None:
@@ -289,7 +303,11 @@ class EmbeddedPostgres:
         atexit.register(self._stop_at_exit)
         logger.info(
             "started embedded PostgreSQL",
-            extra={"data_dir": str(self.data_dir), "pid": address.pid, "socket_dir": str(address.socket_dir)},
+            extra={
+                "data_dir": str(self.data_dir),
+                "pid": address.pid,
+                "socket_dir": str(address.socket_dir),
+            },
         )
         return address
 
@@ -305,7 +323,16 @@ class EmbeddedPostgres:
                 try:
                     self._run(
                         bin_dir / "pg_ctl",
-                        ["-D", str(self.pgdata), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
+                        [
+                            "-D",
+                            str(self.pgdata),
+                            "-m",
+                            "fast",
+                            "-w",
+                            "-t",
+                            str(int(timeout)),
+                            "stop",
+                        ],
                         user,
                         timeout=timeout + 5,
                     )
@@ -320,7 +347,9 @@ class EmbeddedPostgres:
         try:
             self.stop_sync(timeout=30.0)
         except Exception:  # at exit there is no caller to raise to
-            logger.exception("failed to stop embedded PostgreSQL at exit", extra={"data_dir": str(self.data_dir)})
+            logger.exception(
+                "failed to stop embedded PostgreSQL at exit", extra={"data_dir": str(self.data_dir)}
+            )
 
     def _ensure_initialised(
         self, bin_dir: Path, user: pwd.struct_passwd | None, *, timeout: float
@@ -337,8 +366,10 @@ class EmbeddedPostgres:
         self._run(
             bin_dir / "initdb",
             [
-                "-D", str(self.pgdata),
-                "-U", DB_SUPERUSER,
+                "-D",
+                str(self.pgdata),
+                "-U",
+                DB_SUPERUSER,
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--no-locale",
@@ -366,10 +397,15 @@ class EmbeddedPostgres:
         self._run(
             bin_dir / "pg_ctl",
             [
-                "-D", str(self.pgdata),
-                "-l", str(self.pgdata / "server.log"),
-                "-o", options,
-                "-w", "-t", str(int(timeout)),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.pgdata / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(timeout)),
                 "start",
             ],
             user,
@@ -394,7 +430,7 @@ class EmbeddedPostgres:
         # pipe would keep us waiting for EOF until the server exits.
         with tempfile.TemporaryFile("w+") as out:
             try:
-                subprocess.run(
+                subprocess.run(  # noqa: S603 - our binaries, arguments we built
                     [str(program), *args],
                     check=True,
                     stdin=subprocess.DEVNULL,
@@ -411,6 +447,7 @@ class EmbeddedPostgres:
                 log_file = self.pgdata / "server.log"
                 if log_file.exists():
                     log_tail = log_file.read_text(errors="replace")[-2000:]
+                output = out.read()[-2000:]
                 raise EmbeddedPostgresError(
-                    f"{program.name} failed for {self.pgdata}: {exc}\n{out.read()[-2000:]}\n{log_tail}"
+                    f"{program.name} failed for {self.pgdata}: {exc}\n{output}\n{log_tail}"
                 ) from exc

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 from uuid import UUID
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import asyncpg
 
 APP_ROLE = "aethermind_app"
 ORG_SETTING = "aethermind.org_id"

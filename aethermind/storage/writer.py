@@ -1,0 +1,269 @@
+"""Stores a batch of spans for one organization in one transaction: one bulk
+``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` whose ``RETURNING`` rows feed
+the hourly rollup upsert, so a re-sent span is neither stored nor counted twice.
+
+Bulk path: ``unnest`` of one array parameter per column won over COPY into a temp staging
+table followed by ``INSERT ... SELECT`` (see ``benchmarks/bench_writer.py``): COPY is fast,
+but the extra statement, the staging table's maintenance and its round trips cost more
+than they save at 512-row batches.
+"""
+
+# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Any
+from uuid import UUID
+
+from aethermind.storage.histogram import BUCKET_COLUMNS
+from aethermind.storage.rows import COLUMNS, TelemetryRow
+from aethermind.storage.scope import PoolOrConnection, connection, tenant_transaction
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TelemetryRow", "ensure_partitions", "write_rows"]
+
+# One definition of "error" and "unpriced", shared with the raw-row queries.
+IS_ERROR_SQL = "(status = 'ERROR' OR error_type IS NOT NULL)"
+IS_UNPRICED_SQL = "(cost IS NULL AND cost_source = 'unknown')"
+
+_PG_TYPES: dict[str, str] = {
+    "trace_id": "text",
+    "span_id": "text",
+    "name": "text",
+    "timestamp": "timestamptz",
+    "parent_span_id": "text",
+    "kind": "text",
+    "duration_ms": "float8",
+    "status": "text",
+    "error_type": "text",
+    "service": "text",
+    "environment": "text",
+    "provider": "text",
+    "operation": "text",
+    "request_model": "text",
+    "response_model": "text",
+    "input_tokens": "int8",
+    "output_tokens": "int8",
+    "cache_read_tokens": "int8",
+    "cache_write_tokens": "int8",
+    "reasoning_tokens": "int8",
+    "total_tokens": "int8",
+    "cost": "numeric",
+    "cost_input": "numeric",
+    "cost_cache_read": "numeric",
+    "cost_cache_write": "numeric",
+    "cost_output": "numeric",
+    "cost_source": "text",
+    "price_model_id": "text",
+    "provided_cost": "numeric",
+    "attributes": "jsonb",
+    "resource_attributes": "jsonb",
+}
+assert set(_PG_TYPES) == set(COLUMNS), "every TelemetryRow field needs a PostgreSQL type"
+
+ROLLUP_KEYS = ("provider", "model", "service", "operation", "environment")
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+)
+ROLLUP_SUMS = (
+    "calls",
+    "errors",
+    *TOKEN_COLUMNS,
+    "cost",
+    "priced_calls",
+    "unpriced_calls",
+    "latency_count",
+    "latency_sum_ms",
+    *BUCKET_COLUMNS,
+)
+
+
+def rollup_aggregates_sql(source: str) -> str:
+    """SELECT list + FROM + GROUP BY that turns span rows in ``source`` into rollup rows
+    (hour, the five dimensions, then the measures in ``ROLLUP_SUMS`` order, min, max)."""
+    bucket = "width_bucket(duration_ms, aethermind_latency_bounds())"
+    buckets = ",\n        ".join(
+        f"count(*) FILTER (WHERE {bucket} = {i}) AS {col}" for i, col in enumerate(BUCKET_COLUMNS)
+    )
+    tokens = ",\n        ".join(f"coalesce(sum({c}), 0) AS {c}" for c in TOKEN_COLUMNS)
+    dims = ", ".join(f"coalesce({k}, '') AS {k}" for k in ROLLUP_KEYS)
+    return f"""
+        SELECT date_trunc('hour', "timestamp", 'UTC') AS hour, {dims},
+        count(*) AS calls,
+        count(*) FILTER (WHERE {IS_ERROR_SQL}) AS errors,
+        {tokens},
+        coalesce(sum(cost), 0) AS cost,
+        count(cost) AS priced_calls,
+        count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls,
+        count(duration_ms) AS latency_count,
+        coalesce(sum(duration_ms), 0) AS latency_sum_ms,
+        {buckets},
+        min(duration_ms) AS latency_min_ms,
+        max(duration_ms) AS latency_max_ms
+        FROM {source}
+        GROUP BY 1, 2, 3, 4, 5, 6"""
+
+
+def rollup_upsert_sql(source_cte: str, *, sign: str = "+") -> str:
+    """INSERT into the rollup from a CTE shaped like ``rollup_aggregates_sql``, adding to
+    (``sign='+'``) existing rows. Rows go in key order so concurrent writers lock rollup
+    rows in the same order and cannot deadlock."""
+    cols = [
+        "organization_id",
+        "hour",
+        *ROLLUP_KEYS,
+        *ROLLUP_SUMS,
+        "latency_min_ms",
+        "latency_max_ms",
+    ]
+    sets = [f"{c} = r.{c} {sign} excluded.{c}" for c in ROLLUP_SUMS]
+    sets.append("latency_min_ms = least(r.latency_min_ms, excluded.latency_min_ms)")
+    sets.append("latency_max_ms = greatest(r.latency_max_ms, excluded.latency_max_ms)")
+    select_cols = ", ".join(
+        ["$1::uuid", "hour", *ROLLUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
+    )
+    return f"""
+        INSERT INTO usage_rollup_hourly AS r ({", ".join(cols)})
+        SELECT {select_cols} FROM {source_cte}
+        ORDER BY hour, {", ".join(ROLLUP_KEYS)}
+        ON CONFLICT (organization_id, hour, {", ".join(ROLLUP_KEYS)}) DO UPDATE SET
+            {", ".join(sets)}"""
+
+
+def _insert_sql() -> str:
+    quoted = [f'"{c}"' for c in COLUMNS]
+    arrays = ", ".join(f"${i + 2}::{_PG_TYPES[c]}[]" for i, c in enumerate(COLUMNS))
+    returning = ", ".join(
+        [
+            '"timestamp"',
+            *ROLLUP_KEYS,
+            "status",
+            "error_type",
+            "duration_ms",
+            *TOKEN_COLUMNS,
+            "cost",
+            "cost_source",
+        ]
+    )
+    return f"""
+        WITH ins AS (
+            INSERT INTO telemetry_events (organization_id, {", ".join(quoted)})
+            SELECT $1::uuid, u.* FROM unnest({arrays}) AS u
+            ON CONFLICT DO NOTHING
+            RETURNING {returning}
+        ), agg AS ({rollup_aggregates_sql("ins")}
+        ), up AS ({rollup_upsert_sql("agg")}
+        )
+        SELECT count(*) FROM ins"""
+
+
+INSERT_SQL = _insert_sql()
+_GETTERS = tuple(attrgetter(c) for c in COLUMNS)
+
+
+class _MonthCache:
+    """Months known to have a partition, per pool (or connection) object.
+
+    asyncpg pools cannot be weakly referenced, so entries are keyed by identity, hold their
+    pool, and the least recently used is dropped past a handful (a process has one pool;
+    tests make many). A month dropped by retention elsewhere is harmless: its rows land in
+    the default partition, and they are past retention anyway.
+    """
+
+    def __init__(self, capacity: int = 8) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[int, tuple[Any, set[tuple[int, int]]]] = OrderedDict()
+
+    def months_for(self, owner: Any) -> set[tuple[int, int]]:
+        key = id(owner)
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not owner:
+            entry = (owner, set())
+            self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+        return entry[1]
+
+
+_known_months = _MonthCache()
+
+
+def _month(ts: datetime) -> tuple[int, int]:
+    utc = ts.astimezone(UTC)
+    return utc.year, utc.month
+
+
+def _next_month(month: tuple[int, int]) -> tuple[int, int]:
+    year, mon = month
+    return (year + 1, 1) if mon == 12 else (year, mon + 1)
+
+
+async def ensure_partitions(
+    pool_or_conn: PoolOrConnection, instants: Sequence[datetime], *, timeout: float | None = None
+) -> int:
+    """Make sure the monthly partitions for ``instants`` exist, and the month after the
+    latest (so a month's first batch never waits on DDL). Cached per pool; returns the
+    number of partitions created."""
+    known = _known_months.months_for(pool_or_conn)
+    months = {_month(ts) for ts in instants}
+    if months:
+        months.add(_next_month(max(months)))
+    missing = sorted(months - known)
+    if not missing:
+        return 0
+    starts = [datetime(y, m, 1, tzinfo=UTC) for y, m in missing]
+    async with connection(pool_or_conn) as conn:
+        created: int = await conn.fetchval(
+            "SELECT aethermind_ensure_month_partitions($1::timestamptz[])", starts, timeout=timeout
+        )
+    known.update(missing)
+    if created:
+        logger.info(
+            "created telemetry partitions",
+            extra={"count": created, "months": [f"{y}-{m:02d}" for y, m in missing]},
+        )
+    return created
+
+
+async def write_rows(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    rows: Sequence[TelemetryRow],
+    *,
+    timeout: float | None = None,
+) -> int:
+    """Store ``rows`` for ``organization_id`` in one transaction; return how many were new.
+
+    Spans already stored (same organization, start time, trace and span id) are skipped and
+    do not touch the rollup. When this returns, the rows and the rollup are committed.
+    """
+    if not rows:
+        return 0
+    await ensure_partitions(pool_or_conn, [r.timestamp for r in rows], timeout=timeout)
+    columns = [[get(r) for r in rows] for get in _GETTERS]
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        inserted: int = await conn.fetchval(
+            INSERT_SQL, str(organization_id), *columns, timeout=timeout
+        )
+    if inserted != len(rows):
+        logger.debug(
+            "skipped already-stored spans",
+            extra={
+                "organization_id": str(organization_id),
+                "batch": len(rows),
+                "inserted": inserted,
+            },
+        )
+    return inserted

@@ -1,0 +1,42 @@
+"""Migrations: applied once, safe to run twice and from two replicas at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from aethermind.storage.migrate import load_migrations, migrate, pending_migrations
+
+
+async def test_migrate_applies_everything_once_then_nothing(empty_database_url: str) -> None:
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        assert await pending_migrations(conn) == [m.name for m in load_migrations()]
+        first = await migrate(conn)
+        assert first == [m.name for m in load_migrations()]
+        assert await migrate(conn) == []
+        assert await pending_migrations(conn) == []
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(first)
+    finally:
+        await conn.close()
+
+
+async def test_two_migrators_at_once_apply_each_migration_exactly_once(
+    empty_database_url: str,
+) -> None:
+    conns = [await asyncpg.connect(empty_database_url) for _ in range(2)]
+    try:
+        results = await asyncio.gather(*(migrate(c) for c in conns))
+        names = [m.name for m in load_migrations()]
+        assert sorted(results, key=len) == [[], names]
+        assert await conns[0].fetchval("SELECT count(*) FROM schema_migrations") == len(names)
+    finally:
+        for c in conns:
+            await c.close()
+
+
+def test_migration_files_are_numbered_and_ordered() -> None:
+    names = [m.name for m in load_migrations()]
+    assert names == sorted(names)
+    assert names[0] == "0001_schema"
