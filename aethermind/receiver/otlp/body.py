@@ -63,7 +63,7 @@ def parse_content_encoding(header: str | None) -> str:
 class _BoundedBuffer:
     """Collects output chunks and fails as soon as their total passes the limit."""
 
-    __slots__ = ("_parts", "_size", "_limit", "_what")
+    __slots__ = ("_limit", "_parts", "_size", "_what")
 
     def __init__(self, limit: int, what: str) -> None:
         self._parts: list[bytes] = []
@@ -98,7 +98,7 @@ class _Inflater:
     ``unconsumed_tail`` and is never expanded.
     """
 
-    __slots__ = ("_coding", "_out", "_decoder", "_head", "_seen_input")
+    __slots__ = ("_coding", "_decoder", "_head", "_out", "_seen_input")
 
     def __init__(self, coding: str, out: _BoundedBuffer) -> None:
         self._coding = coding
@@ -198,8 +198,7 @@ async def read_body(
         wire_size += len(chunk)
         if wire_size > max_size:
             raise BodyTooLargeError(
-                f"request body is over the limit of {max_size} bytes before {coding} "
-                "decompression",
+                f"request body is over the limit of {max_size} bytes before {coding} decompression",
                 limit=max_size,
             )
         inflater.feed(chunk)
