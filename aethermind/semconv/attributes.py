@@ -51,6 +51,8 @@ LLM_HEADERS: Final = "llm.headers"
 # --- OpenInference (Arize) ----------------------------------------------------------------
 OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
 LLM_MODEL_NAME: Final = "llm.model_name"
+LLM_REQUEST_MODEL_NAME: Final = "llm.request.model_name"
+LLM_RESPONSE_MODEL_NAME: Final = "llm.response.model_name"
 LLM_PROVIDER: Final = "llm.provider"
 LLM_SYSTEM: Final = "llm.system"
 LLM_INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"
@@ -98,8 +100,13 @@ AETHERMIND_PRICE_MODEL: Final = "aethermind.cost.price_model"
 # --- Precedence tables: for each fact, the names that carry it, first present wins --------
 PROVIDER_KEYS: Final = (GEN_AI_PROVIDER_NAME, GEN_AI_SYSTEM, LLM_PROVIDER, LLM_SYSTEM)
 OPERATION_KEYS: Final = (GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE)
-REQUEST_MODEL_KEYS: Final = (GEN_AI_REQUEST_MODEL,)
-RESPONSE_MODEL_KEYS: Final = (GEN_AI_RESPONSE_MODEL, LLM_MODEL_NAME, EMBEDDING_MODEL_NAME)
+REQUEST_MODEL_KEYS: Final = (GEN_AI_REQUEST_MODEL, LLM_REQUEST_MODEL_NAME)
+RESPONSE_MODEL_KEYS: Final = (
+    GEN_AI_RESPONSE_MODEL,
+    LLM_RESPONSE_MODEL_NAME,
+    LLM_MODEL_NAME,
+    EMBEDDING_MODEL_NAME,
+)
 INPUT_TOKEN_KEYS: Final = (
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_PROMPT_TOKENS,
