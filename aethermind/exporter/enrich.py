@@ -4,7 +4,7 @@ content and credentials removed. Ended spans are immutable, so the result is a n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -12,7 +12,7 @@ from opentelemetry.trace import StatusCode
 
 from aethermind.semconv import Cost, PriceBook, UsageRecord, normalize
 from aethermind.semconv import attributes as a
-from aethermind.semconv.filtering import is_content_key, is_credential_key
+from aethermind.semconv.filtering import is_content_key, shippable_attributes
 
 
 def usage_attributes(record: UsageRecord, cost: Cost) -> dict[str, Any]:
@@ -42,15 +42,6 @@ def usage_attributes(record: UsageRecord, cost: Cost) -> dict[str, Any]:
     if cost.price_model_id is not None:
         out[a.AETHERMIND_PRICE_MODEL] = cost.price_model_id
     return out
-
-
-def shippable_attributes(attributes: Mapping[str, Any], *, capture_content: bool) -> dict[str, Any]:
-    """The span's attributes minus credentials always, minus content unless opted in."""
-    return {
-        key: value
-        for key, value in attributes.items()
-        if not is_credential_key(key) and (capture_content or not is_content_key(key))
-    }
 
 
 def _shippable_events(events: Sequence[Event], *, capture_content: bool) -> tuple[Event, ...]:

@@ -7,6 +7,8 @@ before storing, for clients that did not): one definition, two places of enforce
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from typing import Any
 
 from aethermind.semconv import attributes as a
 
@@ -24,3 +26,12 @@ def is_credential_key(key: str) -> bool:
         return True
     lowered = key.lower()
     return any(fragment in lowered for fragment in a.CREDENTIAL_KEY_FRAGMENTS)
+
+
+def shippable_attributes(attributes: Mapping[str, Any], *, capture_content: bool) -> dict[str, Any]:
+    """The attributes minus credentials always, minus content unless the owner opted in."""
+    return {
+        key: value
+        for key, value in attributes.items()
+        if not is_credential_key(key) and (capture_content or not is_content_key(key))
+    }

@@ -1,0 +1,76 @@
+"""The receiver's Prometheus metrics, in a registry owned by one application instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class ReceiverMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "aethermind_http_requests", "HTTP requests by route and status", ["route", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "aethermind_http_request_duration_seconds", "HTTP request latency", ["route"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.write_seconds = Histogram(
+            "aethermind_write_duration_seconds", "Time to commit one batch of rows",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.spans_received = Counter(
+            "aethermind_spans_received", "Spans decoded from requests", registry=r
+        )
+        self.spans_stored = Counter(
+            "aethermind_spans_stored", "Spans committed as new rows", registry=r
+        )
+        self.spans_duplicate = Counter(
+            "aethermind_spans_duplicate", "Spans already stored (re-sent), not stored again",
+            registry=r,
+        )
+        self.spans_dropped = Counter(
+            "aethermind_spans_dropped", "Accepted spans not stored, by reason", ["reason"],
+            registry=r,
+        )
+        self.spans_rejected = Counter(
+            "aethermind_spans_rejected", "Spans rejected as invalid, by reason", ["reason"],
+            registry=r,
+        )
+        self.values_truncated = Counter(
+            "aethermind_attribute_values_truncated", "Attribute values cut to the length limit",
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "aethermind_inflight_requests", "Ingest requests being processed", registry=r
+        )
+        self.auth_cache = Counter(
+            "aethermind_auth_cache", "API key cache lookups", ["result"], registry=r
+        )
+        self.auth_failures = Counter(
+            "aethermind_auth_failures", "Rejected credentials by reason", ["reason"], registry=r
+        )
+        self.rate_limited = Counter(
+            "aethermind_rate_limited", "Requests refused by an organization's rate limit",
+            registry=r,
+        )
+        self.rate_limit_fallback = Gauge(
+            "aethermind_rate_limit_local_fallback",
+            "1 while Redis is unreachable and the in-process limit is used", registry=r,
+        )
+        self.saturated = Counter(
+            "aethermind_saturated", "Requests answered 503 because the server was saturated",
+            registry=r,
+        )
+        self.storage_unavailable = Counter(
+            "aethermind_storage_unavailable", "Requests answered 503 because storage failed",
+            registry=r,
+        )
