@@ -1,0 +1,143 @@
+"""Per-organization model price overrides (USD per million tokens): create, list, update,
+delete. Matching a span's model against ``model_pattern`` is the pricing code's job.
+"""
+
+# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from aethermind.storage.scope import PoolOrConnection, tenant_transaction
+
+_PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+_COLUMNS = (
+    "id, organization_id, provider, model_pattern, input_per_mtok, output_per_mtok,"
+    " cache_read_per_mtok, cache_write_per_mtok, valid_from, created_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    id: UUID
+    organization_id: UUID
+    provider: str | None
+    model_pattern: str
+    input_per_mtok: Decimal | None
+    output_per_mtok: Decimal | None
+    cache_read_per_mtok: Decimal | None
+    cache_write_per_mtok: Decimal | None
+    valid_from: datetime
+    created_at: datetime
+
+
+def _check(prices: dict[str, Decimal | None]) -> None:
+    for name, value in prices.items():
+        if value is not None and not isinstance(value, Decimal):
+            raise TypeError(
+                f"{name} must be a Decimal (money is never float), got {type(value).__name__}"
+            )
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+
+
+async def create_price(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    model_pattern: str,
+    *,
+    provider: str | None = None,
+    input_per_mtok: Decimal | None = None,
+    output_per_mtok: Decimal | None = None,
+    cache_read_per_mtok: Decimal | None = None,
+    cache_write_per_mtok: Decimal | None = None,
+    valid_from: datetime | None = None,
+    timeout: float | None = None,
+) -> ModelPrice:
+    """Add an override; ``valid_from`` defaults to now (the database clock)."""
+    prices = {
+        "input_per_mtok": input_per_mtok,
+        "output_per_mtok": output_per_mtok,
+        "cache_read_per_mtok": cache_read_per_mtok,
+        "cache_write_per_mtok": cache_write_per_mtok,
+    }
+    _check(prices)
+    if not model_pattern:
+        raise ValueError("model_pattern must not be empty")
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO model_prices (organization_id, provider, model_pattern, input_per_mtok,
+                output_per_mtok, cache_read_per_mtok, cache_write_per_mtok, valid_from)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()))
+            RETURNING {_COLUMNS}
+            """,
+            UUID(str(organization_id)), provider, model_pattern, *prices.values(), valid_from,
+            timeout=timeout,
+        )  # fmt: skip
+    return ModelPrice(**dict(row))
+
+
+async def list_prices(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    *,
+    at: datetime | None = None,
+    timeout: float | None = None,
+) -> list[ModelPrice]:
+    """The organization's overrides, oldest first; with ``at``, only those valid by then."""
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM model_prices WHERE organization_id = $1"
+            " AND ($2::timestamptz IS NULL OR valid_from <= $2)"
+            " ORDER BY valid_from, created_at, id",
+            UUID(str(organization_id)), at, timeout=timeout,
+        )  # fmt: skip
+    return [ModelPrice(**dict(r)) for r in rows]
+
+
+async def update_price(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    price_id: UUID | str,
+    *,
+    timeout: float | None = None,
+    **changes: Any,
+) -> ModelPrice | None:
+    """Change some fields of an override; returns None when it does not exist here."""
+    allowed = {"provider", "model_pattern", "valid_from", *_PRICE_FIELDS}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"cannot update {sorted(unknown)}; allowed: {sorted(allowed)}")
+    _check({k: v for k, v in changes.items() if k in _PRICE_FIELDS})
+    if not changes:
+        raise ValueError("nothing to update")
+    names = sorted(changes)
+    sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        row = await conn.fetchrow(
+            f"UPDATE model_prices SET {sets} WHERE organization_id = $1 AND id = $2"
+            f" RETURNING {_COLUMNS}",
+            UUID(str(organization_id)), UUID(str(price_id)), *(changes[n] for n in names),
+            timeout=timeout,
+        )  # fmt: skip
+    return None if row is None else ModelPrice(**dict(row))
+
+
+async def delete_price(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    price_id: UUID | str,
+    *,
+    timeout: float | None = None,
+) -> bool:
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        status = await conn.execute(
+            "DELETE FROM model_prices WHERE organization_id = $1 AND id = $2",
+            UUID(str(organization_id)), UUID(str(price_id)), timeout=timeout,
+        )  # fmt: skip
+    return bool(status == "DELETE 1")

@@ -1,0 +1,312 @@
+"""Read side: the rows of ``GET /v1/aggregates``, one trace's spans, the costliest traces,
+and per-organization usage for operators.
+
+Aggregates come from the hourly rollup whenever the range is hour-aligned and the
+granularity is an hour or coarser (latency percentiles then interpolated from the rollup's
+histogram), and from raw spans otherwise (exact ``percentile_cont``). Both paths return
+the same calls, tokens and costs for the same spans.
+"""
+
+# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
+from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
+from aethermind.storage.writer import IS_ERROR_SQL, IS_UNPRICED_SQL, TOKEN_COLUMNS
+
+GROUP_KEYS: tuple[str, ...] = ("provider", "model", "service", "operation", "environment")
+FILTER_KEYS: tuple[str, ...] = ("provider", "model", "service", "operation", "environment")
+GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
+QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+Source = Literal["auto", "rollup", "raw"]
+
+
+def _validate(
+    from_: datetime,
+    to: datetime,
+    group_by: Sequence[str],
+    granularity: str | None,
+    filters: Mapping[str, str],
+) -> None:
+    for name, value in (("from", from_), ("to", to)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"'{name}' must be timezone-aware, got {value!r}")
+    if to <= from_:
+        raise ValueError(f"'to' ({to.isoformat()}) must be after 'from' ({from_.isoformat()})")
+    unknown = [g for g in group_by if g not in GROUP_KEYS]
+    if unknown:
+        raise ValueError(f"cannot group by {unknown}; allowed: {list(GROUP_KEYS)}")
+    if len(set(group_by)) != len(group_by):
+        raise ValueError(f"group_by repeats a key: {list(group_by)}")
+    if granularity is not None and granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {list(GRANULARITIES)}, got {granularity!r}")
+    bad_filters = [f for f in filters if f not in FILTER_KEYS]
+    if bad_filters:
+        raise ValueError(f"cannot filter on {bad_filters}; allowed: {list(FILTER_KEYS)}")
+
+
+def _hour_aligned(value: datetime) -> bool:
+    utc = value.astimezone(UTC)
+    return utc.minute == 0 and utc.second == 0 and utc.microsecond == 0
+
+
+def can_use_rollup(from_: datetime, to: datetime, granularity: str | None) -> bool:
+    """The rollup answers exactly when both ends fall on UTC hours and buckets are whole
+    hours (or coarser, which are made of whole UTC hours)."""
+    return _hour_aligned(from_) and _hour_aligned(to) and granularity != "minute"
+
+
+def _where(
+    filters: Mapping[str, str], *, first_param: int, null_as_empty: bool
+) -> tuple[str, list[str]]:
+    clauses, args = [], []
+    for i, (key, value) in enumerate(sorted(filters.items())):
+        column = key if null_as_empty else f"coalesce({key}, '')"
+        clauses.append(f"{column} = ${first_param + i}")
+        args.append(value)
+    return "".join(f" AND {c}" for c in clauses), args
+
+
+def _rollup_sql(
+    group_by: Sequence[str], granularity: str | None, filters: Mapping[str, str]
+) -> tuple[str, list[str]]:
+    dims = list(group_by)
+    select = [f"date_trunc('{granularity}', hour, 'UTC') AS bucket"] if granularity else []
+    select += dims
+    measures = [
+        "sum(calls)::bigint AS calls",
+        "sum(errors)::bigint AS errors",
+        *(f"sum({c})::bigint AS {c}" for c in TOKEN_COLUMNS),
+        "sum(cost) AS cost",
+        "sum(priced_calls)::bigint AS priced_calls",
+        "sum(unpriced_calls)::bigint AS unpriced_calls",
+        "min(latency_min_ms) AS latency_min_ms",
+        "max(latency_max_ms) AS latency_max_ms",
+        *(f"sum({c})::bigint AS {c}" for c in BUCKET_COLUMNS),
+    ]
+    where, args = _where(filters, first_param=4, null_as_empty=True)
+    keys = (["bucket"] if granularity else []) + dims
+    group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
+    sql = (
+        f"SELECT {', '.join(select + measures)} FROM usage_rollup_hourly"
+        f" WHERE organization_id = $1 AND hour >= $2 AND hour < $3{where}{group}"
+    )
+    return sql, args
+
+
+def _raw_sql(
+    group_by: Sequence[str], granularity: str | None, filters: Mapping[str, str]
+) -> tuple[str, list[str]]:
+    select = [f"date_trunc('{granularity}', \"timestamp\", 'UTC') AS bucket"] if granularity else []
+    select += [f"coalesce({d}, '') AS {d}" for d in group_by]
+    measures = [
+        "count(*) AS calls",
+        f"count(*) FILTER (WHERE {IS_ERROR_SQL}) AS errors",
+        *(f"coalesce(sum({c}), 0)::bigint AS {c}" for c in TOKEN_COLUMNS),
+        "sum(cost) AS cost",
+        "count(cost) AS priced_calls",
+        f"count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls",
+        "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms)"
+        " AS percentiles",
+    ]
+    where, args = _where(filters, first_param=4, null_as_empty=False)
+    keys = (["bucket"] if granularity else []) + list(group_by)
+    group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
+    sql = (
+        f"SELECT {', '.join(select + measures)} FROM telemetry_events"
+        f' WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3{where}{group}'
+    )
+    return sql, args
+
+
+def _row(
+    record: Mapping[str, Any], group_by: Sequence[str], granularity: str | None, *, rollup: bool
+) -> dict[str, Any]:
+    out: dict[str, Any] = {key: (record[key] or None) for key in group_by}
+    if granularity:
+        out["bucket"] = record["bucket"]
+    out["calls"] = int(record["calls"])
+    out["errors"] = int(record["errors"])
+    for column in TOKEN_COLUMNS:
+        out[column] = int(record[column])
+    priced = int(record["priced_calls"])
+    cost = record["cost"]
+    out["cost_usd"] = Decimal(cost) if priced and cost is not None else None
+    out["unpriced_calls"] = int(record["unpriced_calls"])
+    if rollup:
+        counts = [int(record[c]) for c in BUCKET_COLUMNS]
+        out["latency_ms"] = {
+            name: percentile(
+                counts, q, minimum=record["latency_min_ms"], maximum=record["latency_max_ms"]
+            )
+            for name, q in QUANTILES
+        }
+    else:
+        values = record["percentiles"] or [None, None, None]
+        out["latency_ms"] = {name: values[i] for i, (name, _) in enumerate(QUANTILES)}
+    return out
+
+
+async def aggregates(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    from_: datetime,
+    to: datetime,
+    *,
+    group_by: Sequence[str] = (),
+    granularity: str | None = None,
+    filters: Mapping[str, str] | None = None,
+    source: Source = "auto",
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of ``GET /v1/aggregates`` for spans with ``from_ <= start < to``.
+
+    Each row: the ``group_by`` keys (None where spans did not say), ``bucket`` (a UTC
+    datetime, only with ``granularity``), ``calls``, ``errors``, the six token sums,
+    ``cost_usd`` (Decimal summing the priced spans; None when none was priced),
+    ``unpriced_calls`` and ``latency_ms`` ``{"p50", "p95", "p99"}`` (floats, None when no
+    span had a duration). Rows are ordered by bucket, then group keys. An empty range
+    yields no rows. ``source`` forces the rollup or the raw path (for tests and
+    benchmarks); forcing the rollup on a range it cannot answer exactly raises ValueError.
+    """
+    filters = dict(filters or {})
+    _validate(from_, to, group_by, granularity, filters)
+    use_rollup = can_use_rollup(from_, to, granularity)
+    if source == "rollup" and not use_rollup:
+        raise ValueError("the rollup answers only hour-aligned ranges with granularity >= hour")
+    if source == "raw":
+        use_rollup = False
+    sql, args = (_rollup_sql if use_rollup else _raw_sql)(group_by, granularity, filters)
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        records = await conn.fetch(
+            sql, UUID(str(organization_id)), from_, to, *args, timeout=timeout
+        )
+    rows = [_row(r, group_by, granularity, rollup=use_rollup) for r in records]
+    return [r for r in rows if r["calls"] > 0]
+
+
+_SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "name", "kind", '"timestamp"', "duration_ms",
+    "status", "error_type", "service", "environment", "provider", "operation", "request_model",
+    "response_model", "model", *TOKEN_COLUMNS, "cost", "cost_input", "cost_cache_read",
+    "cost_cache_write", "cost_output", "cost_source", "price_model_id", "provided_cost",
+    "attributes", "resource_attributes",
+)  # fmt: skip
+
+
+async def trace_spans(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    trace_id: str,
+    *,
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """The stored spans of one trace in this organization, in start order; each with its
+    normalized fields, ``cost_usd`` (None when unpriced) and ``status``."""
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        records = await conn.fetch(
+            f"SELECT {', '.join(_SPAN_COLUMNS)} FROM telemetry_events"
+            ' WHERE organization_id = $1 AND trace_id = $2 ORDER BY "timestamp", span_id',
+            UUID(str(organization_id)),
+            trace_id.lower(),
+            timeout=timeout,
+        )
+    spans = []
+    for record in records:
+        span = dict(record)
+        span["cost_usd"] = span.pop("cost")
+        spans.append(span)
+    return spans
+
+
+async def top_traces(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    from_: datetime,
+    to: datetime,
+    *,
+    limit: int = 10,
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """The traces with the highest total cost among spans started in ``[from_, to)``:
+    ``trace_id``, ``root_name`` (the span without a parent, if stored), ``spans``,
+    ``cost_usd``, ``unpriced_calls``, ``total_tokens``, ``started_at``, ``duration_ms``."""
+    if not 0 < limit <= 1000:
+        raise ValueError(f"limit must be within 1..1000, got {limit}")
+    _validate(from_, to, (), None, {})
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        records = await conn.fetch(
+            f"""
+            SELECT trace_id,
+                   (array_agg(name ORDER BY "timestamp") FILTER (WHERE parent_span_id IS NULL))[1]
+                       AS root_name,
+                   count(*) AS spans,
+                   sum(cost) AS cost_usd,
+                   count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls,
+                   coalesce(sum(total_tokens), 0)::bigint AS total_tokens,
+                   min("timestamp") AS started_at,
+                   extract(epoch FROM
+                       max("timestamp" + make_interval(secs => coalesce(duration_ms, 0) / 1000))
+                       - min("timestamp")) * 1000 AS duration_ms
+              FROM telemetry_events
+             WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
+             GROUP BY trace_id
+            HAVING sum(cost) IS NOT NULL
+             ORDER BY sum(cost) DESC, trace_id
+             LIMIT $4
+            """,
+            UUID(str(organization_id)),
+            from_,
+            to,
+            limit,
+            timeout=timeout,
+        )
+    return [
+        {
+            **dict(r),
+            "duration_ms": float(r["duration_ms"]) if r["duration_ms"] is not None else None,
+        }
+        for r in records
+    ]
+
+
+async def organization_usage(
+    pool_or_conn: PoolOrConnection,
+    from_: datetime,
+    to: datetime,
+    *,
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
+    """Operator view: every organization with its usage in the UTC hours overlapping
+    ``[from_, to)`` (from the rollup): ``organization_id``, ``slug``, ``name``, ``plan``,
+    ``calls``, ``errors``, ``total_tokens``, ``cost_usd``, ``unpriced_calls``. Runs as the
+    owner, across tenants."""
+    _validate(from_, to, (), None, {})
+    async with owner_transaction(pool_or_conn) as conn:
+        records = await conn.fetch(
+            """
+            SELECT o.id AS organization_id, o.slug, o.name, o.plan,
+                   coalesce(sum(r.calls), 0)::bigint AS calls,
+                   coalesce(sum(r.errors), 0)::bigint AS errors,
+                   coalesce(sum(r.total_tokens), 0)::bigint AS total_tokens,
+                   CASE WHEN sum(r.priced_calls) > 0 THEN sum(r.cost) END AS cost_usd,
+                   coalesce(sum(r.unpriced_calls), 0)::bigint AS unpriced_calls
+              FROM organizations o
+              LEFT JOIN usage_rollup_hourly r
+                ON r.organization_id = o.id
+               AND r.hour >= date_trunc('hour', $1::timestamptz, 'UTC') AND r.hour < $2
+             GROUP BY o.id
+             ORDER BY calls DESC, o.slug
+            """,
+            from_,
+            to,
+            timeout=timeout,
+        )
+    return [dict(r) for r in records]

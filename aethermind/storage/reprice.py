@@ -1,0 +1,195 @@
+"""Recomputes stored costs from stored token counts with a caller-supplied price function,
+batch by batch, each batch updating its spans and the hourly rollup in one transaction.
+"""
+
+# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from aethermind.semconv.record import Cost, UsageRecord
+from aethermind.storage.rows import usage_from_row
+from aethermind.storage.scope import PoolOrConnection, tenant_transaction
+
+logger = logging.getLogger(__name__)
+
+PriceFn = Callable[[UsageRecord, datetime], Cost]
+"""Prices one span's usage as of its start time (current prices plus org overrides)."""
+ProgressFn = Callable[[int, int], None]
+"""Called after each batch with (spans examined so far, spans in the range)."""
+
+_COST_FIELDS = (
+    "cost",
+    "cost_input",
+    "cost_cache_read",
+    "cost_cache_write",
+    "cost_output",
+    "cost_source",
+    "price_model_id",
+)
+_DIMS = ("provider", "model", "service", "operation", "environment")
+
+
+@dataclass(frozen=True, slots=True)
+class RepriceResult:
+    examined: int
+    changed: int
+
+
+def _new_costs(row: Any, cost: Cost) -> tuple[Any, ...]:
+    """The cost columns as the writer would store them for this cost (see row_from_usage)."""
+    priced = cost.source != "unknown" and cost.total is not None
+    is_llm = row["cost_source"] is not None
+    source = cost.source if (is_llm or priced) else None
+    if not priced:
+        return (None, None, None, None, None, source, cost.price_model_id)
+    return (
+        cost.total,
+        cost.input,
+        cost.cache_read,
+        cost.cache_write,
+        cost.output,
+        source,
+        cost.price_model_id,
+    )
+
+
+def _pricing_flags(cost: Decimal | None, source: str | None) -> tuple[Decimal, int, int]:
+    """(cost contribution, priced count, unpriced count) of one span to its rollup row."""
+    if cost is not None:
+        return cost, 1, 0
+    return Decimal(0), 0, 1 if source == "unknown" else 0
+
+
+async def reprice(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    from_: datetime,
+    to: datetime,
+    price_fn: PriceFn,
+    *,
+    batch_size: int = 2000,
+    progress: ProgressFn | None = None,
+    timeout: float | None = None,
+) -> RepriceResult:
+    """Reprice the organization's spans that started in ``[from_, to)``.
+
+    Only spans whose cost columns change are written; the rollup's cost, priced and
+    unpriced counts move by the same deltas in the same transaction, so rollup and raw rows
+    agree after every batch (a crash mid-way leaves earlier batches repriced, later ones not;
+    running again finishes the job). Returns how many spans were examined and changed.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    org = UUID(str(organization_id))
+    async with tenant_transaction(pool_or_conn, org) as conn:
+        total: int = await conn.fetchval(
+            "SELECT count(*) FROM telemetry_events"
+            ' WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3',
+            org, from_, to, timeout=timeout,
+        )  # fmt: skip
+    examined = changed = 0
+    cursor: tuple[datetime, str, str] | None = None
+    while True:
+        async with tenant_transaction(pool_or_conn, org) as conn:
+            rows = await conn.fetch(
+                f"""
+                SELECT "timestamp", trace_id, span_id,
+                       date_trunc('hour', "timestamp", 'UTC') AS hour,
+                       {", ".join(f"coalesce({d}, '') AS {d}" for d in _DIMS)},
+                       request_model, response_model, input_tokens, output_tokens,
+                       cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens,
+                       provided_cost, error_type, {", ".join(_COST_FIELDS)}
+                  FROM telemetry_events
+                 WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
+                   AND ($4::timestamptz IS NULL OR ("timestamp", trace_id, span_id) > ($4, $5, $6))
+                 ORDER BY "timestamp", trace_id, span_id
+                 LIMIT $7
+                   FOR UPDATE
+                """,
+                org, from_, to, *(cursor or (None, None, None)), batch_size, timeout=timeout,
+            )  # fmt: skip
+            if not rows:
+                break
+            updates: list[tuple[Any, ...]] = []
+            deltas: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
+            for row in rows:
+                record = usage_from_row({**dict(row), **{d: row[d] or None for d in _DIMS}})
+                new = _new_costs(row, price_fn(record, row["timestamp"]))
+                old = tuple(row[f] for f in _COST_FIELDS)
+                if new == old:
+                    continue
+                updates.append((row["timestamp"], row["trace_id"], row["span_id"], *new))
+                old_flags = _pricing_flags(old[0], old[5])
+                new_flags = _pricing_flags(new[0], new[5])
+                delta = deltas[(row["hour"], *(row[d] for d in _DIMS))]
+                for i in range(3):
+                    delta[i] += new_flags[i] - old_flags[i]
+            if updates:
+                await _apply(conn, org, updates, deltas, timeout=timeout)
+            examined += len(rows)
+            changed += len(updates)
+            last = rows[-1]
+            cursor = (last["timestamp"], last["trace_id"], last["span_id"])
+        if progress is not None:
+            progress(examined, total)
+        if len(rows) < batch_size:
+            break
+    logger.info(
+        "repriced spans",
+        extra={"organization_id": str(org), "examined": examined, "changed": changed},
+    )
+    return RepriceResult(examined=examined, changed=changed)
+
+
+async def _apply(
+    conn: Any,
+    org: UUID,
+    updates: list[tuple[Any, ...]],
+    deltas: dict[tuple[Any, ...], list[Any]],
+    *,
+    timeout: float | None,
+) -> None:
+    columns = list(zip(*updates, strict=True))
+    await conn.execute(
+        """
+        UPDATE telemetry_events t
+           SET cost = u.cost, cost_input = u.ci, cost_cache_read = u.ccr,
+               cost_cache_write = u.ccw, cost_output = u.co, cost_source = u.src,
+               price_model_id = u.pm
+          FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::numeric[], $6::numeric[],
+                      $7::numeric[], $8::numeric[], $9::numeric[], $10::text[], $11::text[])
+               AS u(ts, trace_id, span_id, cost, ci, ccr, ccw, co, src, pm)
+         WHERE t.organization_id = $1 AND t."timestamp" = u.ts
+           AND t.trace_id = u.trace_id AND t.span_id = u.span_id
+        """,
+        org, *(list(c) for c in columns), timeout=timeout,
+    )  # fmt: skip
+    keys = sorted(deltas)  # lock rollup rows in key order, as the writer does
+    await conn.execute(
+        """
+        UPDATE usage_rollup_hourly r
+           SET cost = r.cost + d.cost, priced_calls = r.priced_calls + d.priced,
+               unpriced_calls = r.unpriced_calls + d.unpriced
+          FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                      $8::numeric[], $9::bigint[], $10::bigint[])
+               AS d(hour, provider, model, service, operation, environment, cost, priced, unpriced)
+         WHERE r.organization_id = $1 AND r.hour = d.hour AND r.provider = d.provider
+           AND r.model = d.model AND r.service = d.service AND r.operation = d.operation
+           AND r.environment = d.environment
+        """,
+        org,
+        *([k[i] for k in keys] for i in range(6)),
+        [deltas[k][0] for k in keys],
+        [deltas[k][1] for k in keys],
+        [deltas[k][2] for k in keys],
+        timeout=timeout,
+    )

@@ -1,0 +1,91 @@
+"""Retention: drop whole monthly partitions older than every organization's retention,
+and delete each organization's spans and rollup rows past its own (shorter) retention.
+"""
+
+# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aethermind.storage.scope import PoolOrConnection, owner_transaction
+
+logger = logging.getLogger(__name__)
+
+_PARTITION = re.compile(r"^telemetry_events_p(\d{4})(\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    dropped_partitions: list[str] = field(default_factory=list)
+    deleted_spans: int = 0
+    deleted_rollup_rows: int = 0
+
+
+def _hour_floor(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _month_end(year: int, month: int) -> datetime:
+    return datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+
+
+async def apply_retention(
+    pool_or_conn: PoolOrConnection,
+    *,
+    now: datetime | None = None,
+    timeout: float | None = None,
+) -> RetentionResult:
+    """Enforce every organization's ``retention_days`` as of ``now`` (default: the clock).
+
+    Cutoffs are floored to the UTC hour so the raw spans and the hourly rollup always
+    cover the same hours. Runs as the owner; each organization in its own transaction.
+    """
+    now = now or datetime.now(UTC)
+    dropped: list[str] = []
+    deleted_spans = deleted_rollup = 0
+    async with owner_transaction(pool_or_conn) as conn:
+        orgs = await conn.fetch("SELECT id, retention_days FROM organizations", timeout=timeout)
+        partitions = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'telemetry_events'::regclass",
+            timeout=timeout,
+        )
+    if not orgs:
+        return RetentionResult()
+    longest = max(int(o["retention_days"]) for o in orgs)
+    global_cutoff = _hour_floor(now - timedelta(days=longest))
+    for record in partitions:
+        match = _PARTITION.match(record["relname"])
+        if match is None:
+            continue  # the default partition, or one we did not make
+        if _month_end(int(match.group(1)), int(match.group(2))) <= global_cutoff:
+            async with owner_transaction(pool_or_conn) as conn:
+                await conn.execute(f'DROP TABLE IF EXISTS "{record["relname"]}"', timeout=timeout)
+            dropped.append(record["relname"])
+    for org in orgs:
+        cutoff = _hour_floor(now - timedelta(days=int(org["retention_days"])))
+        async with owner_transaction(pool_or_conn) as conn:
+            status = await conn.execute(
+                'DELETE FROM telemetry_events WHERE organization_id = $1 AND "timestamp" < $2',
+                org["id"], cutoff, timeout=timeout,
+            )  # fmt: skip
+            deleted_spans += int(status.split()[-1])
+            status = await conn.execute(
+                "DELETE FROM usage_rollup_hourly WHERE organization_id = $1 AND hour < $2",
+                org["id"], cutoff, timeout=timeout,
+            )  # fmt: skip
+            deleted_rollup += int(status.split()[-1])
+    result = RetentionResult(dropped, deleted_spans, deleted_rollup)
+    logger.info(
+        "retention applied",
+        extra={
+            "dropped_partitions": dropped,
+            "deleted_spans": deleted_spans,
+            "deleted_rollup_rows": deleted_rollup,
+        },
+    )
+    return result
