@@ -160,9 +160,7 @@ class FailureThrottle:
     def record_failure(self, address: str) -> None:
         if len(self._failures) >= self._max_addresses and address not in self._failures:
             self._failures.clear()
-        self._failures.setdefault(address, deque(maxlen=self._max_failures)).append(
-            self._clock()
-        )
+        self._failures.setdefault(address, deque(maxlen=self._max_failures)).append(self._clock())
 
     def record_success(self, address: str) -> None:
         self._failures.pop(address, None)

@@ -60,9 +60,7 @@ class ReceiverConfig:
         )
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: Any
-    ) -> ReceiverConfig:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ReceiverConfig:
         """Explicit ``overrides`` (CLI flags; None means not given) win over the environment."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}

@@ -16,16 +16,23 @@ class ReceiverMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.requests = Counter(
-            "aethermind_http_requests", "HTTP requests by route and status", ["route", "status"],
+            "aethermind_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
             registry=r,
         )
         self.request_seconds = Histogram(
-            "aethermind_http_request_duration_seconds", "HTTP request latency", ["route"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "aethermind_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.write_seconds = Histogram(
-            "aethermind_write_duration_seconds", "Time to commit one batch of rows",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "aethermind_write_duration_seconds",
+            "Time to commit one batch of rows",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.spans_received = Counter(
             "aethermind_spans_received", "Spans decoded from requests", registry=r
@@ -34,19 +41,30 @@ class ReceiverMetrics:
             "aethermind_spans_stored", "Spans committed as new rows", registry=r
         )
         self.spans_duplicate = Counter(
-            "aethermind_spans_duplicate", "Spans already stored (re-sent), not stored again",
+            "aethermind_spans_duplicate",
+            "Spans already stored (re-sent), not stored again",
             registry=r,
         )
         self.spans_dropped = Counter(
-            "aethermind_spans_dropped", "Accepted spans not stored, by reason", ["reason"],
+            "aethermind_spans_dropped",
+            "Accepted spans not stored, by reason",
+            ["reason"],
             registry=r,
         )
         self.spans_rejected = Counter(
-            "aethermind_spans_rejected", "Spans rejected as invalid, by reason", ["reason"],
+            "aethermind_spans_rejected",
+            "Spans rejected as invalid, by reason",
+            ["reason"],
             registry=r,
         )
         self.values_truncated = Counter(
-            "aethermind_attribute_values_truncated", "Attribute values cut to the length limit",
+            "aethermind_attribute_values_truncated",
+            "Attribute values cut to the length limit",
+            registry=r,
+        )
+        self.attributes_dropped = Counter(
+            "aethermind_attributes_dropped",
+            "Attributes dropped by the per-span limits",
             registry=r,
         )
         self.inflight = Gauge(
@@ -59,18 +77,22 @@ class ReceiverMetrics:
             "aethermind_auth_failures", "Rejected credentials by reason", ["reason"], registry=r
         )
         self.rate_limited = Counter(
-            "aethermind_rate_limited", "Requests refused by an organization's rate limit",
+            "aethermind_rate_limited",
+            "Requests refused by an organization's rate limit",
             registry=r,
         )
         self.rate_limit_fallback = Gauge(
             "aethermind_rate_limit_local_fallback",
-            "1 while Redis is unreachable and the in-process limit is used", registry=r,
+            "1 while Redis is unreachable and the in-process limit is used",
+            registry=r,
         )
         self.saturated = Counter(
-            "aethermind_saturated", "Requests answered 503 because the server was saturated",
+            "aethermind_saturated",
+            "Requests answered 503 because the server was saturated",
             registry=r,
         )
         self.storage_unavailable = Counter(
-            "aethermind_storage_unavailable", "Requests answered 503 because storage failed",
+            "aethermind_storage_unavailable",
+            "Requests answered 503 because storage failed",
             registry=r,
         )

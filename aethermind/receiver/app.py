@@ -1,0 +1,246 @@
+"""``create_app``: the one aiohttp application (ingest, query API, dashboard, operations).
+
+Resources are owned by cleanup contexts: the pool comes from a provider the caller passes
+(the CLI opens the database, tests pass theirs), Redis and the revocation listener are
+opened here and closed on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from aethermind.receiver import ingest, ops, query
+from aethermind.receiver.auth import FailureThrottle, KeyCache
+from aethermind.receiver.config import ReceiverConfig
+from aethermind.receiver.errors import HttpError
+from aethermind.receiver.logs import request_id_var
+from aethermind.receiver.metrics import ReceiverMetrics
+from aethermind.receiver.overrides import TenantPolicies, load_price_overrides
+from aethermind.receiver.ratelimit import RateLimiter
+from aethermind.receiver.state import SERVICES, Services
+from aethermind.semconv import PriceOverride, default_price_book
+from aethermind.storage import tenants
+
+logger = logging.getLogger(__name__)
+
+PoolProvider = Callable[[], AbstractAsyncContextManager[Any]]
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_LISTEN_RETRY_SECONDS = 1.0
+
+
+def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Application:
+    app = web.Application(
+        middlewares=[_request_context, _cors(config.cors_origins)],
+        client_max_size=config.max_body_bytes,
+        # We inflate request bodies ourselves, bounded, so a gzip bomb never fully inflates.
+        handler_args={"auto_decompress": False},
+    )
+    metrics = ReceiverMetrics()
+    app.cleanup_ctx.append(_services_ctx(config, pool_provider, metrics))
+    app.on_shutdown.append(_start_draining)
+    app.router.add_post("/v1/traces", ingest.otlp_traces)
+    app.router.add_post("/v1/ingest", ingest.json_ingest)
+    app.router.add_get("/v1/aggregates", query.aggregates)
+    app.router.add_get("/v1/traces/{trace_id}", query.trace)
+    app.router.add_get("/v1/top-traces", query.top_traces)
+    ops.add_routes(app)
+    return app
+
+
+def _services_ctx(
+    config: ReceiverConfig, pool_provider: PoolProvider, metrics: ReceiverMetrics
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with pool_provider() as pool, _redis(config.redis_url) as redis:
+
+            async def verify(key: str) -> tenants.VerifiedKey | None:
+                return await tenants.verify_key(pool, key, timeout=config.write_timeout_seconds)
+
+            async def load_overrides(organization_id: UUID) -> tuple[PriceOverride, ...]:
+                return await load_price_overrides(
+                    pool, organization_id, timeout=config.write_timeout_seconds
+                )
+
+            services = Services(
+                config=config,
+                pool=pool,
+                keys=KeyCache(
+                    verify,
+                    ttl_seconds=config.auth_cache_ttl_seconds,
+                    negative_ttl_seconds=config.auth_negative_ttl_seconds,
+                ),
+                throttle=FailureThrottle(max_failures=config.auth_max_failures_per_minute),
+                limiter=RateLimiter(
+                    redis, on_fallback=lambda on: metrics.rate_limit_fallback.set(int(on))
+                ),
+                metrics=metrics,
+                price_book=default_price_book(),
+                policies=TenantPolicies(load_overrides, ttl_seconds=config.overrides_ttl_seconds),
+            )
+            app[SERVICES] = services
+            listener = asyncio.create_task(_listen_for_revocations(services))
+            try:
+                yield
+            finally:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    return ctx
+
+
+@contextlib.asynccontextmanager
+async def _redis(url: str | None) -> AsyncIterator[Any]:
+    if not url:
+        yield None
+        return
+    from redis import asyncio as aioredis
+
+    client = aioredis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _listen_for_revocations(services: Services) -> None:
+    """Drop revoked keys from the cache as soon as any replica revokes them.
+
+    While the listening connection is down a notification could be missed, so every
+    (re)connection starts by clearing the whole cache; keys are then verified afresh.
+    """
+    while True:
+        try:
+            async with services.pool.acquire() as conn:
+                done = asyncio.get_running_loop().create_future()
+
+                def on_revoked(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+                    dropped = services.keys.forget_key_ids([payload])
+                    logger.info(
+                        "api key revoked elsewhere", extra={"key_id": payload, "dropped": dropped}
+                    )
+
+                def on_lost(_conn: Any, done: asyncio.Future[None] = done) -> None:
+                    if not done.done():
+                        done.set_result(None)
+
+                await conn.add_listener(tenants.KEY_REVOKED_CHANNEL, on_revoked)
+                conn.add_termination_listener(on_lost)
+                services.keys.clear()
+                try:
+                    await done
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.remove_listener(tenants.KEY_REVOKED_CHANNEL, on_revoked)
+                    conn.remove_termination_listener(on_lost)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning(
+                "revocation listener down, retrying", extra={"error": type(exc).__name__}
+            )
+        services.keys.clear()
+        await asyncio.sleep(_LISTEN_RETRY_SECONDS)
+
+
+async def _start_draining(app: web.Application) -> None:
+    services = app.get(SERVICES)
+    if services is not None:
+        services.draining = True
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, structured access log, metrics, and no stack trace ever reaching a client."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except HttpError as exc:
+            response = web.json_response(
+                {"error": {"status": exc.status, "message": exc.message}},
+                status=exc.status,
+                headers=exc.headers,
+            )
+        except web.HTTPException as exc:
+            response = exc
+        except Exception:
+            logger.exception("unhandled error", extra={"route": route_name})
+            response = web.json_response(
+                {"error": {"status": 500, "message": "internal error", "request_id": request_id}},
+                status=500,
+            )
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        services = request.app.get(SERVICES)
+        if services is not None:
+            services.metrics.requests.labels(route_name, str(status)).inc()
+            services.metrics.request_seconds.labels(route_name).observe(elapsed)
+        logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": route_name,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+                "remote": request.remote,
+            },
+        )
+        request_id_var.reset(token)
+
+
+def _cors(origins: tuple[str, ...]) -> Any:
+    allowed = frozenset(origins)
+    allow_any = "*" in allowed
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        permitted = origin is not None and (allow_any or origin in allowed)
+        if not permitted or not request.path.startswith("/v1/"):
+            return await handler(request)
+        assert origin is not None
+        headers = {
+            "Access-Control-Allow-Origin": origin,
+            "Vary": "Origin",
+            "Access-Control-Expose-Headers": "X-Request-Id, Retry-After, X-RateLimit-Limit, "
+            "X-RateLimit-Remaining, X-RateLimit-Reset",
+        }
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            headers.update(
+                {
+                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                    "Access-Control-Allow-Headers": "Authorization, Content-Type, "
+                    "Content-Encoding, x-api-key, X-Request-Id",
+                    "Access-Control-Max-Age": "600",
+                }
+            )
+            return web.Response(status=204, headers=headers)
+        response = await handler(request)
+        response.headers.update(headers)
+        return response
+
+    return cors

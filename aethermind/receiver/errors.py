@@ -1,0 +1,67 @@
+"""How failures become HTTP answers: typed errors carrying a status, and the rule for which
+database failures mean "try again" (503) versus "your data cannot be stored" (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import asyncpg
+
+# SQLSTATE classes that mean the database is unavailable or overloaded, not that the input
+# is wrong: connection exceptions, insufficient resources, operator intervention (shutdown,
+# cannot connect now), and transaction rollbacks (serialization, deadlock).
+_RETRYABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "55"})
+
+
+class HttpError(Exception):
+    """An error the client should see, with its status and a message without secrets."""
+
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(HttpError):
+    status = 400
+
+
+class Unauthorized(HttpError):
+    status = 401
+
+
+class Forbidden(HttpError):
+    status = 403
+
+
+class NotFound(HttpError):
+    status = 404
+
+
+class TooManyRequests(HttpError):
+    status = 429
+
+
+class Unavailable(HttpError):
+    status = 503
+
+
+def is_storage_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database could not be reached or could not take the work."""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or ""
+        return state[:2] in _RETRYABLE_SQLSTATE_CLASSES
+    return False
+
+
+def is_bad_data(exc: BaseException) -> bool:
+    """True for data exceptions (SQLSTATE class 22): a value PostgreSQL refuses to store."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (getattr(exc, "sqlstate", None) or "").startswith("22")
+    return False

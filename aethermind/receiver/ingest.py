@@ -1,0 +1,198 @@
+"""Ingest handlers: ``POST /v1/traces`` (OTLP/HTTP) and ``POST /v1/ingest`` (plain JSON).
+
+Order of checks, cheapest first, so bad or excess traffic costs little: saturation (503 at
+once), content type (415), key (401/403/429 throttle), body within limits (413/400), rate
+limit (429), then convert and commit. A 200 is only sent after the rows are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from aethermind.receiver import otlp
+from aethermind.receiver.errors import (
+    BadRequest,
+    HttpError,
+    TooManyRequests,
+    Unavailable,
+    is_bad_data,
+    is_storage_unavailable,
+)
+from aethermind.receiver.jsonevents import events_to_spans
+from aethermind.receiver.rows import Conversion, spans_to_rows
+from aethermind.receiver.security import authenticate
+from aethermind.receiver.state import SERVICES, Services
+from aethermind.storage.tenants import VerifiedKey
+from aethermind.storage.writer import write_rows
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def admitted(services: Services) -> AsyncIterator[None]:
+    """Bounded work in flight: past the bound, refuse at once rather than queue."""
+    if services.draining or services.inflight >= services.config.max_inflight_requests:
+        services.metrics.saturated.inc()
+        raise Unavailable(
+            "server saturated, retry later",
+            headers={"Retry-After": str(services.config.retry_after_seconds)},
+        )
+    services.inflight += 1
+    services.metrics.inflight.set(services.inflight)
+    try:
+        yield
+    finally:
+        services.inflight -= 1
+        services.metrics.inflight.set(services.inflight)
+
+
+async def otlp_traces(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    content_type = request.headers.get("Content-Type")
+    try:
+        async with admitted(services):
+            fmt = otlp.parse_content_type(content_type)
+            verified = await authenticate(request, "ingest")
+            body = await otlp.read_request_body(request, max_size=services.config.max_body_bytes)
+            decoded = otlp.decode_body(body, fmt, limits=services.config.decode_limits)
+            del body
+            _count_decoded(services, decoded)
+            await _rate_limit(services, verified, len(decoded.spans))
+            await _store(services, verified, decoded.spans)
+    except otlp.OtlpRequestError as exc:
+        payload, ctype = otlp.encode_error(exc, content_type=content_type)
+        return web.Response(status=exc.status, body=payload, content_type=ctype)
+    except HttpError as exc:
+        payload, ctype = otlp.encode_status(exc.status, exc.message, content_type=content_type)
+        return web.Response(
+            status=exc.status, body=payload, headers=exc.headers, content_type=ctype
+        )
+    payload, ctype = otlp.encode_decoded_response(decoded)
+    return web.Response(status=200, body=payload, content_type=ctype)
+
+
+async def json_ingest(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        async with admitted(services):
+            fmt = otlp.parse_content_type(request.headers.get("Content-Type"))
+            if fmt is not otlp.OtlpFormat.JSON:
+                raise otlp.UnsupportedContentTypeError("/v1/ingest takes application/json")
+            verified = await authenticate(request, "ingest")
+            body = await otlp.read_request_body(request, max_size=services.config.max_body_bytes)
+            parsed = events_to_spans(
+                body, max_events=services.config.decode_limits.max_spans_per_request
+            )
+            services.metrics.spans_received.inc(len(parsed.spans))
+            if parsed.rejected:
+                services.metrics.spans_rejected.labels("invalid_event").inc(parsed.rejected)
+            await _rate_limit(services, verified, len(parsed.spans))
+            stored, conversion = await _store(services, verified, parsed.spans)
+    except otlp.OtlpRequestError as exc:
+        return _json_error(exc.status, exc.message)
+    except HttpError as exc:
+        return _json_error(exc.status, exc.message, exc.headers)
+    return web.json_response(
+        {
+            "accepted": len(parsed.spans),
+            "stored": stored,
+            "duplicates": len(conversion.rows) - stored,
+            "rejected": parsed.rejected,
+            "errors": parsed.errors,
+        }
+    )
+
+
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"status": status, "message": message}}, status=status, headers=headers
+    )
+
+
+def _count_decoded(services: Services, decoded: otlp.DecodedRequest) -> None:
+    metrics = services.metrics
+    metrics.spans_received.inc(len(decoded.spans))
+    if decoded.rejected_spans:
+        metrics.spans_rejected.labels("invalid_span").inc(decoded.rejected_spans)
+    if decoded.truncated_values:
+        metrics.values_truncated.inc(decoded.truncated_values)
+    if decoded.dropped_attributes:
+        metrics.attributes_dropped.inc(decoded.dropped_attributes)
+
+
+async def _rate_limit(services: Services, verified: VerifiedKey, spans: int) -> None:
+    if spans == 0:
+        return
+    decision = await services.limiter.take(
+        str(verified.organization_id), verified.rate_limit_per_min, spans
+    )
+    services.metrics.rate_limit_fallback.set(1 if services.limiter.using_fallback else 0)
+    if not decision.allowed:
+        services.metrics.rate_limited.inc()
+        raise TooManyRequests(
+            f"organization over its rate limit of {verified.rate_limit_per_min} spans per minute",
+            headers=decision.headers(),
+        )
+
+
+async def _store(
+    services: Services, verified: VerifiedKey, spans: list[Any]
+) -> tuple[int, Conversion]:
+    metrics = services.metrics
+    retry = {"Retry-After": str(services.config.retry_after_seconds)}
+    try:
+        policy = await services.policies.policy(
+            verified.organization_id, capture_content=verified.capture_content
+        )
+    except Exception as exc:
+        if is_storage_unavailable(exc):
+            metrics.storage_unavailable.inc()
+            raise Unavailable("storage unavailable", headers=retry) from exc
+        raise
+    conversion = spans_to_rows(
+        spans,
+        policy=policy,
+        price_book=services.price_book,
+        keep_all_spans=services.config.keep_all_spans,
+    )
+    if conversion.dropped_not_genai:
+        metrics.spans_dropped.labels("not_genai").inc(conversion.dropped_not_genai)
+    if not conversion.rows:
+        return 0, conversion
+    started = time.perf_counter()
+    try:
+        inserted = await write_rows(
+            services.pool,
+            verified.organization_id,
+            conversion.rows,
+            timeout=services.config.write_timeout_seconds,
+        )
+    except Exception as exc:
+        if is_storage_unavailable(exc):
+            metrics.storage_unavailable.inc()
+            logger.warning(
+                "write failed, answering 503",
+                extra={
+                    "organization_id": str(verified.organization_id),
+                    "error": type(exc).__name__,
+                },
+            )
+            raise Unavailable("storage unavailable, retry later", headers=retry) from exc
+        if is_bad_data(exc):
+            logger.warning(
+                "database refused a value",
+                extra={"organization_id": str(verified.organization_id), "error": str(exc)[:200]},
+            )
+            raise BadRequest(f"a span holds a value the database cannot store: {exc}") from exc
+        raise
+    metrics.write_seconds.observe(time.perf_counter() - started)
+    metrics.spans_stored.inc(inserted)
+    if inserted < len(conversion.rows):
+        metrics.spans_duplicate.inc(len(conversion.rows) - inserted)
+    return inserted, conversion

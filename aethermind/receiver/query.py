@@ -1,0 +1,161 @@
+"""Query API: ``GET /v1/aggregates`` and ``GET /v1/traces/{trace_id}`` for keys with the
+``read`` scope. The organization is always the key's; no parameter can choose another.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from aethermind.receiver.errors import BadRequest, Unavailable, is_storage_unavailable
+from aethermind.receiver.security import authenticate
+from aethermind.receiver.state import SERVICES
+from aethermind.storage import queries
+
+DEFAULT_RANGE = timedelta(days=30)
+_TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+_FILTERS = ("provider", "model", "service", "operation", "environment")
+_KNOWN_PARAMS = frozenset({"from", "to", "group_by", "granularity", "limit", *_FILTERS})
+
+
+def parse_time(name: str, raw: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise BadRequest(f"parameter {name!r} must be an ISO 8601 date-time, got {raw!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_range(
+    params: Mapping[str, str], *, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    now = now or datetime.now(UTC)
+    to = parse_time("to", params["to"]) if params.get("to") else now
+    from_ = parse_time("from", params["from"]) if params.get("from") else to - DEFAULT_RANGE
+    if to <= from_:
+        raise BadRequest("parameter 'to' must be after 'from'")
+    return from_, to
+
+
+def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
+    unknown = sorted(set(params) - _KNOWN_PARAMS)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}")
+    from_, to = parse_range(params)
+    group_by = [g.strip() for g in params.get("group_by", "").split(",") if g.strip()]
+    bad = [g for g in group_by if g not in queries.GROUP_KEYS]
+    if bad:
+        raise BadRequest(
+            f"parameter 'group_by' has {bad[0]!r}; allowed: {', '.join(queries.GROUP_KEYS)}"
+        )
+    if len(set(group_by)) != len(group_by):
+        raise BadRequest("parameter 'group_by' repeats a key")
+    granularity = params.get("granularity") or None
+    if granularity is not None and granularity not in queries.GRANULARITIES:
+        raise BadRequest(
+            f"parameter 'granularity' must be one of {', '.join(queries.GRANULARITIES)}"
+        )
+    if granularity == "minute" and to - from_ > timedelta(days=7):
+        raise BadRequest("parameter 'granularity' minute allows ranges up to 7 days")
+    filters = {name: params[name] for name in _FILTERS if params.get(name)}
+    return {
+        "from_": from_,
+        "to": to,
+        "group_by": group_by,
+        "granularity": granularity,
+        "filters": filters,
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """Money as decimal strings, instants as ISO 8601, ids as strings."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+async def aggregates(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "read")
+    services = request.app[SERVICES]
+    params = parse_aggregate_params(request.query)
+    try:
+        rows = await queries.aggregates(
+            services.pool,
+            verified.organization_id,
+            params["from_"],
+            params["to"],
+            group_by=params["group_by"],
+            granularity=params["granularity"],
+            filters=params["filters"],
+            timeout=services.config.write_timeout_seconds,
+        )
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    except Exception as exc:
+        if is_storage_unavailable(exc):
+            raise Unavailable("storage unavailable", headers={"Retry-After": "2"}) from exc
+        raise
+    return web.json_response(
+        jsonable(
+            {
+                "from": params["from_"],
+                "to": params["to"],
+                "group_by": params["group_by"],
+                "granularity": params["granularity"],
+                "rows": rows,
+            }
+        )
+    )
+
+
+async def trace(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "read")
+    services = request.app[SERVICES]
+    trace_id = request.match_info["trace_id"]
+    if not _TRACE_ID_RE.match(trace_id):
+        raise BadRequest("path parameter 'trace_id' must be 32 hex characters")
+    try:
+        spans = await queries.trace_spans(
+            services.pool, verified.organization_id, trace_id,
+            timeout=services.config.write_timeout_seconds,
+        )  # fmt: skip
+    except Exception as exc:
+        if is_storage_unavailable(exc):
+            raise Unavailable("storage unavailable", headers={"Retry-After": "2"}) from exc
+        raise
+    if not spans:
+        return web.json_response(
+            {"error": {"status": 404, "message": f"no spans of trace {trace_id.lower()}"}},
+            status=404,
+        )
+    return web.json_response(jsonable({"trace_id": trace_id.lower(), "spans": spans}))
+
+
+async def top_traces(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "read")
+    services = request.app[SERVICES]
+    from_, to = parse_range(request.query)
+    try:
+        limit = int(request.query.get("limit", "10"))
+    except ValueError:
+        raise BadRequest("parameter 'limit' must be an integer") from None
+    if not 0 < limit <= 100:
+        raise BadRequest("parameter 'limit' must be within 1..100")
+    rows = await queries.top_traces(
+        services.pool, verified.organization_id, from_, to, limit=limit,
+        timeout=services.config.write_timeout_seconds,
+    )  # fmt: skip
+    return web.json_response(jsonable({"from": from_, "to": to, "traces": rows}))

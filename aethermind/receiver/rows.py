@@ -1,0 +1,104 @@
+"""Decoded OTLP spans -> stored rows: which spans are kept, what is removed, what they cost.
+
+Pure: no I/O. The receiver computes cost itself from the tokens (authoritative); a cost the
+span carried is kept beside it as ``provided_cost``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aethermind.receiver.otlp import DecodedSpan
+from aethermind.semconv import PriceBook, PriceOverride, UsageRecord, normalize
+from aethermind.semconv.filtering import shippable_attributes
+from aethermind.storage.rows import TelemetryRow, row_from_usage
+
+SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+STATUS_CODES = ("UNSET", "OK", "ERROR")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class Conversion:
+    """The rows to store and what happened to the rest."""
+
+    rows: list[TelemetryRow] = field(default_factory=list)
+    dropped_not_genai: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TenantPolicy:
+    """What one organization asked for, as far as converting spans goes."""
+
+    capture_content: bool = False
+    overrides: tuple[PriceOverride, ...] = ()
+
+
+def spans_to_rows(
+    spans: Sequence[DecodedSpan],
+    *,
+    policy: TenantPolicy,
+    price_book: PriceBook,
+    keep_all_spans: bool = False,
+) -> Conversion:
+    result = Conversion()
+    # Resources are shared by the spans of one ResourceSpans: filter each once.
+    resources: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+    capture = policy.capture_content
+    for span in spans:
+        attributes = span.attributes
+        resource = span.resource_attributes
+        status_error = span.status_code == 2
+        record = normalize(
+            attributes,
+            resource,
+            scope=span.scope_name or None,
+            status_error=status_error,
+        )
+        if record is None:
+            if not keep_all_spans:
+                result.dropped_not_genai += 1
+                continue
+            record = _plain_record(resource, status_error)
+        cached = resources.get(id(resource))
+        if cached is None or cached[0] is not resource:
+            cached = (resource, shippable_attributes(resource, capture_content=True))
+            resources[id(resource)] = cached
+        start = span.start_time_unix_nano
+        cost = price_book.price(record, start, overrides=policy.overrides)
+        result.rows.append(
+            row_from_usage(
+                record,
+                cost,
+                trace_id=span.trace_id,
+                span_id=span.span_id,
+                name=span.name,
+                timestamp=_EPOCH + timedelta(microseconds=start // 1000),
+                parent_span_id=span.parent_span_id,
+                kind=SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else None,
+                duration_ms=(span.end_time_unix_nano - start) / 1e6,
+                status=STATUS_CODES[span.status_code] if 0 <= span.status_code <= 2 else "UNSET",
+                attributes=shippable_attributes(attributes, capture_content=capture),
+                resource_attributes=cached[1],
+            )
+        )
+    return result
+
+
+def _plain_record(resource: Mapping[str, Any], status_error: bool) -> UsageRecord:
+    """A non-GenAI span kept with --keep-all-spans: no usage, not a model call."""
+    from aethermind.semconv import attributes as a
+
+    service = resource.get(a.SERVICE_NAME)
+    environment = resource.get(a.DEPLOYMENT_ENVIRONMENT_NAME) or resource.get(
+        a.DEPLOYMENT_ENVIRONMENT
+    )
+    return UsageRecord(
+        service=service if isinstance(service, str) else None,
+        environment=environment if isinstance(environment, str) else None,
+        error_type="_OTHER" if status_error else None,
+        is_llm_call=False,
+    )

@@ -1,0 +1,66 @@
+"""Authenticating a request: key -> organization and scopes, with throttling of clients that
+keep presenting bad keys. The organization always comes from the key, never from the request.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from aethermind.receiver.auth import presented_key
+from aethermind.receiver.errors import (
+    Forbidden,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    is_storage_unavailable,
+)
+from aethermind.receiver.state import SERVICES, VERIFIED_KEY
+from aethermind.storage.tenants import VerifiedKey
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
+    """The verified key of ``request`` if it may use ``scope``; raises the HTTP error if not."""
+    services = request.app[SERVICES]
+    metrics = services.metrics
+    address = client_address(request)
+    wait = services.throttle.retry_after(address)
+    if wait is not None:
+        metrics.auth_failures.labels("throttled").inc()
+        raise TooManyRequests(
+            "too many failed authentication attempts from this address",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    key = presented_key(request)
+    if key is None:
+        metrics.auth_failures.labels("missing").inc()
+        raise Unauthorized("missing API key: send Authorization: Bearer <key> or x-api-key")
+    hits_before = services.keys.hits
+    try:
+        verified = await services.keys.get(key)
+    except Exception as exc:
+        if is_storage_unavailable(exc):
+            raise Unavailable(
+                "storage unavailable while checking the API key",
+                headers={"Retry-After": str(services.config.retry_after_seconds)},
+            ) from exc
+        raise
+    metrics.auth_cache.labels("hit" if services.keys.hits > hits_before else "miss").inc()
+    if verified is None:
+        services.throttle.record_failure(address)
+        metrics.auth_failures.labels("unknown").inc()
+        raise Unauthorized("unknown API key")
+    if verified.revoked:
+        services.throttle.record_failure(address)
+        metrics.auth_failures.labels("revoked").inc()
+        raise Forbidden("API key revoked")
+    if scope not in verified.scopes:
+        metrics.auth_failures.labels("scope").inc()
+        raise Forbidden(f"API key lacks the {scope!r} scope")
+    request[VERIFIED_KEY] = verified
+    return verified

@@ -1,0 +1,36 @@
+"""Typed application state: what ``create_app`` builds and handlers read, one AppKey each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from aethermind.receiver.auth import FailureThrottle, KeyCache
+from aethermind.receiver.config import ReceiverConfig
+from aethermind.receiver.metrics import ReceiverMetrics
+from aethermind.receiver.overrides import TenantPolicies
+from aethermind.receiver.ratelimit import RateLimiter
+from aethermind.semconv import PriceBook
+from aethermind.storage.tenants import VerifiedKey
+
+
+@dataclass
+class Services:
+    """Everything a request may need, built once per application."""
+
+    config: ReceiverConfig
+    pool: Any
+    keys: KeyCache[VerifiedKey]
+    throttle: FailureThrottle
+    limiter: RateLimiter
+    metrics: ReceiverMetrics
+    price_book: PriceBook
+    policies: TenantPolicies
+    inflight: int = 0
+    draining: bool = False
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+VERIFIED_KEY: web.RequestKey[VerifiedKey] = web.RequestKey("verified_key", VerifiedKey)
