@@ -5,4 +5,6 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.plugins.fake_provider",
     "tests.plugins.database",
+    "tests.plugins.receiver",
+    "tests.plugins.services",
 ]
