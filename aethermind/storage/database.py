@@ -2,8 +2,6 @@
 ``async with Database(config) as pool: ...``.
 """
 
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
-
 from __future__ import annotations
 
 import asyncio
@@ -27,6 +25,21 @@ SERVER_SETTINGS = {
 }
 
 
+_JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then JSON text
+
+
+def _json_encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    return _JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def init_connection(conn: Connection) -> None:
     """Prepare a new pool connection: JSON codecs, and the application role.
 
@@ -35,8 +48,13 @@ async def init_connection(conn: Connection) -> None:
     table owner, both of which RLS otherwise exempts. asyncpg's ``RESET ALL`` on release
     keeps the role (``role`` is not reset by RESET ALL).
     """
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # Binary format, so jsonb also works in COPY (binary-only in asyncpg).
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "json", encoder=_json_encode, decoder=json.loads, schema="pg_catalog", format="binary"
+    )
     can_use_role = await conn.fetchval(
         """
         SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)

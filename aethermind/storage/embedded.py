@@ -23,8 +23,6 @@ made by either works with the other. That user needs to traverse the path to the
 directory, so the ancestors of ``data_dir`` get the search (``o+x``) bit, never read.
 """
 
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
-
 from __future__ import annotations
 
 import asyncio

@@ -2,8 +2,6 @@
 ``schema_migrations``, under an advisory lock so replicas starting together take turns.
 """
 
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
-
 from __future__ import annotations
 
 import hashlib

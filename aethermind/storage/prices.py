@@ -2,8 +2,6 @@
 delete. Matching a span's model against ``model_pattern`` is the pricing code's job.
 """
 
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
-
 from __future__ import annotations
 
 from dataclasses import dataclass

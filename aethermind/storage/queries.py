@@ -7,8 +7,6 @@ histogram), and from raw spans otherwise (exact ``percentile_cont``). Both paths
 the same calls, tokens and costs for the same spans.
 """
 
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
-
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

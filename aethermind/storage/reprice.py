@@ -2,8 +2,6 @@
 batch by batch, each batch updating its spans and the hourly rollup in one transaction.
 """
 
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
-
 from __future__ import annotations
 
 import logging

@@ -2,8 +2,6 @@
 and delete each organization's spans and rollup rows past its own (shorter) retention.
 """
 
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
-
 from __future__ import annotations
 
 import logging

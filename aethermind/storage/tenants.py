@@ -9,8 +9,6 @@ After a revocation, ``NOTIFY aethermind_key_revoked, '<key id>'`` lets other rep
 cached verifications.
 """
 
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
-
 from __future__ import annotations
 
 import asyncio

@@ -1,14 +1,13 @@
-"""Stores a batch of spans for one organization in one transaction: one bulk
-``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` whose ``RETURNING`` rows feed
-the hourly rollup upsert, so a re-sent span is neither stored nor counted twice.
+"""Stores a batch of spans for one organization in one transaction: binary ``COPY`` into a
+session temp staging table, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` whose
+``RETURNING`` rows feed the hourly rollup upsert, so a re-sent span is neither stored nor
+counted twice.
 
-Bulk path: ``unnest`` of one array parameter per column won over COPY into a temp staging
-table followed by ``INSERT ... SELECT`` (see ``benchmarks/bench_writer.py``): COPY is fast,
-but the extra statement, the staging table's maintenance and its round trips cost more
-than they save at 512-row batches.
+Bulk path: measured against ``INSERT ... SELECT FROM unnest($1::text[], ...)`` with one
+array parameter per column (``benchmarks/bench_writer.py``), COPY staging is faster: asyncpg
+encodes COPY records without the per-element checks it makes on array parameters, and the
+server work (the partitioned insert with its indexes) is the same for both.
 """
-
-# ruff: noqa: ASYNC109  # house style (asyncpg): I/O takes a keyword-only timeout
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from uuid import UUID
 
 from aethermind.storage.histogram import BUCKET_COLUMNS
 from aethermind.storage.rows import COLUMNS, TelemetryRow
-from aethermind.storage.scope import PoolOrConnection, connection, tenant_transaction
+from aethermind.storage.scope import ORG_SETTING, PoolOrConnection, connection
 
 logger = logging.getLogger(__name__)
 
@@ -141,25 +140,25 @@ def rollup_upsert_sql(source_cte: str, *, sign: str = "+") -> str:
             {", ".join(sets)}"""
 
 
+STAGING_TABLE = "aethermind_staging"
+# Per session, emptied at every commit, so it never holds rows between batches. Creating it
+# "if not exists" at the start of each write costs a catalog lookup, and works on any
+# connection (including behind a transaction-mode pooler).
+CREATE_STAGING_SQL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} ("
+    + ", ".join(f'"{c}" {_PG_TYPES[c]}' for c in COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
+
+
 def _insert_sql() -> str:
-    quoted = [f'"{c}"' for c in COLUMNS]
-    arrays = ", ".join(f"${i + 2}::{_PG_TYPES[c]}[]" for i, c in enumerate(COLUMNS))
-    returning = ", ".join(
-        [
-            '"timestamp"',
-            *ROLLUP_KEYS,
-            "status",
-            "error_type",
-            "duration_ms",
-            *TOKEN_COLUMNS,
-            "cost",
-            "cost_source",
-        ]
-    )
+    quoted = ", ".join(f'"{c}"' for c in COLUMNS)
+    returned = ('"timestamp"', *ROLLUP_KEYS, "status", "error_type", "duration_ms")
+    returning = ", ".join((*returned, *TOKEN_COLUMNS, "cost", "cost_source"))
     return f"""
         WITH ins AS (
-            INSERT INTO telemetry_events (organization_id, {", ".join(quoted)})
-            SELECT $1::uuid, u.* FROM unnest({arrays}) AS u
+            INSERT INTO telemetry_events (organization_id, {quoted})
+            SELECT $1::uuid, {quoted} FROM {STAGING_TABLE}
             ON CONFLICT DO NOTHING
             RETURNING {returning}
         ), agg AS ({rollup_aggregates_sql("ins")}
@@ -169,7 +168,7 @@ def _insert_sql() -> str:
 
 
 INSERT_SQL = _insert_sql()
-_GETTERS = tuple(attrgetter(c) for c in COLUMNS)
+_RECORD = attrgetter(*COLUMNS)
 
 
 class _MonthCache:
@@ -251,12 +250,20 @@ async def write_rows(
     """
     if not rows:
         return 0
+    org = str(UUID(str(organization_id)))  # validated, so it can be inlined below
     await ensure_partitions(pool_or_conn, [r.timestamp for r in rows], timeout=timeout)
-    columns = [[get(r) for r in rows] for get in _GETTERS]
-    async with tenant_transaction(pool_or_conn, organization_id) as conn:
-        inserted: int = await conn.fetchval(
-            INSERT_SQL, str(organization_id), *columns, timeout=timeout
+    records = [_RECORD(r) for r in rows]
+    async with connection(pool_or_conn) as conn, conn.transaction():
+        # One round trip: the tenant setting (see scope.tenant_transaction) and the staging
+        # table. Simple-query protocol cannot take parameters, hence the inlined UUID.
+        await conn.execute(
+            f"SELECT set_config('{ORG_SETTING}', '{org}', true); {CREATE_STAGING_SQL}",
+            timeout=timeout,
         )
+        await conn.copy_records_to_table(
+            STAGING_TABLE, records=records, columns=COLUMNS, timeout=timeout
+        )
+        inserted: int = await conn.fetchval(INSERT_SQL, org, timeout=timeout)
     if inserted != len(rows):
         logger.debug(
             "skipped already-stored spans",
