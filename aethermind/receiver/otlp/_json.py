@@ -49,6 +49,7 @@ _ZERO_SPAN_ID = bytes(8)
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
+_MAX_INT_TEXT = 24
 _MAX_SPAN_KIND = 5
 _MAX_STATUS_CODE = 2
 
@@ -175,9 +176,10 @@ def _uint64(value: Any) -> int | None:
     if kind is int:
         number: int = value
     elif kind is str:
-        if not (0 < len(value) <= 20 and value.isascii() and value.isdigit()):
+        number_or_none = _parse_int(value)
+        if number_or_none is None:
             return None
-        number = int(value)
+        number = number_or_none
     elif kind is float:
         if not value.is_integer():
             return None
@@ -197,10 +199,10 @@ def _int64(value: Any) -> int | None:
     if kind is int:
         number: int = value
     elif kind is str:
-        digits = value[1:] if value.startswith("-") else value
-        if not (0 < len(digits) <= 19 and digits.isascii() and digits.isdigit()):
+        number_or_none = _parse_int(value)
+        if number_or_none is None:
             return None
-        number = int(value)
+        number = number_or_none
     elif kind is float:
         if not value.is_integer():
             return None
@@ -208,6 +210,17 @@ def _int64(value: Any) -> int | None:
     else:
         return None
     return number if _INT64_MIN <= number <= _INT64_MAX else None
+
+
+def _parse_int(text: str) -> int | None:
+    """A decimal string to int. ``int()`` also takes spaces, ``_`` and other scripts' digits,
+    which is harmless; the length bound keeps it from ever doing big-number work."""
+    if len(text) > _MAX_INT_TEXT:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _enum(value: Any, names: dict[str, int], highest: int) -> int:
@@ -304,22 +317,24 @@ class _JsonReader:
     ) -> DecodedSpan | str:
         """The decoded span, or the reason to reject it."""
         get = span.get
-        trace_id = _id(_field(span, "traceId", "trace_id"), 16)
+        trace_id = _id(get("traceId") or get("trace_id"), 16)
         if trace_id is None or trace_id == _ZERO_TRACE_ID:
             return BAD_TRACE_ID
-        span_id = _id(_field(span, "spanId", "span_id"), 8)
+        span_id = _id(get("spanId") or get("span_id"), 8)
         if span_id is None or span_id == _ZERO_SPAN_ID:
             return BAD_SPAN_ID
         parent_hex: str | None = None
-        parent = _field(span, "parentSpanId", "parent_span_id")
+        parent = get("parentSpanId") or get("parent_span_id")
         if parent:  # absent, null and "" all mean a root span
             parent_id = _id(parent, 8)
             if parent_id is None:
                 return BAD_PARENT_SPAN_ID
             if parent_id != _ZERO_SPAN_ID:
                 parent_hex = parent_id.hex()
-        start = _uint64(_field(span, "startTimeUnixNano", "start_time_unix_nano"))
-        end = _uint64(_field(span, "endTimeUnixNano", "end_time_unix_nano"))
+        start = get("startTimeUnixNano")
+        start = _uint64(get("start_time_unix_nano") if start is None else start)
+        end = get("endTimeUnixNano")
+        end = _uint64(get("end_time_unix_nano") if end is None else end)
         if start is None or end is None or not 0 < start <= end <= MAX_TIME_UNIX_NANO:
             # None (not a number) reads as 0, which time_problem reports as missing.
             return time_problem(start or 0, end or 0) or BAD_START_TIME
@@ -382,6 +397,8 @@ class _JsonReader:
                 continue
             value = entry.get("value")
             if type(value) is dict:
+                # The common value kinds inline, by lowerCamelCase name; anything else
+                # (snake_case, bytes, arrays, wrong types) goes through _value.
                 item = value.get("stringValue")
                 if type(item) is str:
                     if len(item) > max_len:
@@ -389,6 +406,17 @@ class _JsonReader:
                         self._batch.truncated += 1
                     if clean is not None:
                         item = clean(item)
+                elif item is None and (raw := value.get("intValue")) is not None:
+                    item = _int64(raw)
+                    if item is None:
+                        item = _INVALID
+                elif item is None and type(raw := value.get("boolValue")) is bool:
+                    item = raw
+                elif item is None and (raw := value.get("doubleValue")) is not None:
+                    item = _double(raw)
+                elif item is None and (raw := value.get("arrayValue")) is not None:
+                    # Top-level arrays (depth 1) are always within max_value_depth >= 1.
+                    item = self._array(raw, 2)
                 else:
                     item = self._value(value, 1)
             elif value is None:
@@ -469,6 +497,11 @@ class _JsonReader:
         values = self._items(container)
         if isinstance(values, _Invalid):
             return values
+        # The common short all-strings array (finish reasons) without a call per element.
+        if all(type(element) is dict for element in values):
+            strings = [element.get("stringValue") for element in values]
+            if all(type(item) is str for item in strings):
+                return tuple([self.text(item) for item in strings])
         return tuple([self._nested(element, depth) for element in values])
 
     def _kvlist(self, container: Any, depth: int) -> dict[str, Any] | _Invalid:

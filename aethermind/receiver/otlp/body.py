@@ -21,6 +21,9 @@ DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 compression) that OTel SDK exporters cap their batches at."""
 
 READ_CHUNK_SIZE = 64 * 1024
+_INFLATE_STEP = 256 * 1024
+"""Most output one ``decompress`` call may make: zlib builds each call's output whole and
+then copies it, so an uncapped call near the limit would briefly hold twice the limit."""
 
 IDENTITY = "identity"
 GZIP = "gzip"
@@ -93,9 +96,9 @@ class _BoundedBuffer:
 class _Inflater:
     """Incremental gzip/deflate decoder writing into a bounded buffer.
 
-    Each ``decompress`` call is capped at one byte more than the room left, so crossing the
-    limit is detected without inflating further; the rest of the input waits in
-    ``unconsumed_tail`` and is never expanded.
+    Each ``decompress`` call is capped at one byte more than the room left (and at
+    ``_INFLATE_STEP``), so crossing the limit is detected without inflating further; the rest
+    of the input waits in ``unconsumed_tail`` and is never expanded.
     """
 
     __slots__ = ("_coding", "_decoder", "_head", "_out", "_seen_input")
@@ -137,7 +140,7 @@ class _Inflater:
                 decoder = self._decoder
                 assert decoder is not None
             try:
-                chunk = decoder.decompress(data, out.room + 1)
+                chunk = decoder.decompress(data, min(out.room + 1, _INFLATE_STEP))
             except zlib.error as exc:
                 raise MalformedBodyError(f"corrupt {self._coding} body: {exc}") from None
             out.add(chunk)
