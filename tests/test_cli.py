@@ -1,0 +1,152 @@
+"""The CLI as users run it: a real process, JSON on stdout, logs on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import requests
+
+from tests.plugins.services import free_port, wait_for_port
+from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
+
+CLI = [sys.executable, "-m", "aethermind.cli"]
+
+
+def run_cli(*args: str, database_url: str) -> Any:
+    result = subprocess.run(
+        [*CLI, *args, "--database-url", database_url, "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_org_and_key_commands_print_exactly_one_json_document(database_url: str) -> None:
+    created = run_cli("org", "create", "Acme Corp", "--plan", "PRO", database_url=database_url)
+    org = created["organization"]
+    assert (org["name"], org["slug"], org["plan"]) == ("Acme Corp", "acme-corp", "PRO")
+    assert org["rate_limit_per_min"] > 0 and org["retention_days"] > 0
+    assert created["key"]["key"].startswith("aether_")
+    assert created["key"]["scopes"] == ["ingest"]
+
+    read = run_cli(
+        "key",
+        "create",
+        "--org",
+        "acme-corp",
+        "--scope",
+        "read",
+        "--name",
+        "dash",
+        database_url=database_url,
+    )
+    assert set(read) >= {"id", "key", "scopes", "organization_id"}
+    assert (read["scopes"], read["organization_id"]) == (["read"], org["id"])
+
+    listed = run_cli("key", "list", "--org", "acme-corp", database_url=database_url)["keys"]
+    assert {k["id"] for k in listed} == {created["key"]["id"], read["id"]}
+    assert all("key" not in k for k in listed)  # the full key is shown only at creation
+
+    revoked = run_cli("key", "revoke", read["id"], database_url=database_url)
+    assert revoked["revoked_at"] is not None
+
+
+def test_errors_are_one_line_and_a_nonzero_status(database_url: str) -> None:
+    result = subprocess.run(
+        [*CLI, "key", "list", "--org", "nope", "--database-url", database_url, "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "nope" in json.loads(result.stdout)["error"]
+
+
+def test_serve_bootstraps_default_org_ingests_and_stops_cleanly_on_sigterm(
+    database_url: str,
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*CLI, "serve", "--database-url", database_url, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=60)
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(3)]
+        ingest_key = banner[1].split()[-1]
+        read_key = banner[2].split()[-1]
+        assert ingest_key.startswith("aether_") and read_key.startswith("aether_")
+        base = f"http://127.0.0.1:{port}"
+        response = requests.post(
+            f"{base}/v1/traces", data=protobuf_body(llm_spans(5)), timeout=30,
+            headers={"Content-Type": PROTOBUF, "Authorization": f"Bearer {ingest_key}"},
+        )  # fmt: skip
+        assert response.status_code == 200
+        stats = requests.get(
+            f"{base}/v1/aggregates", headers={"Authorization": f"Bearer {read_key}"}, timeout=30
+        ).json()
+        assert sum(r["calls"] for r in stats["rows"]) == 5
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        stderr = process.stderr.read() if process.stderr else ""
+        assert '"msg": "stopped"' in stderr
+        assert ingest_key not in stderr and read_key not in stderr  # keys never in logs
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    # A second start on the same database creates nothing and prints no keys.
+    port = free_port()
+    again = subprocess.Popen(
+        [*CLI, "serve", "--database-url", database_url, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=60)
+        time.sleep(0.2)
+        again.send_signal(signal.SIGINT)
+        out, _ = again.communicate(timeout=60)
+        assert again.returncode == 0
+        assert "aether_" not in out
+    finally:
+        if again.poll() is None:
+            again.kill()
+
+
+def test_stats_matches_the_api_rows(database_url: str) -> None:
+    created = run_cli("org", "create", "Stats Org", database_url=database_url)
+    port = free_port()
+    read = run_cli(
+        "key", "create", "--org", "stats-org", "--scope", "read", database_url=database_url
+    )
+    process = subprocess.Popen(
+        [*CLI, "serve", "--database-url", database_url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Content-Type": PROTOBUF, "Authorization": f"Bearer {created['key']['key']}"}
+        assert requests.post(
+            f"{base}/v1/traces", data=protobuf_body(llm_spans(7)), headers=headers, timeout=30
+        ).ok
+        api = requests.get(
+            f"{base}/v1/aggregates", params={"group_by": "provider,model"},
+            headers={"Authorization": f"Bearer {read['key']}"}, timeout=30,
+        ).json()  # fmt: skip
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    cli = run_cli(
+        "stats", "--org", "stats-org", "--group-by", "provider,model", database_url=database_url
+    )
+    assert cli["rows"] == api["rows"]
+    assert cli["rows"][0]["calls"] == 7
