@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from aethermind.exporter.config import ConfigError, ExporterConfig
 from aethermind.exporter.processor import AethermindSpanProcessor
-from aethermind.exporter.setup import AethermindHandle, CountingExporter, init_aethermind
+from aethermind.exporter.queue import CountingExporter
+from aethermind.exporter.setup import AethermindHandle, init_aethermind
 
 __all__ = [
     "AethermindHandle",

@@ -12,6 +12,9 @@ ENV_CAPTURE_CONTENT: Final = "AETHERMIND_CAPTURE_CONTENT"
 DEFAULT_ENDPOINT: Final = "http://localhost:4318"
 TRACES_PATH: Final = "/v1/traces"
 KEY_PREFIX: Final = "aether_"
+DEFAULT_MAX_QUEUE_SIZE: Final = 8192
+DEFAULT_MAX_EXPORT_BATCH_SIZE: Final = 512
+DEFAULT_EXPORT_TIMEOUT_SECONDS: Final = 10.0
 
 
 class ConfigError(ValueError):
@@ -24,10 +27,10 @@ class ExporterConfig:
     traces_endpoint: str
     capture_content: bool = False
     export_all: bool = False
-    max_queue_size: int = 8192
-    max_export_batch_size: int = 512
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE
     schedule_delay_millis: int = 1000
-    export_timeout_seconds: float = 10.0
+    export_timeout_seconds: float = DEFAULT_EXPORT_TIMEOUT_SECONDS
 
     def __repr__(self) -> str:
         # The key is a secret: never in reprs, logs or error messages.
@@ -41,6 +44,8 @@ class ExporterConfig:
         *,
         capture_content: bool | None = None,
         export_all: bool = False,
+        max_queue_size: int | None = None,
+        export_timeout: float | None = None,
     ) -> ExporterConfig:
         key = api_key or os.environ.get(ENV_API_KEY, "").strip()
         if not key:
@@ -61,11 +66,20 @@ class ExporterConfig:
             )
         if capture_content is None:
             capture_content = _env_flag(ENV_CAPTURE_CONTENT)
+        if max_queue_size is not None and max_queue_size < 1:
+            raise ConfigError(f"max_queue_size must be at least 1, got {max_queue_size}")
+        if export_timeout is not None and export_timeout <= 0:
+            raise ConfigError(f"export_timeout must be positive, got {export_timeout}")
         return cls(
             api_key=key,
             traces_endpoint=traces_url(base),
             capture_content=capture_content,
             export_all=export_all,
+            max_queue_size=max_queue_size or DEFAULT_MAX_QUEUE_SIZE,
+            max_export_batch_size=min(
+                DEFAULT_MAX_EXPORT_BATCH_SIZE, max_queue_size or DEFAULT_MAX_QUEUE_SIZE
+            ),
+            export_timeout_seconds=export_timeout or DEFAULT_EXPORT_TIMEOUT_SECONDS,
         )
 
 

@@ -13,21 +13,20 @@ import importlib.util
 import logging
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from aethermind.exporter.config import ExporterConfig
 from aethermind.exporter.processor import AethermindSpanProcessor
+from aethermind.exporter.queue import BoundedQueue, CountingExporter
 from aethermind.semconv import attributes as a
 
 logger = logging.getLogger(__name__)
@@ -43,35 +42,6 @@ INSTRUMENTATIONS: tuple[tuple[str, str, str], ...] = (
 # Client SDKs that trace themselves: when we also instrument them, their own spans would
 # count every call twice, so ours are the ones shipped.
 SELF_TRACING_SCOPES: dict[str, str] = {"anthropic": a.ANTHROPIC_SDK_SCOPE}
-_DROPPED_METRIC = "otel.sdk.processor.span.processed"
-
-
-class CountingExporter(SpanExporter):
-    """Pass-through exporter that counts what was shipped and what failed, and never raises."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self._inner = inner
-        self.exported = 0
-        self.failed = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._inner.export(spans)
-        except Exception:
-            logger.exception("aethermind: export raised", extra={"spans": len(spans)})
-            result = SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
-            self.exported += len(spans)
-        else:
-            self.failed += len(spans)
-            logger.warning("aethermind: export failed", extra={"spans": len(spans)})
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
 
 
 @dataclass(eq=False)
@@ -81,8 +51,8 @@ class AethermindHandle:
     tracer_provider: TracerProvider
     processor: AethermindSpanProcessor
     exporter: CountingExporter
+    queue: BoundedQueue
     instrumented: tuple[str, ...]
-    _metrics: InMemoryMetricReader
     _shutdown: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -104,22 +74,8 @@ class AethermindHandle:
             "skipped": self.processor.skipped,
             "exported": self.exporter.exported,
             "export_failed": self.exporter.failed,
-            "dropped": self._dropped_spans(),
+            "dropped": self.queue.dropped,
         }
-
-    def _dropped_spans(self) -> int:
-        # The SDK's batch processor counts its own queue-full drops as a standard metric.
-        data = self._metrics.get_metrics_data()
-        dropped = 0
-        for resource_metrics in data.resource_metrics if data else ():
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    if metric.name != _DROPPED_METRIC:
-                        continue
-                    for point in metric.data.data_points:
-                        if (point.attributes or {}).get("error.type"):
-                            dropped += int(point.value)  # type: ignore[union-attr]
-        return dropped
 
 
 _handles: weakref.WeakKeyDictionary[TracerProvider, AethermindHandle] = (
@@ -138,17 +94,26 @@ def init_aethermind(
     tracer_provider: TracerProvider | None = None,
     export_all: bool = False,
     exporter: SpanExporter | None = None,
+    max_queue_size: int | None = None,
+    export_timeout: float | None = None,
 ) -> AethermindHandle:
     """Send this application's LLM usage and cost to Aethermind.
 
     ``api_key``/``endpoint`` default to ``AETHERMIND_API_KEY``/``AETHERMIND_ENDPOINT``; a
     missing key raises ``ConfigError`` now rather than losing data later. ``instrument`` is
     True (every supported library that is installed), False, or library names. ``exporter``
-    replaces the OTLP/HTTP exporter (tests, or a custom transport). Calling it again for the
-    same tracer provider returns the existing handle.
+    replaces the OTLP/HTTP exporter (tests, or a custom transport). ``max_queue_size`` bounds
+    the spans held while the endpoint is slow or down (the excess is dropped and counted);
+    ``export_timeout`` bounds each export, retries included. Calling it again for the same
+    tracer provider returns the existing handle.
     """
     config = ExporterConfig.resolve(
-        api_key, endpoint, capture_content=capture_content, export_all=export_all
+        api_key,
+        endpoint,
+        capture_content=capture_content,
+        export_all=export_all,
+        max_queue_size=max_queue_size,
+        export_timeout=export_timeout,
     )
     provider = _tracer_provider(tracer_provider, service_name)
     with _handles_lock:
@@ -196,19 +161,19 @@ def _build(
         timeout=config.export_timeout_seconds,
     )
     counting = CountingExporter(transport)
-    reader = InMemoryMetricReader()
     batch = BatchSpanProcessor(
         counting,
-        max_queue_size=config.max_queue_size,
+        # Slack above our own counted bound, so the SDK never drops uncounted.
+        max_queue_size=config.max_queue_size + config.max_export_batch_size,
         max_export_batch_size=config.max_export_batch_size,
         schedule_delay_millis=config.schedule_delay_millis,
-        meter_provider=MeterProvider(metric_readers=[reader]),
     )
+    queue = BoundedQueue(batch, counting, config.max_queue_size)
     processor = AethermindSpanProcessor(
-        batch, capture_content=config.capture_content, export_all=config.export_all
+        queue, capture_content=config.capture_content, export_all=config.export_all
     )
     provider.add_span_processor(processor)
-    return AethermindHandle(provider, processor, counting, (), reader)
+    return AethermindHandle(provider, processor, counting, queue, ())
 
 
 def _instrument(
