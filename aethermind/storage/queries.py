@@ -1,23 +1,30 @@
 """Read side: the rows of ``GET /v1/aggregates``, one trace's spans, the costliest traces,
 and per-organization usage for operators.
 
-Aggregates come from the hourly rollup whenever the range is hour-aligned and the
-granularity is an hour or coarser (latency percentiles then interpolated from the rollup's
-histogram), and from raw spans otherwise (exact ``percentile_cont``). Both paths return
-the same calls, tokens and costs for the same spans.
+Aggregates come from the hourly rollup for the whole UTC hours of the range plus raw spans
+for the partial hours at its ends, whenever the granularity is an hour or coarser (latency
+percentiles then interpolated from the histogram); from raw spans alone for minute buckets
+or ranges without a whole hour (exact ``percentile_cont``). Both paths return the same
+calls, tokens and costs for the same spans.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
 from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
-from aethermind.storage.writer import IS_ERROR_SQL, IS_UNPRICED_SQL, TOKEN_COLUMNS
+from aethermind.storage.writer import (
+    IS_ERROR_SQL,
+    IS_UNPRICED_SQL,
+    ROLLUP_SUMS,
+    TOKEN_COLUMNS,
+    rollup_aggregates_sql,
+)
 
 GROUP_KEYS: tuple[str, ...] = ("provider", "model", "service", "operation", "environment")
 FILTER_KEYS: tuple[str, ...] = ("provider", "model", "service", "operation", "environment")
@@ -56,9 +63,18 @@ def _hour_aligned(value: datetime) -> bool:
 
 
 def can_use_rollup(from_: datetime, to: datetime, granularity: str | None) -> bool:
-    """The rollup answers exactly when both ends fall on UTC hours and buckets are whole
+    """The rollup alone answers when both ends fall on UTC hours and buckets are whole
     hours (or coarser, which are made of whole UTC hours)."""
     return _hour_aligned(from_) and _hour_aligned(to) and granularity != "minute"
+
+
+def rollup_interior(from_: datetime, to: datetime) -> tuple[datetime, datetime] | None:
+    """The whole UTC hours inside [from_, to), or None when there are none."""
+    start = from_.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if start < from_:
+        start += timedelta(hours=1)
+    end = to.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return (start, end) if start < end else None
 
 
 def _where(
@@ -75,6 +91,18 @@ def _where(
 def _rollup_sql(
     group_by: Sequence[str], granularity: str | None, filters: Mapping[str, str]
 ) -> tuple[str, list[str]]:
+    """Rollup hours in [$4, $5) plus raw spans in the partial hours [$2, $4) and [$5, $3),
+    the latter aggregated exactly as the writer aggregates into the rollup, then summed."""
+    rollup_where, args = _where(filters, first_param=6, null_as_empty=True)
+    raw_where, _ = _where(filters, first_param=6, null_as_empty=False)
+    part_columns = ", ".join(
+        ["hour", *GROUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
+    )
+    edges = (
+        '(SELECT * FROM telemetry_events WHERE organization_id = $1 AND ("timestamp" >= $2'
+        ' AND "timestamp" < $4 OR "timestamp" >= $5 AND "timestamp" < $3)'
+        f"{raw_where}) AS edges"
+    )
     dims = list(group_by)
     select = [f"date_trunc('{granularity}', hour, 'UTC') AS bucket"] if granularity else []
     select += dims
@@ -89,13 +117,16 @@ def _rollup_sql(
         "max(latency_max_ms) AS latency_max_ms",
         *(f"sum({c})::bigint AS {c}" for c in BUCKET_COLUMNS),
     ]
-    where, args = _where(filters, first_param=4, null_as_empty=True)
     keys = (["bucket"] if granularity else []) + dims
     group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
-    sql = (
-        f"SELECT {', '.join(select + measures)} FROM usage_rollup_hourly"
-        f" WHERE organization_id = $1 AND hour >= $2 AND hour < $3{where}{group}"
-    )
+    sql = f"""
+        WITH parts AS (
+            SELECT {part_columns} FROM usage_rollup_hourly
+             WHERE organization_id = $1 AND hour >= $4 AND hour < $5{rollup_where}
+            UNION ALL
+            {rollup_aggregates_sql(edges)}
+        )
+        SELECT {", ".join(select + measures)} FROM parts{group}"""
     return sql, args
 
 
@@ -176,16 +207,19 @@ async def aggregates(
     """
     filters = dict(filters or {})
     _validate(from_, to, group_by, granularity, filters)
-    use_rollup = can_use_rollup(from_, to, granularity)
-    if source == "rollup" and not use_rollup:
+    if source == "rollup" and not can_use_rollup(from_, to, granularity):
         raise ValueError("the rollup answers only hour-aligned ranges with granularity >= hour")
-    if source == "raw":
-        use_rollup = False
-    sql, args = (_rollup_sql if use_rollup else _raw_sql)(group_by, granularity, filters)
+    interior = rollup_interior(from_, to) if granularity != "minute" else None
+    use_rollup = source != "raw" and interior is not None
+    org = UUID(str(organization_id))
+    if use_rollup and interior is not None:
+        sql, args = _rollup_sql(group_by, granularity, filters)
+        params: list[Any] = [org, from_, to, *interior, *args]
+    else:
+        sql, args = _raw_sql(group_by, granularity, filters)
+        params = [org, from_, to, *args]
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
-        records = await conn.fetch(
-            sql, UUID(str(organization_id)), from_, to, *args, timeout=timeout
-        )
+        records = await conn.fetch(sql, *params, timeout=timeout)
     rows = [_row(r, group_by, granularity, rollup=use_rollup) for r in records]
     return [r for r in rows if r["calls"] > 0]
 

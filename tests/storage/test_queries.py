@@ -99,6 +99,20 @@ async def test_unaligned_ranges_and_minute_buckets_use_raw_rows(pool: Any) -> No
         await aggregates(pool, org, start, TO, source="rollup")
 
 
+@pytest.mark.parametrize("granularity", [None, "hour", "day"])
+async def test_unaligned_ranges_combine_rollup_hours_with_raw_edges_exactly(
+    pool: Any, granularity: str | None
+) -> None:
+    org = await create_org(pool, "acme")
+    await write_rows(pool, org, make_rows(700, spacing=timedelta(minutes=3)))
+    start = datetime(2025, 3, 10, 12, 37, 30, tzinfo=UTC)
+    end = datetime(2025, 3, 11, 9, 13, tzinfo=UTC)
+    kwargs: dict[str, Any] = {"group_by": ("provider", "service"), "granularity": granularity}
+    hybrid = await aggregates(pool, org, start, end, **kwargs)
+    raw = await aggregates(pool, org, start, end, source="raw", **kwargs)
+    assert_same(hybrid, raw, ("provider", "service", *(("bucket",) if granularity else ())))
+
+
 async def test_filters_narrow_both_paths_alike(pool: Any) -> None:
     org = await create_org(pool, "acme")
     await write_rows(pool, org, make_rows(200, spacing=timedelta(minutes=9)))
