@@ -1,0 +1,203 @@
+"""End-to-end receiver benchmark: start `aethermind serve` on the embedded PostgreSQL, drive it
+with the asyncio load generator (512-span OTLP/protobuf requests), and print:
+
+- committed spans/s at saturation (counted in the database, not just acknowledged),
+- request latency p50/p99 at half that load,
+- server RSS over a minute at twice the saturating load, and what the excess got (503s),
+- the raw-COPY baseline: the same rows COPYed into a plain table, in the same run.
+
+Targets (issue 3 of 7), on a 2-core machine with server and PostgreSQL on the same box:
+>= 30,000 spans/s; p99 <= 100 ms at half load; bounded memory and 503s (not timeouts) at 2x.
+
+    python benchmarks/bench_receiver.py [--seconds 20] [--overload-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from loadgen import LoadResult, build_payloads, drive  # noqa: E402
+
+from aethermind.storage.embedded import EmbeddedPostgres  # noqa: E402
+
+SPANS = 512
+CLI = [sys.executable, "-m", "aethermind.cli"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 90) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("server did not become ready")
+
+
+async def count_rows(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM telemetry_events"))
+    finally:
+        await conn.close()
+
+
+async def copy_baseline(dsn: str, rows: int) -> float:
+    """Rows/s of COPY of the same stored rows into a plain, unindexed table."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        records = await conn.fetch(
+            "SELECT trace_id, span_id, parent_span_id, name, kind, \"timestamp\", duration_ms,"
+            " status, error_type, service, environment, provider, operation, request_model,"
+            " response_model, input_tokens, output_tokens, cache_read_tokens,"
+            " cache_write_tokens, reasoning_tokens, total_tokens, cost, cost_input,"
+            " cost_cache_read, cost_cache_write, cost_output, cost_source, price_model_id,"
+            " provided_cost, attributes::text, resource_attributes::text"
+            f" FROM telemetry_events LIMIT {rows}"
+        )
+        await conn.execute(
+            "DROP TABLE IF EXISTS copy_baseline;"
+            " CREATE TABLE copy_baseline (LIKE telemetry_events INCLUDING DEFAULTS);"
+            " ALTER TABLE copy_baseline ALTER COLUMN attributes TYPE text,"
+            " ALTER COLUMN resource_attributes TYPE text, ALTER COLUMN organization_id DROP NOT NULL"
+        )
+        columns = [k for k in records[0].keys()]
+        columns[-2:] = ["attributes", "resource_attributes"]
+        tuples = [tuple(r) for r in records]
+        started = time.perf_counter()
+        for i in range(0, len(tuples), SPANS):
+            await conn.copy_records_to_table("copy_baseline", records=tuples[i : i + SPANS], columns=columns)
+        elapsed = time.perf_counter() - started
+        await conn.execute("DROP TABLE copy_baseline")
+        return len(tuples) / elapsed
+    finally:
+        await conn.close()
+
+
+def describe(name: str, result: LoadResult) -> str:
+    return (
+        f"{name}: {result.sent} requests in {result.elapsed:.1f}s, statuses {dict(sorted(result.statuses.items()))},"
+        f" client errors/timeouts {result.errors}, p50 {result.percentile(0.5):.1f} ms,"
+        f" p99 {result.percentile(0.99):.1f} ms"
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="aethermind-bench-"))
+    common = ["--data-dir", str(data_dir)]
+    created = json.loads(
+        subprocess.run(
+            [*CLI, "org", "create", "bench", "--plan", "ENTERPRISE", "--rate-limit", "1000000000", "--json", *common],
+            check=True, capture_output=True, text=True,
+        ).stdout
+    )  # fmt: skip
+    key = created["key"]["key"]
+    port = free_port()
+    server = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--log-level", "WARNING", *common],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    embedded = EmbeddedPostgres(data_dir)
+    try:
+        wait_ready(base)
+        dsn = (await embedded.start()).replace("/postgres?", "/postgres?")
+        process = psutil.Process(server.pid)
+        url = base + "/v1/traces"
+        print(f"building {args.requests} payloads of {SPANS} spans ...", flush=True)
+        payloads = build_payloads(args.requests, SPANS)
+        cursor = 0
+
+        def take(n: int) -> list[bytes]:
+            nonlocal cursor
+            chunk = payloads[cursor : cursor + n]
+            cursor += n
+            if len(chunk) < n:
+                raise SystemExit("not enough payloads; raise --requests")
+            return chunk
+
+        await drive(url, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
+        before = await count_rows(dsn)
+        started = time.perf_counter()
+        saturated = await drive(url, key, take(args.seconds * 120), SPANS, seconds=args.seconds, concurrency=args.concurrency)
+        elapsed = time.perf_counter() - started
+        stored = await count_rows(dsn) - before
+        spans_per_s = stored / elapsed
+        print(describe("saturation", saturated))
+        print(f"  committed: {stored} spans in {elapsed:.1f}s = {spans_per_s:,.0f} spans/s (target >= 30,000)")
+
+        half_rps = spans_per_s / SPANS / 2
+        half = await drive(url, key, take(int(half_rps * args.seconds) + 50), SPANS, seconds=args.seconds,
+                           concurrency=args.concurrency, rate_rps=half_rps)  # fmt: skip
+        print(describe(f"half load ({half_rps * SPANS:,.0f} spans/s offered)", half))
+        print(f"  p99 {half.percentile(0.99):.1f} ms (target <= 100 ms)")
+
+        rss: list[float] = []
+        stop = asyncio.Event()
+
+        async def sample() -> None:
+            while not stop.is_set():
+                rss.append(process.memory_info().rss / 2**20)
+                await asyncio.sleep(1)
+
+        sampler = asyncio.create_task(sample())
+        over_rps = spans_per_s / SPANS * 2
+        overload = await drive(url, key, take(int(over_rps * args.overload_seconds) + 50), SPANS,
+                               seconds=args.overload_seconds, concurrency=args.concurrency * 4,
+                               rate_rps=over_rps)  # fmt: skip
+        stop.set()
+        await sampler
+        print(describe(f"2x load ({over_rps * SPANS:,.0f} spans/s offered)", overload))
+        third = max(len(rss) // 3, 1)
+        print(
+            f"  server RSS MiB: start {rss[0]:.0f}, max {max(rss):.0f}, mean of first third"
+            f" {sum(rss[:third]) / third:.0f}, mean of last third {sum(rss[-third:]) / third:.0f}"
+        )
+
+        baseline = await copy_baseline(dsn, min(stored, 200_000))
+        print(f"raw COPY of the same rows into a plain table: {baseline:,.0f} rows/s;"
+              f" receiver end to end is {spans_per_s / baseline:.0%} of it")  # fmt: skip
+        print(f"measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        await embedded.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--overload-seconds", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=12000)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
