@@ -29,9 +29,9 @@ import asyncpg
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import LoadResult, build_payloads, drive  # noqa: E402
+from loadgen import LoadResult, build_payloads, drive
 
-from aethermind.storage.embedded import EmbeddedPostgres  # noqa: E402
+from aethermind.storage.embedded import EmbeddedPostgres
 
 SPANS = 512
 CLI = [sys.executable, "-m", "aethermind.cli"]
@@ -73,7 +73,7 @@ async def copy_baseline(dsn: str, rows: int) -> float:
     conn = await asyncpg.connect(dsn)
     try:
         records = await conn.fetch(
-            "SELECT trace_id, span_id, parent_span_id, name, kind, \"timestamp\", duration_ms,"
+            'SELECT trace_id, span_id, parent_span_id, name, kind, "timestamp", duration_ms,'
             " status, error_type, service, environment, provider, operation, request_model,"
             " response_model, input_tokens, output_tokens, cache_read_tokens,"
             " cache_write_tokens, reasoning_tokens, total_tokens, cost, cost_input,"
@@ -87,12 +87,14 @@ async def copy_baseline(dsn: str, rows: int) -> float:
             " ALTER TABLE copy_baseline ALTER COLUMN attributes TYPE text,"
             " ALTER COLUMN resource_attributes TYPE text, ALTER COLUMN organization_id DROP NOT NULL"
         )
-        columns = [k for k in records[0].keys()]
+        columns = list(records[0].keys())
         columns[-2:] = ["attributes", "resource_attributes"]
         tuples = [tuple(r) for r in records]
         started = time.perf_counter()
         for i in range(0, len(tuples), SPANS):
-            await conn.copy_records_to_table("copy_baseline", records=tuples[i : i + SPANS], columns=columns)
+            await conn.copy_records_to_table(
+                "copy_baseline", records=tuples[i : i + SPANS], columns=columns
+            )
         elapsed = time.perf_counter() - started
         await conn.execute("DROP TABLE copy_baseline")
         return len(tuples) / elapsed
@@ -145,12 +147,21 @@ async def run(args: argparse.Namespace) -> None:
         await drive(url, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
         before = await count_rows(dsn)
         started = time.perf_counter()
-        saturated = await drive(url, key, take(args.seconds * 120), SPANS, seconds=args.seconds, concurrency=args.concurrency)
+        saturated = await drive(
+            url,
+            key,
+            take(args.seconds * 120),
+            SPANS,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+        )
         elapsed = time.perf_counter() - started
         stored = await count_rows(dsn) - before
         spans_per_s = stored / elapsed
         print(describe("saturation", saturated))
-        print(f"  committed: {stored} spans in {elapsed:.1f}s = {spans_per_s:,.0f} spans/s (target >= 30,000)")
+        print(
+            f"  committed: {stored} spans in {elapsed:.1f}s = {spans_per_s:,.0f} spans/s (target >= 30,000)"
+        )
 
         half_rps = spans_per_s / SPANS / 2
         half = await drive(url, key, take(int(half_rps * args.seconds) + 50), SPANS, seconds=args.seconds,

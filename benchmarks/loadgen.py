@@ -92,15 +92,16 @@ def build_request(spans: int, *, seed: int, start_ns: int | None = None) -> byte
             )
         )
     resource = Resource(
-        attributes=[_kv("service.name", f"svc-{seed % 5}"), _kv("deployment.environment.name", "prod")]
+        attributes=[
+            _kv("service.name", f"svc-{seed % 5}"),
+            _kv("deployment.environment.name", "prod"),
+        ]
     )
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
                 resource=resource,
-                scope_spans=[
-                    ScopeSpans(scope=InstrumentationScope(name="bench"), spans=out)
-                ],
+                scope_spans=[ScopeSpans(scope=InstrumentationScope(name="bench"), spans=out)],
             )
         ]
     )
@@ -175,7 +176,10 @@ async def drive(
     started = time.perf_counter()
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await asyncio.gather(
-            *(client(session, i * interval / concurrency if interval else 0) for i in range(concurrency))
+            *(
+                client(session, i * interval / concurrency if interval else 0)
+                for i in range(concurrency)
+            )
         )
     result.elapsed = time.perf_counter() - started
     return result
@@ -190,9 +194,20 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=512)
     args = parser.parse_args()
     payloads = build_payloads(int(args.seconds * 100), args.spans)
-    result = asyncio.run(drive(args.url, args.key, payloads, args.spans, seconds=args.seconds, concurrency=args.concurrency))
-    print(f"{result.spans_ok / result.elapsed:,.0f} spans/s acknowledged; statuses {result.statuses}; "
-          f"p50 {result.percentile(0.5):.1f} ms p99 {result.percentile(0.99):.1f} ms")
+    result = asyncio.run(
+        drive(
+            args.url,
+            args.key,
+            payloads,
+            args.spans,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+        )
+    )
+    print(
+        f"{result.spans_ok / result.elapsed:,.0f} spans/s acknowledged; statuses {result.statuses}; "
+        f"p50 {result.percentile(0.5):.1f} ms p99 {result.percentile(0.99):.1f} ms"
+    )
 
 
 if __name__ == "__main__":
