@@ -1,16 +1,17 @@
 """Read side: the rows of ``GET /v1/aggregates``, one trace's spans, the costliest traces,
 and per-organization usage for operators.
 
-Aggregates come from the hourly rollup for the whole UTC hours of the range plus raw spans
-for the partial hours at its ends, whenever the granularity is an hour or coarser (latency
-percentiles then interpolated from the histogram); from raw spans alone for minute buckets
-or ranges without a whole hour (exact ``percentile_cont``). Both paths return the same
-calls, tokens and costs for the same spans.
+Aggregates come from the daily rollup for the whole UTC days of the range, the hourly
+rollup for the remaining whole hours and raw spans for the partial hours at its ends,
+whenever the granularity is an hour or coarser (latency percentiles then interpolated from
+the histogram); from raw spans alone for minute buckets or ranges without a whole hour
+(exact ``percentile_cont``). Both paths return the same calls, tokens and costs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -68,13 +69,42 @@ def can_use_rollup(from_: datetime, to: datetime, granularity: str | None) -> bo
     return _hour_aligned(from_) and _hour_aligned(to) and granularity != "minute"
 
 
-def rollup_interior(from_: datetime, to: datetime) -> tuple[datetime, datetime] | None:
-    """The whole UTC hours inside [from_, to), or None when there are none."""
-    start = from_.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    if start < from_:
-        start += timedelta(hours=1)
-    end = to.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    return (start, end) if start < end else None
+def _floor(value: datetime, unit: str) -> datetime:
+    utc = value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return utc.replace(hour=0) if unit == "day" else utc
+
+
+def _ceil(value: datetime, unit: str) -> datetime:
+    floor = _floor(value, unit)
+    if floor == value:
+        return floor
+    return floor + (timedelta(days=1) if unit == "day" else timedelta(hours=1))
+
+
+@dataclass(frozen=True, slots=True)
+class RollupPlan:
+    """How [from, to) splits: daily rows for [day_from, day_to), hourly rows for
+    [hour_from, day_from) and [day_to, hour_to), raw spans for the partial hours
+    [from, hour_from) and [hour_to, to). Empty pieces have equal ends."""
+
+    hour_from: datetime
+    hour_to: datetime
+    day_from: datetime
+    day_to: datetime
+
+
+def plan_rollup(from_: datetime, to: datetime, granularity: str | None) -> RollupPlan | None:
+    """The split of a range over the rollups, or None when it holds no whole UTC hour (or
+    buckets are minutes), in which case raw spans answer alone."""
+    if granularity == "minute":
+        return None
+    hour_from, hour_to = _ceil(from_, "hour"), _floor(to, "hour")
+    if hour_from >= hour_to:
+        return None
+    day_from, day_to = _ceil(hour_from, "day"), _floor(hour_to, "day")
+    if granularity == "hour" or day_from >= day_to:
+        day_from = day_to = hour_to  # no daily part: hourly rows cover [hour_from, hour_to)
+    return RollupPlan(hour_from, hour_to, day_from, day_to)
 
 
 def _where(
@@ -91,13 +121,12 @@ def _where(
 def _rollup_sql(
     group_by: Sequence[str], granularity: str | None, filters: Mapping[str, str]
 ) -> tuple[str, list[str]]:
-    """Rollup hours in [$4, $5) plus raw spans in the partial hours [$2, $4) and [$5, $3),
-    the latter aggregated exactly as the writer aggregates into the rollup, then summed."""
-    rollup_where, args = _where(filters, first_param=6, null_as_empty=True)
-    raw_where, _ = _where(filters, first_param=6, null_as_empty=False)
-    part_columns = ", ".join(
-        ["hour", *GROUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
-    )
+    """Daily rows in [$6, $7), hourly rows in [$4, $6) and [$7, $5), raw spans in the
+    partial hours [$2, $4) and [$5, $3) aggregated exactly as the writer aggregates them
+    into the rollups; then everything summed into the requested groups (see RollupPlan)."""
+    rollup_where, args = _where(filters, first_param=8, null_as_empty=True)
+    raw_where, _ = _where(filters, first_param=8, null_as_empty=False)
+    measures_in = [*GROUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
     edges = (
         '(SELECT * FROM telemetry_events WHERE organization_id = $1 AND ("timestamp" >= $2'
         ' AND "timestamp" < $4 OR "timestamp" >= $5 AND "timestamp" < $3)'
@@ -121,8 +150,12 @@ def _rollup_sql(
     group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
     sql = f"""
         WITH parts AS (
-            SELECT {part_columns} FROM usage_rollup_hourly
-             WHERE organization_id = $1 AND hour >= $4 AND hour < $5{rollup_where}
+            SELECT day AS hour, {", ".join(measures_in)} FROM usage_rollup_daily
+             WHERE organization_id = $1 AND day >= $6 AND day < $7{rollup_where}
+            UNION ALL
+            SELECT hour, {", ".join(measures_in)} FROM usage_rollup_hourly
+             WHERE organization_id = $1
+               AND (hour >= $4 AND hour < $6 OR hour >= $7 AND hour < $5){rollup_where}
             UNION ALL
             {rollup_aggregates_sql(edges)}
         )
@@ -209,12 +242,13 @@ async def aggregates(
     _validate(from_, to, group_by, granularity, filters)
     if source == "rollup" and not can_use_rollup(from_, to, granularity):
         raise ValueError("the rollup answers only hour-aligned ranges with granularity >= hour")
-    interior = rollup_interior(from_, to) if granularity != "minute" else None
-    use_rollup = source != "raw" and interior is not None
+    plan = plan_rollup(from_, to, granularity)
+    use_rollup = source != "raw" and plan is not None
     org = UUID(str(organization_id))
-    if use_rollup and interior is not None:
+    if use_rollup and plan is not None:
         sql, args = _rollup_sql(group_by, granularity, filters)
-        params: list[Any] = [org, from_, to, *interior, *args]
+        bounds = (plan.hour_from, plan.hour_to, plan.day_from, plan.day_to)
+        params: list[Any] = [org, from_, to, *bounds, *args]
     else:
         sql, args = _raw_sql(group_by, granularity, filters)
         params = [org, from_, to, *args]

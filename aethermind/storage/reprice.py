@@ -8,7 +8,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -16,6 +16,7 @@ from uuid import UUID
 from aethermind.semconv.record import Cost, UsageRecord
 from aethermind.storage.rows import usage_from_row
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
+from aethermind.storage.writer import ROLLUP_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ async def reprice(
     """Reprice the organization's spans that started in ``[from_, to)``.
 
     Only spans whose cost columns change are written; the rollup's cost, priced and
-    unpriced counts move by the same deltas in the same transaction, so rollup and raw rows
+    unpriced counts in the hourly and daily rollups move by the same deltas in the same
+    transaction, so rollup and raw rows
     agree after every batch (a crash mid-way leaves earlier batches repriced, later ones not;
     running again finishes the job). Returns how many spans were examined and changed.
     """
@@ -171,23 +173,34 @@ async def _apply(
         """,
         org, *(list(c) for c in columns), timeout=timeout,
     )  # fmt: skip
-    keys = sorted(deltas)  # lock rollup rows in key order, as the writer does
-    await conn.execute(
-        """
-        UPDATE usage_rollup_hourly r
-           SET cost = r.cost + d.cost, priced_calls = r.priced_calls + d.priced,
-               unpriced_calls = r.unpriced_calls + d.unpriced
-          FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                      $8::numeric[], $9::bigint[], $10::bigint[])
-               AS d(hour, provider, model, service, operation, environment, cost, priced, unpriced)
-         WHERE r.organization_id = $1 AND r.hour = d.hour AND r.provider = d.provider
-           AND r.model = d.model AND r.service = d.service AND r.operation = d.operation
-           AND r.environment = d.environment
-        """,
-        org,
-        *([k[i] for k in keys] for i in range(6)),
-        [deltas[k][0] for k in keys],
-        [deltas[k][1] for k in keys],
-        [deltas[k][2] for k in keys],
-        timeout=timeout,
-    )
+    for table, time_column in ROLLUP_TABLES:
+        merged: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
+        for (hour, *dims), delta in deltas.items():
+            start = hour if time_column == "hour" else _utc_midnight(hour)
+            target = merged[(start, *dims)]
+            for i in range(3):
+                target[i] += delta[i]
+        keys = sorted(merged)
+        await conn.execute(
+            f"""
+            UPDATE {table} r
+               SET cost = r.cost + d.cost, priced_calls = r.priced_calls + d.priced,
+                   unpriced_calls = r.unpriced_calls + d.unpriced
+              FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+                          $7::text[], $8::numeric[], $9::bigint[], $10::bigint[])
+                   AS d(t, provider, model, service, operation, environment, cost, priced, unpriced)
+             WHERE r.organization_id = $1 AND r.{time_column} = d.t AND r.provider = d.provider
+               AND r.model = d.model AND r.service = d.service AND r.operation = d.operation
+               AND r.environment = d.environment
+            """,
+            org,
+            *([k[i] for k in keys] for i in range(6)),
+            [merged[k][0] for k in keys],
+            [merged[k][1] for k in keys],
+            [merged[k][2] for k in keys],
+            timeout=timeout,
+        )
+
+
+def _utc_midnight(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aethermind.storage.scope import PoolOrConnection, owner_transaction
+from aethermind.storage.writer import ROLLUP_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +24,8 @@ class RetentionResult:
     deleted_rollup_rows: int = 0
 
 
-def _hour_floor(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+def _day_floor(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _month_end(year: int, month: int) -> datetime:
@@ -39,8 +40,9 @@ async def apply_retention(
 ) -> RetentionResult:
     """Enforce every organization's ``retention_days`` as of ``now`` (default: the clock).
 
-    Cutoffs are floored to the UTC hour so the raw spans and the hourly rollup always
-    cover the same hours. Runs as the owner; each organization in its own transaction.
+    Cutoffs are floored to the UTC day (so up to a day more than ``retention_days`` is
+    kept): the raw spans and the hourly and daily rollups then always cover the same time.
+    Runs as the owner; each organization in its own transaction.
     """
     now = now or datetime.now(UTC)
     dropped: list[str] = []
@@ -55,7 +57,7 @@ async def apply_retention(
     if not orgs:
         return RetentionResult()
     longest = max(int(o["retention_days"]) for o in orgs)
-    global_cutoff = _hour_floor(now - timedelta(days=longest))
+    global_cutoff = _day_floor(now - timedelta(days=longest))
     for record in partitions:
         match = _PARTITION.match(record["relname"])
         if match is None:
@@ -65,18 +67,19 @@ async def apply_retention(
                 await conn.execute(f'DROP TABLE IF EXISTS "{record["relname"]}"', timeout=timeout)
             dropped.append(record["relname"])
     for org in orgs:
-        cutoff = _hour_floor(now - timedelta(days=int(org["retention_days"])))
+        cutoff = _day_floor(now - timedelta(days=int(org["retention_days"])))
         async with owner_transaction(pool_or_conn) as conn:
             status = await conn.execute(
                 'DELETE FROM telemetry_events WHERE organization_id = $1 AND "timestamp" < $2',
                 org["id"], cutoff, timeout=timeout,
             )  # fmt: skip
             deleted_spans += int(status.split()[-1])
-            status = await conn.execute(
-                "DELETE FROM usage_rollup_hourly WHERE organization_id = $1 AND hour < $2",
-                org["id"], cutoff, timeout=timeout,
-            )  # fmt: skip
-            deleted_rollup += int(status.split()[-1])
+            for table, time_column in ROLLUP_TABLES:
+                status = await conn.execute(
+                    f"DELETE FROM {table} WHERE organization_id = $1 AND {time_column} < $2",
+                    org["id"], cutoff, timeout=timeout,
+                )  # fmt: skip
+                deleted_rollup += int(status.split()[-1])
     result = RetentionResult(dropped, deleted_spans, deleted_rollup)
     logger.info(
         "retention applied",

@@ -1,7 +1,7 @@
 """Stores a batch of spans for one organization in one transaction: binary ``COPY`` into a
 session temp staging table, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` whose
-``RETURNING`` rows feed the hourly rollup upsert, so a re-sent span is neither stored nor
-counted twice.
+``RETURNING`` rows feed the hourly and daily rollup upserts, so a re-sent span is neither
+stored nor counted twice.
 
 Bulk path: measured against ``INSERT ... SELECT FROM unnest($1::text[], ...)`` with one
 array parameter per column (``benchmarks/bench_writer.py``), COPY staging is faster: asyncpg
@@ -114,13 +114,37 @@ def rollup_aggregates_sql(source: str) -> str:
         GROUP BY 1, 2, 3, 4, 5, 6"""
 
 
-def rollup_upsert_sql(source_cte: str, *, sign: str = "+") -> str:
-    """INSERT into the rollup from a CTE shaped like ``rollup_aggregates_sql``, adding to
-    (``sign='+'``) existing rows. Rows go in key order so concurrent writers lock rollup
-    rows in the same order and cannot deadlock."""
+def rollup_regroup_sql(source: str, unit: str) -> str:
+    """Rows shaped like ``rollup_aggregates_sql`` summed into coarser ``unit`` buckets
+    (e.g. ``day``); the time column keeps the name ``hour`` so shapes stay the same."""
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_SUMS)
+    return f"""
+        SELECT date_trunc('{unit}', hour, 'UTC') AS hour, {", ".join(ROLLUP_KEYS)}, {sums},
+               min(latency_min_ms) AS latency_min_ms, max(latency_max_ms) AS latency_max_ms
+          FROM {source}
+         GROUP BY 1, 2, 3, 4, 5, 6"""
+
+
+ROLLUP_TABLES: tuple[tuple[str, str], ...] = (
+    ("usage_rollup_hourly", "hour"),
+    ("usage_rollup_daily", "day"),
+)
+"""Rollup tables and their time column, finest first."""
+
+
+def rollup_upsert_sql(
+    source_cte: str,
+    *,
+    table: str = "usage_rollup_hourly",
+    time_column: str = "hour",
+    sign: str = "+",
+) -> str:
+    """INSERT into a rollup table from a CTE shaped like ``rollup_aggregates_sql`` (time
+    column named ``hour``), adding to existing rows. Rows go in key order so concurrent
+    writers lock rollup rows in the same order and cannot deadlock."""
     cols = [
         "organization_id",
-        "hour",
+        time_column,
         *ROLLUP_KEYS,
         *ROLLUP_SUMS,
         "latency_min_ms",
@@ -133,10 +157,10 @@ def rollup_upsert_sql(source_cte: str, *, sign: str = "+") -> str:
         ["$1::uuid", "hour", *ROLLUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
     )
     return f"""
-        INSERT INTO usage_rollup_hourly AS r ({", ".join(cols)})
+        INSERT INTO {table} AS r ({", ".join(cols)})
         SELECT {select_cols} FROM {source_cte}
         ORDER BY hour, {", ".join(ROLLUP_KEYS)}
-        ON CONFLICT (organization_id, hour, {", ".join(ROLLUP_KEYS)}) DO UPDATE SET
+        ON CONFLICT (organization_id, {time_column}, {", ".join(ROLLUP_KEYS)}) DO UPDATE SET
             {", ".join(sets)}"""
 
 
@@ -151,6 +175,9 @@ CREATE_STAGING_SQL = (
 )
 
 
+DAILY_UPSERT = rollup_upsert_sql("agg_daily", table="usage_rollup_daily", time_column="day")
+
+
 def _insert_sql() -> str:
     quoted = ", ".join(f'"{c}"' for c in COLUMNS)
     returned = ('"timestamp"', *ROLLUP_KEYS, "status", "error_type", "duration_ms")
@@ -163,6 +190,8 @@ def _insert_sql() -> str:
             RETURNING {returning}
         ), agg AS ({rollup_aggregates_sql("ins")}
         ), up AS ({rollup_upsert_sql("agg")}
+        ), agg_daily AS ({rollup_regroup_sql("agg", "day")}
+        ), up_daily AS ({DAILY_UPSERT}
         )
         SELECT count(*) FROM ins"""
 

@@ -12,6 +12,7 @@ from tests.storage.factories import create_org, make_rows
 TENANT_TABLES = (
     "telemetry_events",
     "usage_rollup_hourly",
+    "usage_rollup_daily",
     "api_keys",
     "model_prices",
     "organizations",

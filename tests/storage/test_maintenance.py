@@ -86,12 +86,13 @@ async def test_retention_deletes_each_organizations_old_spans_and_drops_old_part
         "telemetry_events_p202502",
     ]
     for org, days in ((short, 30), (long, 90)):
-        cutoff = (now - timedelta(days=days)).replace(minute=0)
+        cutoff = (now - timedelta(days=days)).replace(hour=0, minute=0)
         async with tenant_transaction(pool, org) as conn:
             oldest = await conn.fetchval('SELECT min("timestamp") FROM telemetry_events')
             kept = await conn.fetchval("SELECT count(*) FROM telemetry_events")
             oldest_hour = await conn.fetchval("SELECT min(hour) FROM usage_rollup_hourly")
-        assert oldest >= cutoff and oldest_hour >= cutoff
+            oldest_day = await conn.fetchval("SELECT min(day) FROM usage_rollup_daily")
+        assert oldest >= cutoff and oldest_hour >= cutoff and oldest_day >= cutoff
         assert kept == sum(1 for r in rows if r.timestamp >= cutoff)
     assert await rollup_mismatches(pool) == 0
     # Running again finds nothing more to do.

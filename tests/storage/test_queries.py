@@ -104,9 +104,10 @@ async def test_unaligned_ranges_combine_rollup_hours_with_raw_edges_exactly(
     pool: Any, granularity: str | None
 ) -> None:
     org = await create_org(pool, "acme")
-    await write_rows(pool, org, make_rows(700, spacing=timedelta(minutes=3)))
+    await write_rows(pool, org, make_rows(900, spacing=timedelta(minutes=7)))
+    # Raw partial hours at both ends, hourly rows around whole days, daily rows inside.
     start = datetime(2025, 3, 10, 12, 37, 30, tzinfo=UTC)
-    end = datetime(2025, 3, 11, 9, 13, tzinfo=UTC)
+    end = datetime(2025, 3, 14, 9, 13, tzinfo=UTC)
     kwargs: dict[str, Any] = {"group_by": ("provider", "service"), "granularity": granularity}
     hybrid = await aggregates(pool, org, start, end, **kwargs)
     raw = await aggregates(pool, org, start, end, source="raw", **kwargs)

@@ -18,7 +18,7 @@ from tests.storage.factories import create_org, make_rows, owner_fetch
 
 ROLLUP_CHECK = """
 WITH raw AS (
-    SELECT organization_id, date_trunc('hour', "timestamp", 'UTC') AS hour,
+    SELECT organization_id, date_trunc('{unit}', "timestamp", 'UTC') AS {time_column},
            coalesce(provider, '') AS provider, coalesce(model, '') AS model,
            coalesce(service, '') AS service, coalesce(operation, '') AS operation,
            coalesce(environment, '') AS environment,
@@ -31,8 +31,8 @@ WITH raw AS (
            count(duration_ms) AS latency_count
       FROM telemetry_events GROUP BY 1, 2, 3, 4, 5, 6, 7
 )
-SELECT count(*) FROM raw FULL JOIN usage_rollup_hourly r USING
-    (organization_id, hour, provider, model, service, operation, environment)
+SELECT count(*) FROM raw FULL JOIN {table} r USING
+    (organization_id, {time_column}, provider, model, service, operation, environment)
  WHERE raw.calls IS DISTINCT FROM r.calls OR raw.errors IS DISTINCT FROM r.errors
     OR raw.input_tokens IS DISTINCT FROM r.input_tokens
     OR raw.output_tokens IS DISTINCT FROM r.output_tokens
@@ -44,8 +44,16 @@ SELECT count(*) FROM raw FULL JOIN usage_rollup_hourly r USING
 
 
 async def rollup_mismatches(pool: Any) -> int:
-    rows = await owner_fetch(pool, ROLLUP_CHECK)
-    return int(rows[0][0])
+    """Rollup rows (hourly and daily) that disagree with the raw spans they summarize."""
+    total = 0
+    for table, time_column, unit in (
+        ("usage_rollup_hourly", "hour", "hour"),
+        ("usage_rollup_daily", "day", "day"),
+    ):
+        sql = ROLLUP_CHECK.format(table=table, time_column=time_column, unit=unit)
+        rows = await owner_fetch(pool, sql)
+        total += int(rows[0][0])
+    return total
 
 
 async def test_writing_a_batch_returns_the_count_and_stores_every_field(pool: Any) -> None:
