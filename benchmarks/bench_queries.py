@@ -36,7 +36,12 @@ from aethermind.storage.embedded import EmbeddedPostgres
 from aethermind.storage.migrate import migrate
 from aethermind.storage.queries import aggregates
 from aethermind.storage.scope import owner_transaction
-from aethermind.storage.writer import ensure_partitions, rollup_aggregates_sql, rollup_upsert_sql
+from aethermind.storage.writer import (
+    ensure_partitions,
+    rollup_aggregates_sql,
+    rollup_regroup_sql,
+    rollup_upsert_sql,
+)
 
 DB_NAME = "aethermind_bench_queries"
 END = datetime(2025, 6, 1, tzinfo=UTC)
@@ -131,7 +136,13 @@ async def load(pool: Any, org: Any, rows: int) -> None:
             org,
             timeout=None,
         )
-        print(f"  rollup built ({time.perf_counter() - started:.0f} s)", flush=True)
+        await conn.execute(
+            f"WITH d AS ({rollup_regroup_sql('usage_rollup_hourly WHERE organization_id = $1', 'day')})"
+            f" {rollup_upsert_sql('d', table='usage_rollup_daily', time_column='day')}",
+            org,
+            timeout=None,
+        )
+        print(f"  rollups built ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
 async def measure(label: str, runs: int, call: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
@@ -181,8 +192,9 @@ async def run(admin_url: str, rows: int, keep: bool) -> None:
                 await conn.execute("RESET ROLE")
                 await conn.execute("VACUUM ANALYZE", timeout=None)
         async with owner_transaction(pool) as conn:
-            rollup_rows = await conn.fetchval("SELECT count(*) FROM usage_rollup_hourly")
-        print(f"{rows:,} spans, {rollup_rows:,} rollup rows")
+            hourly = await conn.fetchval("SELECT count(*) FROM usage_rollup_hourly")
+            daily = await conn.fetchval("SELECT count(*) FROM usage_rollup_daily")
+        print(f"{rows:,} spans, {hourly:,} hourly and {daily:,} daily rollup rows")
 
         to = END
         from_ = END - timedelta(days=30)
@@ -202,6 +214,17 @@ async def run(admin_url: str, rows: int, keep: bool) -> None:
         )
         results["daily_raw"] = await measure(
             "raw rows", 3, lambda: aggregates(pool, org, from_, to, granularity="day", source="raw")
+        )
+        # What the API's default range looks like: the last 30 days up to now, not aligned.
+        ragged_from, ragged_to = (
+            from_ + timedelta(minutes=17, seconds=23),
+            to - timedelta(minutes=13),
+        )
+        print("30-day summary, unaligned ends (daily + hourly rows + raw partial hours):")
+        results["summary_ragged"] = await measure(
+            "rollups + raw edges",
+            40,
+            lambda: aggregates(pool, org, ragged_from, ragged_to, group_by=["provider", "model"]),
         )
         print()
         for name, target, key in (("summary", 50, "summary"), ("daily series", 100, "daily")):

@@ -259,7 +259,13 @@ async def run(admin_url: str, batch_count: int, rounds: int) -> None:
             ("unnest alternative", unnest_rate),
         ):
             print(f"median {label:<25}: {rate:>10,.0f} rows/s  ratio {rate / copy_rate:.2f}")
-        verdict = "MET" if writer_rate >= 0.5 * copy_rate else "NOT MET"
+        # Other processes on a small machine disturb single rounds; the per-round ratio (both
+        # figures measured back to back) is the steadier number.
+        per_round = statistics.median(
+            w / c for w, c in zip(results["writer"], results["copy"], strict=True)
+        )
+        print(f"median per-round ratio write_rows / baseline: {per_round:.2f}")
+        verdict = "MET" if min(per_round, writer_rate / copy_rate) >= 0.5 else "NOT MET"
         print(f"target: write_rows >= 0.50 x baseline -> {verdict}")
         await pool.close()
     finally:
