@@ -10,8 +10,9 @@
 // AETHERMIND_EXPORTER (json|proto), AETHERMIND_COMPRESSION (none|gzip), AETHERMIND_SERVICE,
 // AETHERMIND_COUNT. It makes `count` chat spans shaped like the OTel GenAI semantic
 // conventions plus one plain HTTP span (not GenAI: the receiver drops it), force-flushes,
-// shuts down, and prints one JSON line: the exports' results and every span's ids and
-// duration. Exit status 0 only if every export succeeded; 1 if one failed; 2 on bad usage.
+// shuts down, and prints one JSON line: each export call's outcome ("exports"), the spans
+// exported successfully ("exported"), flush/shutdown errors, and every GenAI span's ids and
+// duration. Exit status 0 only if every span was exported; 1 if not; 2 on bad usage.
 
 import { parseArgs } from 'node:util';
 import { SpanKind } from '@opentelemetry/api';
@@ -136,12 +137,19 @@ async function main() {
   });
   plain.end(base + 5);
 
-  await provider.forceFlush();
-  await provider.shutdown();
+  // The batch processor rejects forceFlush when an export failed: keep the error and report.
+  const errors = [];
+  for (const step of ['forceFlush', 'shutdown']) {
+    try {
+      await provider[step]();
+    } catch (error) {
+      errors.push(`${step}: ${error?.message ?? error}`);
+    }
+  }
 
   const failed = exporter.results.filter((r) => !r.ok);
-  const exported = exporter.results.reduce((sum, r) => sum + r.spans, 0);
-  const ok = failed.length === 0 && exported === opts.count + 1;
+  const exported = exporter.results.reduce((sum, r) => sum + (r.ok ? r.spans : 0), 0);
+  const ok = errors.length === 0 && failed.length === 0 && exported === opts.count + 1;
   process.stdout.write(
     `${JSON.stringify({
       ok,
@@ -150,6 +158,7 @@ async function main() {
       service: opts.service,
       exported,
       exports: exporter.results,
+      errors,
       spans,
       plain_span_id: plain.spanContext().spanId,
     })}\n`,
