@@ -45,7 +45,9 @@ CONTENT_TYPES = {"json": "application/json", "proto": "application/x-protobuf"}
 COST_PER_SPAN = Decimal("0.0055")
 
 
-def node_command() -> list[str]:
+@pytest.fixture(scope="module")
+def node_script() -> list[str]:
+    """``node export-genai-spans.js``, checked before any receiver or database is set up."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not on PATH: these tests run the OTel JS exporters under Node.js")
@@ -208,6 +210,7 @@ class ScriptRun:
 
 
 async def run_js_exporter(
+    node_script: list[str],
     endpoint: str,
     key: str,
     *,
@@ -218,7 +221,7 @@ async def run_js_exporter(
     batch_size: int = 512,
 ) -> ScriptRun:
     argv = [
-        *node_command(),
+        *node_script,
         "--endpoint", endpoint,
         "--key", key,
         "--exporter", exporter,
@@ -320,12 +323,13 @@ async def check_rows(receiver: RunningReceiver, report: dict[str, Any], service:
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 @pytest.mark.parametrize("exporter", ["json", "proto"])
 async def test_otel_js_exporter_spans_are_stored_and_priced(
-    receiver: RunningReceiver, exporter: str, compression: str
+    node_script: list[str], receiver: RunningReceiver, exporter: str, compression: str
 ) -> None:
     count = 5
     service = f"checkout-js-{exporter}-{compression}"
     async with wire_tap(receiver) as tap:
         run = await run_js_exporter(
+            node_script,
             tap.url,
             receiver.acme.ingest_key,
             exporter=exporter,
@@ -347,13 +351,14 @@ async def test_otel_js_exporter_spans_are_stored_and_priced(
 
 
 async def test_several_chunked_batches_over_kept_alive_connections(
-    receiver: RunningReceiver,
+    node_script: list[str], receiver: RunningReceiver
 ) -> None:
     # 250 spans in batches of 100: three gzip requests on the exporter's keep-alive agent,
     # so the receiver reads a chunked body after another on the same connection.
     count = 249
     async with wire_tap(receiver) as tap:
         run = await run_js_exporter(
+            node_script,
             tap.url,
             receiver.acme.ingest_key,
             exporter="proto",
@@ -370,10 +375,13 @@ async def test_several_chunked_batches_over_kept_alive_connections(
     await check_rows(receiver, report, "batch-js")
 
 
-async def test_a_rejected_key_fails_the_js_export(receiver: RunningReceiver) -> None:
+async def test_a_rejected_key_fails_the_js_export(
+    node_script: list[str], receiver: RunningReceiver
+) -> None:
     # The script's exit status and report are what the other tests rely on: a refused export
     # must show as a failure, not pass silently.
     run = await run_js_exporter(
+        node_script,
         receiver.url,
         "am_not_a_real_key",
         exporter="json",
