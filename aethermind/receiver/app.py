@@ -20,7 +20,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from aethermind.receiver import ingest, ops, query
+from aethermind.receiver import dashboard, ingest, ops, query
 from aethermind.receiver.auth import FailureThrottle, KeyCache
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.errors import HttpError
@@ -55,6 +55,7 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     app.router.add_get("/v1/traces/{trace_id}", query.trace)
     app.router.add_get("/v1/top-traces", query.top_traces)
     ops.add_routes(app)
+    dashboard.add_routes(app)
     return app
 
 

@@ -1,0 +1,854 @@
+/* Aethermind dashboard: reads the query API with the user's read key and draws it.
+ *
+ * Plain JavaScript, no build step, no third-party code but Plotly (served by the receiver
+ * from the installed plotly package). Every figure shown is an API value as it came: money
+ * is formatted from the API's decimal string without rounding, and each figure's raw value
+ * is in its data-value attribute. Untrusted text (model names, span names) is only ever set
+ * with textContent, and escaped before Plotly sees it.
+ */
+"use strict";
+
+(() => {
+  const KEY_STORAGE = "aethermind.readKey";
+  const REFRESH_MS = 10_000;
+  const TOP_TRACES = 10;
+  const MINUTE = 60_000;
+  const HOUR = 60 * MINUTE;
+  const DAY = 24 * HOUR;
+  const RANGES = {
+    "1h": { ms: HOUR, granularity: "minute" },
+    "24h": { ms: DAY, granularity: "hour" },
+    "7d": { ms: 7 * DAY, granularity: "day" },
+    "30d": { ms: 30 * DAY, granularity: "day" },
+  };
+  const BUCKET_MS = { minute: MINUTE, hour: HOUR, day: DAY, week: 7 * DAY, month: "M1" };
+  const GROUP_LABELS = {
+    model: "Model",
+    provider: "Provider",
+    service: "Service",
+    operation: "Operation",
+    environment: "Environment",
+  };
+  const UNSET = "(not set)";
+  const PALETTE = [
+    "#3b6fd4", "#e07b39", "#3a9e6f", "#c2415a", "#8a5cc7",
+    "#2d9cb3", "#b8912f", "#6b7a8f", "#d65db1", "#5a8f29",
+  ];
+  // The API lives next to the page: /dashboard -> /v1/... (keeps any proxy path prefix).
+  const API_BASE = new URL("v1/", document.baseURI);
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    keyForm: $("key-form"),
+    keyInput: $("key-input"),
+    keyStatus: $("key-status"),
+    keyHint: $("key-hint"),
+    changeKey: $("change-key"),
+    forgetKey: $("forget-key"),
+    alert: $("alert"),
+    range: $("range"),
+    customRange: $("custom-range"),
+    customFrom: $("custom-from"),
+    customTo: $("custom-to"),
+    applyCustom: $("apply-custom"),
+    groupBy: $("group-by"),
+    autoRefresh: $("auto-refresh"),
+    refreshNow: $("refresh-now"),
+    rangeLabel: $("range-label"),
+    updated: $("updated"),
+    summary: $("summary"),
+    main: document.querySelector("main"),
+    breakdown: document.querySelector("#breakdown tbody"),
+    topTraces: document.querySelector("#top-traces tbody"),
+    tracePanel: $("trace-panel"),
+    traceTitle: $("trace-title"),
+    traceSummary: $("trace-summary"),
+    traceSpans: document.querySelector("#trace-spans tbody"),
+    closeTrace: $("close-trace"),
+  };
+
+  const state = {
+    key: null,
+    range: el.range.value,
+    custom: null, // {from: Date, to: Date} once applied
+    groupBy: el.groupBy.value,
+    inflight: null, // AbortController of the refresh in progress
+    timer: null,
+    stopped: false, // after 401/403: no more automatic requests with a rejected key
+    refreshes: 0,
+    traceOpener: null,
+    traceRequest: null,
+  };
+
+  // ---------------------------------------------------------------- formatting
+
+  /** "$1,234.5678" from the API's decimal string, exactly: trailing zeros trimmed, no rounding. */
+  function formatUsd(decimal) {
+    if (decimal === null || decimal === undefined) return "—";
+    const text = String(decimal);
+    const negative = text.startsWith("-");
+    const [whole, fraction = ""] = text.replace(/^[-+]/, "").split(".");
+    let digits = fraction.replace(/0+$/, "");
+    if (digits.length < 2) digits = digits.padEnd(2, "0");
+    return `${negative ? "-" : ""}$${groupThousands(whole)}.${digits}`;
+  }
+
+  function groupThousands(digits) {
+    return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  }
+
+  function formatInt(value) {
+    if (value === null || value === undefined) return "—";
+    return groupThousands(String(value));
+  }
+
+  function formatMs(value) {
+    if (value === null || value === undefined) return "—";
+    const ms = Number(value);
+    if (ms < 1000) return `${trimNumber(ms, 1)} ms`;
+    if (ms < 60_000) return `${trimNumber(ms / 1000, 2)} s`;
+    return `${trimNumber(ms / 60_000, 1)} min`;
+  }
+
+  function trimNumber(value, digits) {
+    return String(Number(value.toFixed(digits)));
+  }
+
+  function formatPercent(numerator, denominator) {
+    if (!denominator) return "—";
+    return `${trimNumber((100 * numerator) / denominator, 2)}%`;
+  }
+
+  const timeFormat = new Intl.DateTimeFormat(undefined, {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+  const clockFormat = new Intl.DateTimeFormat(undefined, {
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+
+  function formatTime(iso) {
+    return iso ? timeFormat.format(new Date(iso)) : "—";
+  }
+
+  /** A value for <input type="datetime-local"> (local time, minutes). */
+  function toLocalInput(date) {
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+      `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  }
+
+  /** A local-time date string for Plotly, which shows date strings as written (time zone
+   *  free): the charts then read in the same local time as the tables. */
+  function plotlyDate(value) {
+    const date = value instanceof Date ? value : new Date(value);
+    const pad = (n, width = 2) => String(n).padStart(width, "0");
+    return `${toLocalInput(date)}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`
+      .replace("T", " ");
+  }
+
+  /** Plotly renders a subset of HTML in names and labels; ours are data, never markup. */
+  function plotlyText(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  function groupName(row, key) {
+    const value = row[key];
+    return value === null || value === undefined || value === "" ? UNSET : String(value);
+  }
+
+  // ---------------------------------------------------------------- DOM helpers
+
+  function cell(text, { value, numeric = false, title } = {}) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (numeric) td.className = "num";
+    if (value !== undefined) td.dataset.value = value === null ? "" : String(value);
+    if (title) td.title = title;
+    return td;
+  }
+
+  function setFigure(id, text, value) {
+    const node = $(id);
+    node.textContent = text;
+    node.dataset.value = value === null || value === undefined ? "" : String(value);
+    return node;
+  }
+
+  function emptyRow(tbody, columns, text) {
+    const tr = document.createElement("tr");
+    const td = cell(text);
+    td.colSpan = columns;
+    td.className = "empty";
+    tr.append(td);
+    tbody.replaceChildren(tr);
+  }
+
+  // ---------------------------------------------------------------- API
+
+  class ApiError extends Error {
+    constructor(status, message, retryAfter) {
+      super(message);
+      this.status = status;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  async function api(path, params, signal) {
+    const url = new URL(path, API_BASE);
+    for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+    let response;
+    try {
+      response = await fetch(url, {
+        headers: { Authorization: `Bearer ${state.key}`, Accept: "application/json" },
+        cache: "no-store",
+        credentials: "omit",
+        signal,
+      });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new ApiError(0, "the receiver cannot be reached");
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      const message = body?.error?.message ?? (response.statusText || "request failed");
+      throw new ApiError(response.status, message, response.headers.get("Retry-After"));
+    }
+    return body;
+  }
+
+  // ---------------------------------------------------------------- alerts
+
+  function showAlert(kind, text, status) {
+    el.alert.textContent = text;
+    el.alert.dataset.kind = kind;
+    el.alert.dataset.status = status === undefined ? "" : String(status);
+    el.alert.hidden = false;
+  }
+
+  function clearAlert() {
+    el.alert.hidden = true;
+    el.alert.textContent = "";
+    delete el.alert.dataset.kind;
+    delete el.alert.dataset.status;
+  }
+
+  function explain(error) {
+    const detail = `${error.status ? `${error.status}: ` : ""}${error.message}`;
+    switch (error.status) {
+      case 401:
+        return `The receiver rejected this key (${detail}). Enter a valid read key.`;
+      case 403:
+        return `This key may not read this organization's data (${detail}). ` +
+          "Use a key with the read scope that has not been revoked.";
+      case 429:
+        return `Too many requests (${detail}). Retrying` +
+          `${error.retryAfter ? ` after ${error.retryAfter} s` : ""}.`;
+      case 503:
+        return `The receiver is unavailable (${detail}). Retrying.`;
+      case 0:
+        return `Cannot load data: ${error.message}. Retrying.`;
+      default:
+        return `The receiver answered ${detail}.`;
+    }
+  }
+
+  // ---------------------------------------------------------------- range
+
+  function granularityFor(ms) {
+    if (ms <= 6 * HOUR) return "minute"; // the API allows minutes up to 7 days
+    if (ms <= 3 * DAY) return "hour";
+    if (ms <= 90 * DAY) return "day";
+    if (ms <= 730 * DAY) return "week";
+    return "month";
+  }
+
+  function currentRange() {
+    if (state.range === "custom" && state.custom) {
+      const { from, to } = state.custom;
+      return { from, to, granularity: granularityFor(to - from) };
+    }
+    const preset = RANGES[state.range] ?? RANGES["24h"];
+    const to = new Date();
+    return { from: new Date(to.getTime() - preset.ms), to, granularity: preset.granularity };
+  }
+
+  // ---------------------------------------------------------------- refresh cycle
+
+  function schedule() {
+    clearTimeout(state.timer);
+    state.timer = null;
+    if (!state.key || state.stopped || !el.autoRefresh.checked) return;
+    state.timer = setTimeout(() => {
+      // A hidden tab does not poll; it catches up when shown again.
+      if (document.hidden) schedule();
+      else refresh();
+    }, REFRESH_MS);
+  }
+
+  async function refresh() {
+    if (!state.key) return;
+    state.inflight?.abort();
+    const controller = new AbortController();
+    state.inflight = controller;
+    clearTimeout(state.timer);
+    const range = currentRange();
+    const group = state.groupBy;
+    const base = { from: range.from.toISOString(), to: range.to.toISOString() };
+    const timed = { ...base, granularity: range.granularity };
+    el.main.setAttribute("aria-busy", "true");
+    try {
+      const [summary, series, groupSeries, groups, top] = await Promise.all([
+        api("aggregates", base, controller.signal),
+        api("aggregates", timed, controller.signal),
+        api("aggregates", { ...timed, group_by: group }, controller.signal),
+        api("aggregates", { ...base, group_by: group }, controller.signal),
+        api("top-traces", { ...base, limit: String(TOP_TRACES) }, controller.signal),
+      ]);
+      if (controller.signal.aborted) return;
+      const ranked = rankGroups(groups.rows, group);
+      renderSummary(summary, range);
+      renderBreakdown(groups.rows, group, ranked);
+      renderTopTraces(top.traces);
+      await renderCharts({ series, groupSeries, groups, group, ranked, range });
+      if (controller.signal.aborted) return;
+      clearAlert();
+      state.refreshes += 1;
+      document.body.dataset.refreshes = String(state.refreshes);
+      document.body.dataset.state = "ready";
+      const now = new Date();
+      el.updated.replaceChildren("Updated ", timeElement(now, clockFormat.format(now)));
+      el.updated.dataset.value = now.toISOString();
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      if (!(error instanceof ApiError)) {
+        showAlert("error", `The dashboard failed to draw the data: ${error.message}`);
+        document.body.dataset.state = "error";
+        console.error(error);
+        return;
+      }
+      showAlert(error.status === 401 || error.status === 403 ? "auth" : "error",
+        explain(error), error.status);
+      document.body.dataset.state = "error";
+      if (error.status === 401 || error.status === 403) {
+        // Polling with a rejected key only earns this address an auth throttle.
+        state.stopped = true;
+        showKeyForm(true);
+      }
+    } finally {
+      if (state.inflight === controller) {
+        state.inflight = null;
+        el.main.removeAttribute("aria-busy");
+        schedule();
+      }
+    }
+  }
+
+  function timeElement(date, text) {
+    const node = document.createElement("time");
+    node.dateTime = date.toISOString();
+    node.textContent = text;
+    return node;
+  }
+
+  /** Group names by cost (then calls), the order used in every chart and table. */
+  function rankGroups(rows, key) {
+    return [...rows]
+      .sort((a, b) => Number(b.cost_usd ?? 0) - Number(a.cost_usd ?? 0) || b.calls - a.calls)
+      .map((row) => groupName(row, key));
+  }
+
+  // ---------------------------------------------------------------- summary and tables
+
+  function renderSummary(summary, range) {
+    const row = summary.rows[0] ?? null;
+    const calls = row?.calls ?? 0;
+    const errors = row?.errors ?? 0;
+    el.summary.dataset.from = summary.from;
+    el.summary.dataset.to = summary.to;
+    el.summary.dataset.granularity = range.granularity;
+    el.summary.dataset.groupBy = state.groupBy;
+
+    if (row === null) {
+      setFigure("total-cost", formatUsd("0"), "0");
+      $("total-unpriced").textContent = "No calls in this range";
+    } else {
+      setFigure("total-cost", formatUsd(row.cost_usd), row.cost_usd);
+      const unpriced = row.unpriced_calls;
+      $("total-unpriced").textContent = !unpriced ? "All calls priced"
+        : row.cost_usd === null ? `${formatInt(unpriced)} unpriced calls (no known price)`
+          : `${formatInt(unpriced)} unpriced calls not included`;
+      $("total-unpriced").dataset.value = String(unpriced);
+    }
+    setFigure("total-calls", formatInt(calls), calls);
+    $("total-errors").textContent = `${formatInt(errors)} error${errors === 1 ? "" : "s"}`;
+    $("total-errors").dataset.value = String(errors);
+    setFigure("total-tokens", formatInt(row?.total_tokens ?? 0), row?.total_tokens ?? 0);
+    $("total-tokens-split").textContent = row
+      ? `${formatInt(row.input_tokens)} in · ${formatInt(row.output_tokens)} out` : "";
+    const rate = setFigure("error-rate", formatPercent(errors, calls), calls ? errors / calls : "");
+    rate.dataset.errors = String(errors);
+    rate.dataset.calls = String(calls);
+    const latency = row?.latency_ms ?? {};
+    $("latency-note").textContent = row
+      ? `Latency p50 ${formatMs(latency.p50)} · p95 ${formatMs(latency.p95)}` : "";
+
+    el.rangeLabel.textContent =
+      `${formatTime(summary.from)} – ${formatTime(summary.to)} (per ${range.granularity}) ·`;
+  }
+
+  function renderBreakdown(rows, key, ranked) {
+    document.querySelectorAll(".group-label").forEach((node) => {
+      node.textContent = GROUP_LABELS[key].toLowerCase();
+    });
+    document.querySelector("#breakdown .group-label-col").textContent = GROUP_LABELS[key];
+    if (!rows.length) {
+      emptyRow(el.breakdown, 9, "No calls in this range");
+      return;
+    }
+    const byName = new Map(rows.map((row) => [groupName(row, key), row]));
+    el.breakdown.replaceChildren(...ranked.map((name) => {
+      const row = byName.get(name);
+      const tr = document.createElement("tr");
+      tr.dataset.group = name;
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = name;
+      tr.append(
+        th,
+        cell(formatInt(row.calls), { value: row.calls, numeric: true }),
+        cell(formatInt(row.errors), { value: row.errors, numeric: true }),
+        cell(formatInt(row.input_tokens), { value: row.input_tokens, numeric: true }),
+        cell(formatInt(row.output_tokens), { value: row.output_tokens, numeric: true }),
+        cell(formatInt(row.total_tokens), { value: row.total_tokens, numeric: true }),
+        cell(formatUsd(row.cost_usd), { value: row.cost_usd, numeric: true }),
+        cell(formatInt(row.unpriced_calls), { value: row.unpriced_calls, numeric: true }),
+        cell(formatMs(row.latency_ms?.p95), { value: row.latency_ms?.p95 ?? null, numeric: true }),
+      );
+      return tr;
+    }));
+  }
+
+  function renderTopTraces(traces) {
+    if (!traces.length) {
+      emptyRow(el.topTraces, 6, "No priced traces in this range");
+      return;
+    }
+    el.topTraces.replaceChildren(...traces.map((trace) => {
+      const tr = document.createElement("tr");
+      tr.dataset.traceId = trace.trace_id;
+      const first = document.createElement("td");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "trace-link";
+      button.dataset.traceId = trace.trace_id;
+      button.setAttribute("aria-controls", "trace-panel");
+      const shortId = trace.trace_id.slice(0, 12);
+      // Non-LLM spans (often the root) are not stored: then the id is the trace's name.
+      button.textContent = trace.root_name ?? `trace ${shortId}…`;
+      button.title = `Show the spans of trace ${trace.trace_id}`;
+      first.append(button);
+      if (trace.root_name) {
+        const id = document.createElement("code");
+        id.className = "trace-id";
+        id.textContent = shortId;
+        id.title = trace.trace_id;
+        first.append(" ", id);
+      }
+      tr.append(
+        first,
+        cell(formatTime(trace.started_at), { value: trace.started_at, title: trace.started_at }),
+        cell(formatInt(trace.spans), { value: trace.spans, numeric: true }),
+        cell(formatInt(trace.total_tokens), { value: trace.total_tokens, numeric: true }),
+        cell(formatMs(trace.duration_ms), { value: trace.duration_ms, numeric: true }),
+        cell(formatUsd(trace.cost_usd), {
+          value: trace.cost_usd,
+          numeric: true,
+          title: trace.unpriced_calls ? `${trace.unpriced_calls} unpriced spans not included` : "",
+        }),
+      );
+      return tr;
+    }));
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  const PLOT_CONFIG = {
+    displaylogo: false,
+    responsive: true,
+    modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],
+  };
+
+  function layout(extra) {
+    return {
+      margin: { l: 64, r: 16, t: 8, b: 40 },
+      paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "rgba(0,0,0,0)",
+      font: { family: "system-ui, -apple-system, Segoe UI, sans-serif", size: 12, color: "#243040" },
+      legend: { orientation: "h", x: 0, y: -0.18, yanchor: "top" },
+      hoverlabel: { namelength: -1 },
+      ...extra,
+    };
+  }
+
+  function emptyLayout(extra) {
+    return layout({
+      ...extra,
+      xaxis: { visible: false },
+      yaxis: { visible: false },
+      annotations: [{
+        text: "No calls in this range", showarrow: false, xref: "paper", yref: "paper",
+        x: 0.5, y: 0.5, font: { size: 14, color: "#6b7a8f" },
+      }],
+    });
+  }
+
+  function timeAxis(range) {
+    return {
+      type: "date",
+      range: [plotlyDate(range.from), plotlyDate(range.to)],
+      gridcolor: "#e6eaf0",
+      linecolor: "#c9d1dc",
+    };
+  }
+
+  function colorOf(name, ranked) {
+    const index = ranked.indexOf(name);
+    return PALETTE[(index < 0 ? ranked.length : index) % PALETTE.length];
+  }
+
+  function costChart({ groupSeries, group, ranked, range }) {
+    const rows = groupSeries.rows;
+    if (!rows.length) return { data: [], layout: emptyLayout({}) };
+    const byGroup = new Map(ranked.map((name) => [name, []]));
+    for (const row of rows) {
+      const name = groupName(row, group);
+      if (!byGroup.has(name)) byGroup.set(name, []);
+      byGroup.get(name).push(row);
+    }
+    const data = [...byGroup].map(([name, points]) => ({
+      type: "bar",
+      name: plotlyText(name),
+      x: points.map((row) => plotlyDate(row.bucket)),
+      // Float only for bar heights; the hover shows the API's exact decimal.
+      y: points.map((row) => (row.cost_usd === null ? null : Number(row.cost_usd))),
+      customdata: points.map((row) => [
+        formatUsd(row.cost_usd), row.calls, row.unpriced_calls,
+      ]),
+      hovertemplate: "%{customdata[0]} · %{customdata[1]} calls" +
+        " (%{customdata[2]} unpriced)<extra>%{fullData.name}</extra>",
+      xperiod: BUCKET_MS[range.granularity],
+      xperiodalignment: "middle",
+      marker: { color: colorOf(name, ranked) },
+    }));
+    return {
+      data,
+      layout: layout({
+        barmode: "stack",
+        hovermode: "closest",
+        xaxis: timeAxis(range),
+        yaxis: { title: { text: "USD" }, tickprefix: "$", gridcolor: "#e6eaf0", rangemode: "tozero" },
+      }),
+    };
+  }
+
+  function tokenChart({ groups, group, ranked }) {
+    const rows = groups.rows;
+    if (!rows.length) return { data: [], layout: emptyLayout({}) };
+    const byName = new Map(rows.map((row) => [groupName(row, group), row]));
+    const names = ranked.map(plotlyText);
+    const series = (label, field, color) => ({
+      type: "bar",
+      orientation: "h",
+      name: label,
+      y: names,
+      x: ranked.map((name) => byName.get(name)[field]),
+      customdata: ranked.map((name) => formatInt(byName.get(name).total_tokens)),
+      hovertemplate: `%{x:,} ${label.toLowerCase()} of %{customdata} tokens<extra>%{y}</extra>`,
+      marker: { color },
+    });
+    return {
+      data: [
+        series("Input", "input_tokens", "#3b6fd4"),
+        series("Output", "output_tokens", "#e07b39"),
+      ],
+      layout: layout({
+        barmode: "stack",
+        hovermode: "closest",
+        margin: { l: 140, r: 16, t: 8, b: 40 },
+        xaxis: { title: { text: "tokens" }, gridcolor: "#e6eaf0", rangemode: "tozero" },
+        yaxis: { type: "category", autorange: "reversed", automargin: true },
+      }),
+    };
+  }
+
+  function latencyChart({ series, range }) {
+    const rows = series.rows;
+    if (!rows.length) return { data: [], layout: emptyLayout({}) };
+    const x = rows.map((row) => plotlyDate(row.bucket));
+    const line = (name, quantile, color, dash) => ({
+      type: "scatter",
+      mode: "lines+markers",
+      name,
+      x,
+      y: rows.map((row) => row.latency_ms?.[quantile] ?? null),
+      connectgaps: false,
+      line: { color, dash, width: 2 },
+      marker: { size: 5 },
+      hovertemplate: "%{y:,.1f} ms<extra>" + name + "</extra>",
+    });
+    return {
+      data: [line("p50", "p50", "#3a9e6f", "solid"), line("p95", "p95", "#c2415a", "dot")],
+      layout: layout({
+        hovermode: "x unified",
+        xaxis: timeAxis(range),
+        yaxis: { title: { text: "ms" }, gridcolor: "#e6eaf0", rangemode: "tozero" },
+      }),
+    };
+  }
+
+  async function renderCharts(input) {
+    if (typeof Plotly === "undefined") {
+      throw new Error("the charting library (plotly.min.js) did not load");
+    }
+    const charts = [
+      ["chart-cost", costChart(input)],
+      ["chart-tokens", tokenChart(input)],
+      ["chart-latency", latencyChart(input)],
+    ];
+    await Promise.all(charts.map(async ([id, figure]) => {
+      const node = $(id);
+      await Plotly.react(node, figure.data, figure.layout, PLOT_CONFIG);
+      node.dataset.traces = String(figure.data.length);
+      node.dataset.rendered = String(state.refreshes + 1);
+    }));
+  }
+
+  function clearData() {
+    for (const id of ["total-cost", "total-calls", "total-tokens", "error-rate"]) {
+      setFigure(id, "–", null);
+    }
+    for (const id of ["total-unpriced", "total-errors", "total-tokens-split", "latency-note"]) {
+      $(id).textContent = "";
+    }
+    el.breakdown.replaceChildren();
+    el.topTraces.replaceChildren();
+    if (typeof Plotly !== "undefined") {
+      for (const id of ["chart-cost", "chart-tokens", "chart-latency"]) Plotly.purge($(id));
+    }
+    closeTrace();
+    el.updated.textContent = "Not loaded yet";
+    el.rangeLabel.textContent = "";
+  }
+
+  // ---------------------------------------------------------------- trace panel
+
+  async function openTrace(traceId, opener) {
+    state.traceRequest?.abort();
+    const controller = new AbortController();
+    state.traceRequest = controller;
+    state.traceOpener = opener ?? null;
+    el.tracePanel.hidden = false;
+    el.tracePanel.dataset.traceId = traceId;
+    el.tracePanel.dataset.state = "loading";
+    el.traceTitle.textContent = `Trace ${traceId}`;
+    el.traceSummary.textContent = "Loading spans…";
+    el.traceSpans.replaceChildren();
+    el.traceTitle.focus();
+    try {
+      const trace = await api(`traces/${encodeURIComponent(traceId)}`, {}, controller.signal);
+      renderTrace(trace);
+      el.tracePanel.dataset.state = "ready";
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      el.tracePanel.dataset.state = "error";
+      el.traceSummary.textContent = error instanceof ApiError
+        ? explain(error) : `Cannot show this trace: ${error.message}`;
+    }
+  }
+
+  function spanDepths(spans) {
+    const parents = new Map(spans.map((span) => [span.span_id, span.parent_span_id]));
+    const depth = (span) => {
+      let level = 0;
+      let parent = span.parent_span_id;
+      while (parent && parents.has(parent) && level < 32) {
+        level += 1;
+        parent = parents.get(parent);
+      }
+      return level;
+    };
+    return new Map(spans.map((span) => [span.span_id, depth(span)]));
+  }
+
+  function renderTrace(trace) {
+    const spans = trace.spans;
+    const depths = spanDepths(spans);
+    const priced = spans.filter((span) => span.cost_usd !== null).length;
+    el.traceSummary.textContent =
+      `${spans.length} span${spans.length === 1 ? "" : "s"}, ${priced} priced, ` +
+      `started ${formatTime(spans[0]?.timestamp)}`;
+    el.traceSpans.replaceChildren(...spans.map((span) => {
+      const tr = document.createElement("tr");
+      tr.dataset.spanId = span.span_id;
+      const status = String(span.status ?? "UNSET");
+      if (status === "ERROR") tr.className = "error";
+      const name = document.createElement("th");
+      name.scope = "row";
+      name.className = "span-name";
+      name.style.setProperty("--depth", String(depths.get(span.span_id) ?? 0));
+      name.textContent = span.name ?? "(unnamed)";
+      name.title = `span ${span.span_id} · ${formatTime(span.timestamp)}`;
+      const model = span.model ?? span.request_model ?? "";
+      const provider = span.provider ? ` (${span.provider})` : "";
+      const statusText = span.error_type ? `${status}: ${span.error_type}` : status;
+      tr.append(
+        name,
+        cell(model ? `${model}${provider}` : "—", { value: model }),
+        cell(statusText, { value: status }),
+        cell(formatInt(span.input_tokens), { value: span.input_tokens, numeric: true }),
+        cell(formatInt(span.output_tokens), { value: span.output_tokens, numeric: true }),
+        cell(formatMs(span.duration_ms), { value: span.duration_ms, numeric: true }),
+        cell(formatUsd(span.cost_usd), {
+          value: span.cost_usd,
+          numeric: true,
+          title: span.cost_usd === null && model ? "no known price for this model" : "",
+        }),
+      );
+      return tr;
+    }));
+  }
+
+  function closeTrace() {
+    state.traceRequest?.abort();
+    state.traceRequest = null;
+    if (el.tracePanel.hidden) return;
+    el.tracePanel.hidden = true;
+    delete el.tracePanel.dataset.traceId;
+    delete el.tracePanel.dataset.state;
+    if (state.traceOpener?.isConnected) state.traceOpener.focus();
+    state.traceOpener = null;
+  }
+
+  // ---------------------------------------------------------------- key handling
+
+  function readStoredKey() {
+    try {
+      return localStorage.getItem(KEY_STORAGE);
+    } catch {
+      return null; // storage disabled: the key lives only for this page
+    }
+  }
+
+  function showKeyForm(visible) {
+    el.keyForm.hidden = !visible;
+    el.keyStatus.hidden = visible || !state.key;
+    if (state.key) el.keyHint.textContent = `aether_…${state.key.slice(-4)}`;
+    if (visible) el.keyInput.focus();
+  }
+
+  function useKey(key) {
+    state.key = key;
+    state.stopped = false;
+    try {
+      localStorage.setItem(KEY_STORAGE, key);
+    } catch {
+      // Private mode or storage full: keep working with the key in memory.
+    }
+    showKeyForm(false);
+    clearAlert();
+    document.body.dataset.state = "loading";
+    refresh();
+  }
+
+  function forgetKey() {
+    try {
+      localStorage.removeItem(KEY_STORAGE);
+    } catch {
+      // nothing stored
+    }
+    state.key = null;
+    state.inflight?.abort();
+    clearTimeout(state.timer);
+    clearData();
+    clearAlert();
+    document.body.dataset.state = "nokey";
+    showKeyForm(true);
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  el.keyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = el.keyInput.value.trim();
+    if (!key) return;
+    el.keyInput.value = "";
+    useKey(key);
+  });
+  el.changeKey.addEventListener("click", () => showKeyForm(true));
+  el.forgetKey.addEventListener("click", forgetKey);
+
+  el.range.addEventListener("change", () => {
+    const custom = el.range.value === "custom";
+    el.customRange.hidden = !custom;
+    if (custom) {
+      const { from, to } = state.custom ?? currentRange();
+      el.customFrom.value = toLocalInput(from);
+      el.customTo.value = toLocalInput(to);
+      el.customFrom.focus();
+      return; // applied with the Apply button
+    }
+    state.range = el.range.value;
+    refresh();
+  });
+
+  el.applyCustom.addEventListener("click", () => {
+    const from = new Date(el.customFrom.value);
+    const to = new Date(el.customTo.value);
+    if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || from >= to) {
+      showAlert("input", "Choose a custom range whose start is before its end.");
+      return;
+    }
+    state.range = "custom";
+    state.custom = { from, to };
+    refresh();
+  });
+
+  el.groupBy.addEventListener("change", () => {
+    state.groupBy = el.groupBy.value;
+    refresh();
+  });
+
+  el.autoRefresh.addEventListener("change", () => schedule());
+  el.refreshNow.addEventListener("click", () => {
+    state.stopped = false;
+    refresh();
+  });
+
+  el.topTraces.addEventListener("click", (event) => {
+    const button = event.target.closest("button.trace-link");
+    if (button) openTrace(button.dataset.traceId, button);
+  });
+  el.closeTrace.addEventListener("click", closeTrace);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !el.tracePanel.hidden) closeTrace();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && state.key && !state.stopped && !state.inflight &&
+        el.autoRefresh.checked) {
+      refresh();
+    }
+  });
+
+  const stored = readStoredKey();
+  if (stored) {
+    useKey(stored);
+  } else {
+    document.body.dataset.state = "nokey";
+    showKeyForm(true);
+  }
+})();
