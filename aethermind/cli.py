@@ -49,7 +49,8 @@ def emit(args: argparse.Namespace, document: Any, human: Callable[[], None]) -> 
 
 
 @contextlib.asynccontextmanager
-async def open_pool(args: argparse.Namespace, *, migrate: bool = True) -> AsyncIterator[Any]:
+async def open_database(args: argparse.Namespace, *, migrate: bool = True) -> AsyncIterator[Any]:
+    """The database the flags and environment name, opened (and migrated) for one command."""
     from aethermind.storage.config import DatabaseConfig
     from aethermind.storage.database import Database
     from aethermind.storage.migrate import migrate as apply_migrations
@@ -64,9 +65,15 @@ async def open_pool(args: argparse.Namespace, *, migrate: bool = True) -> AsyncI
             applied = await apply_migrations(pool)
             if applied:
                 logger.info("applied migrations", extra={"migrations": applied})
-        yield pool
+        yield database
     finally:
         await database.close()
+
+
+@contextlib.asynccontextmanager
+async def open_pool(args: argparse.Namespace, *, migrate: bool = True) -> AsyncIterator[Any]:
+    async with open_database(args, migrate=migrate) as database:
+        yield database.pool
 
 
 async def _organization(pool: Any, slug: str) -> Any:
@@ -394,6 +401,7 @@ def _price_doc(price: Any) -> dict[str, Any]:
 async def cmd_serve(args: argparse.Namespace) -> None:
     from aethermind.receiver.app import create_app
     from aethermind.receiver.config import ReceiverConfig
+    from aethermind.receiver.serve import run_until_signal
 
     config = ReceiverConfig.from_env(
         host=args.host,
@@ -404,17 +412,59 @@ async def cmd_serve(args: argparse.Namespace) -> None:
         redis_url=args.redis_url,
         cors_origins=args.cors_origin,
         max_body_bytes=args.max_body_bytes,
+        workers=args.workers,
+        reuse_port=True if args.worker else None,
     )
-    from aethermind.receiver.serve import run_until_signal
-
-    async with open_pool(args) as pool:
-        await _bootstrap_default_organization(pool)
+    # A worker process serves only: its supervisor migrated and bootstrapped already.
+    async with open_database(args, migrate=not args.worker) as database:
+        if not args.worker:
+            await _bootstrap_default_organization(database.pool)
+        if config.workers > 1 and not args.worker:
+            await _supervise_workers(args, database.dsn, config.workers)
+            return
 
         @contextlib.asynccontextmanager
         async def provide_pool() -> AsyncIterator[Any]:
-            yield pool  # owned here: closed after the app has drained
+            yield database.pool  # owned here: closed after the app has drained
 
         await run_until_signal(create_app(config, provide_pool), config)
+
+
+async def _supervise_workers(args: argparse.Namespace, dsn: str, workers: int) -> None:
+    """Run ``workers`` serving processes sharing one port (SO_REUSEPORT) and this process's
+    database; forward SIGTERM/SIGINT to them and wait for them to drain. If one dies, stop
+    all and fail, so the orchestrator restarts the whole receiver."""
+    import signal
+
+    forwarded = [
+        "--log-level", args.log_level,
+        *(["--host", args.host] if args.host else []),
+        *(["--port", str(args.port)] if args.port else []),
+        *(["--keep-all-spans"] if args.keep_all_spans else []),
+        *(["--tls-cert", args.tls_cert, "--tls-key", args.tls_key] if args.tls_cert else []),
+        *(["--redis-url", args.redis_url] if args.redis_url else []),
+        *[flag for origin in args.cors_origin or [] for flag in ("--cors-origin", origin)],
+        *(["--max-body-bytes", str(args.max_body_bytes)] if args.max_body_bytes else []),
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "aethermind.cli", "serve", "--worker",
+               "--database-url", dsn, *forwarded]  # fmt: skip
+    processes = [await asyncio.create_subprocess_exec(*command) for _ in range(workers)]
+    logger.info("started workers", extra={"workers": [p.pid for p in processes]})
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    exits = [asyncio.ensure_future(p.wait()) for p in processes]
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopping, *exits], return_when=asyncio.FIRST_COMPLETED)
+    died = not stop.is_set()
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    await asyncio.gather(*exits)
+    stopping.cancel()
+    if died:
+        raise CliError("a worker process exited unexpectedly; stopped the others")
 
 
 async def _bootstrap_default_organization(pool: Any) -> None:
@@ -500,6 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", default=None, help="shared rate limits (env REDIS_URL)")
     serve.add_argument("--cors-origin", action="append", default=None, help="allowed origin")
     serve.add_argument("--max-body-bytes", type=int, default=None)
+    serve.add_argument(
+        "--workers", type=int, default=None, help="serving processes (env AETHERMIND_WORKERS)"
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")

@@ -41,12 +41,16 @@ class ReceiverConfig:
     auth_max_failures_per_minute: int = 30
     overrides_ttl_seconds: float = 30.0
     shutdown_grace_seconds: float = 30.0
+    # Serving processes sharing the port (SO_REUSEPORT), supervised by `aethermind serve`.
+    # Python runs one core per process; with PostgreSQL on the same box, 2 is a good start.
+    workers: int = 1
+    reuse_port: bool = False
     decode_limits: DecodeLimits = field(default=DEFAULT_LIMITS)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ReceiverConfigError(f"port must be 1-65535, got {self.port}")
-        for name in ("max_body_bytes", "max_inflight_requests"):
+        for name in ("max_body_bytes", "max_inflight_requests", "workers"):
             if getattr(self, name) <= 0:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -71,6 +75,7 @@ class ReceiverConfig:
             ("max_inflight_requests", int),
             ("write_timeout_seconds", float),
             ("keep_all_spans", bool),
+            ("workers", int),
             ("tls_cert", str),
             ("tls_key", str),
         ):

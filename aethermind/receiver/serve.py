@@ -34,7 +34,12 @@ async def run_until_signal(app: web.Application, config: ReceiverConfig) -> None
     )
     await runner.setup()
     site = web.TCPSite(
-        runner, config.host, config.port, ssl_context=tls_context(config), backlog=1024
+        runner,
+        config.host,
+        config.port,
+        ssl_context=tls_context(config),
+        backlog=1024,
+        reuse_port=config.reuse_port or None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
