@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -429,6 +431,111 @@ def test_spans_past_the_request_limit_are_rejected_without_failing_the_request()
     assert decoded.rejected_spans == 2
     assert "2 over the limit of 3 spans per request" in decoded.error_message
     assert "spans[3]" in decoded.error_message
+
+
+def multi_scope_request(layout: list[list[int]], extra_fields: bool = True) -> bytes:
+    """Resources of scopes of ``n`` valid spans named by their order in the request, with
+    the schema URLs and scopes that come after the spans on the wire."""
+    request = ExportTraceServiceRequest()
+    ordinal = 0
+    for ri, scopes in enumerate(layout):
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.attributes.append(
+            KeyValue(key="service.name", value=any_value(f"svc{ri}"))
+        )
+        for count in scopes:
+            scope_spans = resource_spans.scope_spans.add()
+            scope_spans.scope.name = "lib"
+            for _ in range(count):
+                scope_spans.spans.append(proto_span(name=str(ordinal)))
+                ordinal += 1
+            if extra_fields:
+                scope_spans.schema_url = "https://opentelemetry.io/schemas/1.26.0"
+        if extra_fields:
+            resource_spans.schema_url = "https://opentelemetry.io/schemas/1.26.0"
+    return request.SerializeToString()
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+def test_protobuf_span_limit_keeps_the_first_spans_across_resources_and_scopes(
+    limit: int,
+) -> None:
+    body = multi_scope_request([[2, 0, 3], [], [1, 2]])  # 8 spans
+    decoded = decode_proto(body, DecodeLimits(max_spans_per_request=limit))
+    kept = min(limit, 8)
+    assert [span.name for span in decoded.spans] == [str(i) for i in range(kept)]
+    assert decoded.rejected_spans == 8 - kept
+    assert {span.resource_attributes["service.name"] for span in decoded.spans} <= {
+        "svc0",
+        "svc2",
+    }
+    if kept < 8:
+        assert f"{8 - kept} over the limit of {limit} spans per request" in decoded.error_message
+
+
+def test_protobuf_span_limit_message_names_the_first_span_cut() -> None:
+    body = multi_scope_request([[2, 0, 3], [], [1, 2]])
+    decoded = decode_proto(body, DecodeLimits(max_spans_per_request=5))
+    assert decoded.error_message == (
+        "rejected 3 of 8 spans: 3 over the limit of 5 spans per request, "
+        "first at resource_spans[2].scope_spans[0].spans[0]"
+    )
+
+
+def test_a_flood_of_empty_spans_is_cut_before_parsing_so_memory_stays_bounded() -> None:
+    # 16 MiB of two-byte spans: parsing all of them would take ~1.5 GB and seconds.
+    script = f"""
+import resource
+from aethermind.receiver.otlp import decode_traces
+spans = b"\\x12\\x00" * (8 * 1024 * 1024)
+def varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+scope = b"\\x12" + varint(len(spans)) + spans
+body = b"\\x0a" + varint(len(scope)) + scope
+decoded = decode_traces(body, {PROTOBUF_CONTENT_TYPE!r})
+assert decoded.rejected_spans == 8 * 1024 * 1024, decoded.rejected_spans
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    peak_mib = int(result.stdout.strip())
+    assert peak_mib < 300, peak_mib
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x0a\x05\x12\x03\x12\x00",  # scope spans longer than their resource spans
+        b"\x0a\x04\x12\x02\x12\x05",  # span longer than its scope
+        b"\x0f",  # wire type 7
+        b"\x0c",  # end group without a start
+        b"\x0b\x14",  # group closed by another field's end
+        b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # over-long varint
+    ],
+)
+def test_malformed_envelopes_are_a_400_whatever_the_span_limit(body: bytes) -> None:
+    for limits in (DecodeLimits(), DecodeLimits(max_spans_per_request=1)):
+        padded = body + b"\x12" * 4 if limits.max_spans_per_request == 1 else body
+        with pytest.raises(MalformedBodyError):
+            decode_proto(padded, limits)
+
+
+def test_unknown_fields_and_groups_around_spans_do_not_confuse_the_cut() -> None:
+    span = proto_span(name="0").SerializeToString()
+    unknown = b"\x18\x07" + b"\x23\x08\x01\x24" + b"\x2d\x00\x00\x00\x00"  # varint, group, fixed32
+    scope = unknown + (b"\x12" + _varint(len(span)) + span) * 3 + unknown
+    resource = unknown + b"\x12" + _varint(len(scope)) + scope
+    body = unknown + b"\x0a" + _varint(len(resource)) + resource + unknown
+    full = decode_proto(body)
+    cut = decode_proto(body, DecodeLimits(max_spans_per_request=2))
+    assert len(full.spans) == 3 and full.rejected_spans == 0
+    assert cut.spans == full.spans[:2] and cut.rejected_spans == 1
 
 
 def test_span_limit_counts_across_resources_and_scopes_in_json() -> None:

@@ -15,6 +15,8 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -26,10 +28,12 @@ from aethermind.receiver.otlp import (
     PROTOBUF_CONTENT_TYPE,
     DecodedRequest,
     DecodeLimits,
+    MalformedBodyError,
     OtlpRequestError,
     decode_traces,
     read_body,
 )
+from aethermind.receiver.otlp._wire import trim_spans
 from tests.receiver.test_otlp_decode import check_invariants, sdk_request, to_otlp_json
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -120,6 +124,21 @@ def test_mutated_json_text_decodes_or_raises_the_typed_error(
     edits: list[tuple[str, int, bytes]],
 ) -> None:
     decode_or_typed_error(mutate(VALID_JSON, edits), JSON_CONTENT_TYPE)
+
+
+@FUZZ
+@given(edits=mutations)
+def test_the_envelope_walk_refuses_only_what_upb_refuses_too(
+    edits: list[tuple[str, int, bytes]],
+) -> None:
+    # With a limit of one span the walk runs on every body with two 0x12 bytes; it must
+    # never turn a request upb would accept into a 400.
+    body = mutate(VALID_PROTOBUF, edits)
+    try:
+        trim_spans(body, 1)
+    except MalformedBodyError:
+        with pytest.raises(DecodeError):
+            ExportTraceServiceRequest.FromString(body)
 
 
 # --- structurally wrong JSON --------------------------------------------------------------

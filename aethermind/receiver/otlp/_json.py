@@ -276,9 +276,11 @@ class _JsonReader:
             where = f"resourceSpans[{ri}]"
             resource_spans = _envelope_object(raw_resource_spans, where)
             resource = _envelope_object(resource_spans.get("resource"), f"{where}.resource")
-            resource_attributes = self.attributes(
-                _envelope_list(resource, "attributes", "attributes", f"{where}.resource.")
+            resource_entries = _envelope_list(
+                resource, "attributes", "attributes", f"{where}.resource."
             )
+            # Decoded at its first kept span, as the protobuf reader does.
+            resource_attributes: dict[str, Any] | None = None
             for si, raw_scope_spans in enumerate(
                 _envelope_list(resource_spans, "scopeSpans", "scope_spans", f"{where}.")
             ):
@@ -292,6 +294,8 @@ class _JsonReader:
                 room -= count
                 if not count:
                     continue
+                if resource_attributes is None:
+                    resource_attributes = self.attributes(resource_entries)
                 scope = _envelope_object(scope_spans.get("scope"), f"{scope_where}.scope")
                 name = scope.get("name")
                 version = scope.get("version")

@@ -25,6 +25,7 @@ from aethermind.receiver.otlp._batch import (
     non_finite_name,
     time_problem,
 )
+from aethermind.receiver.otlp._wire import trim_spans
 from aethermind.receiver.otlp.errors import MalformedBodyError
 from aethermind.receiver.otlp.limits import MAX_TIME_UNIX_NANO, DecodeLimits
 from aethermind.receiver.otlp.media import OtlpFormat
@@ -40,11 +41,16 @@ _isfinite = math.isfinite
 
 def decode_protobuf(body: bytes, limits: DecodeLimits) -> DecodedRequest:
     """Decode a binary ``ExportTraceServiceRequest``; raises :class:`MalformedBodyError`."""
+    trimmed = trim_spans(body, limits.max_spans_per_request)
+    if trimmed is not None:
+        body = trimmed.body
     try:
         request = ExportTraceServiceRequest.FromString(body)
     except Exception as exc:
         raise MalformedBodyError(f"invalid OTLP protobuf body: {exc}") from None
     batch = Batch(OtlpFormat.PROTOBUF, limits)
+    if trimmed is not None:
+        batch.reject_over_limit(trimmed.cut_spans, trimmed.first_cut_at)
     _ProtoReader(batch).read(request)
     return batch.result()
 
@@ -95,25 +101,22 @@ class _ProtoReader:
         append = spans_out.append
         text = self.text
         attributes = self.attributes
-        room = batch.limits.max_spans_per_request
         max_len = self._max_len
+        # The request holds at most max_spans_per_request spans: trim_spans cut the rest.
         for ri, resource_spans in enumerate(request.resource_spans):
-            resource_attributes = attributes(resource_spans.resource.attributes)
+            # Decoded at its first span: a resource without spans costs nothing and its
+            # attributes count nowhere, in both wire formats.
+            resource_attributes: dict[str, Any] | None = None
             for si, scope_spans in enumerate(resource_spans.scope_spans):
                 spans = scope_spans.spans
-                count = len(spans)
-                if not count:
+                if not spans:
                     continue
-                if count > room:
-                    batch.reject_over_limit(count - room, _where(ri, si, room))
-                    count = room
-                room -= count
-                if not count:
-                    continue
+                if resource_attributes is None:
+                    resource_attributes = attributes(resource_spans.resource.attributes)
                 scope = scope_spans.scope
                 scope_name = text(scope.name)
                 scope_version = text(scope.version)
-                for k, span in enumerate(islice(spans, count)):
+                for k, span in enumerate(spans):
                     trace_id = span.trace_id
                     span_id = span.span_id
                     parent = span.parent_span_id
