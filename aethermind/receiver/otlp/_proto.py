@@ -208,8 +208,17 @@ class _ProtoReader:
                     if not _isfinite(item):
                         item = non_finite_name(item)
                 elif which == "array_value":
-                    # Top-level arrays (depth 1) are always within max_value_depth >= 1.
-                    item = self._array(value.array_value.values, 2)
+                    # One-string arrays (finish reasons, in nearly every LLM span) inline;
+                    # top-level arrays (depth 1) are always within max_value_depth >= 1.
+                    values = value.array_value.values
+                    if len(values) == 1:
+                        first = values[0].string_value
+                        if first and len(first) <= max_len and "\x00" not in first:
+                            item = (first,)
+                        else:
+                            item = self._array(values, 2)
+                    else:
+                        item = self._array(values, 2)
                 elif which != "string_value":
                     item = self._other_value(value, which, 1)
             raw_key = pair.key
