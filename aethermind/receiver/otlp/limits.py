@@ -21,7 +21,9 @@ class DecodeLimits:
     """What the decoder keeps of each request; everything cut is counted, never silent.
 
     - ``max_spans_per_request``: spans past it are rejected (``partial_success``), not
-      decoded, so the request still succeeds for the first ones and the client does not retry.
+      decoded, so the request still succeeds for the first ones and the client does not retry
+      (a 413 would lose the whole batch, as clients must not retry it either). For protobuf
+      they are cut before upb parses the request, which bounds its memory.
     - ``max_attributes_per_span``: also applies to a resource's attributes; the extra ones
       are dropped and counted in ``dropped_attributes`` (the SDK default is 128 too).
     - ``max_attribute_value_length``: strings (in characters) and bytes values longer than
