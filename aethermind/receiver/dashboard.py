@@ -23,9 +23,12 @@ DASHBOARD_PATH: Final = "/dashboard"
 STATIC_PREFIX: Final = "/dashboard/static/"
 PLOTLY_ASSET: Final = "plotly.min.js"
 
-# Same origin only. Plotly needs neither eval nor inline scripts; it does set inline
-# `style` attributes on the SVG it draws, which only `style-src 'unsafe-inline'` allows.
-# Styles cannot run code, so that is the one relaxation (see tests/dashboard).
+# Same origin only, and no inline or eval'd script: Plotly draws without either (the tests
+# record every CSP violation). Styles are the one relaxation: Plotly injects its own style
+# rules (a <style> element) and sets inline `style` attributes on the SVG it draws; under
+# `style-src 'self'` both are refused, its modebar and hover layers lose their layout and
+# overlap the page. Styles cannot run code, cannot reach other origins (img-src and
+# font-src are self), and data never reaches them as markup.
 CONTENT_SECURITY_POLICY: Final = "; ".join(
     [
         "default-src 'none'",

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -315,14 +316,23 @@ class Page:
         return violations
 
     async def screenshot(self, path: Path) -> None:
-        """A PNG of the whole page, not only the viewport."""
+        """A PNG of the whole page: the viewport grows to the page's height for the shot (so
+        fixed panels are drawn as a person sees them), then shrinks back."""
         metrics = await self.send("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
-        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-        shot = await self.send(
-            "Page.captureScreenshot",
-            {"format": "png", "captureBeyondViewport": True, "clip": clip},
+        height = max(VIEWPORT["height"], math.ceil(size["height"]))
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": VIEWPORT["width"], "height": height, "deviceScaleFactor": 1, "mobile": False},
         )
+        try:
+            await asyncio.sleep(0.3)  # let responsive charts settle in the new viewport
+            shot = await self.send("Page.captureScreenshot", {"format": "png"})
+        finally:
+            await self.send(
+                "Emulation.setDeviceMetricsOverride",
+                {**VIEWPORT, "deviceScaleFactor": 1, "mobile": False},
+            )
         await asyncio.to_thread(_write, path, base64.b64decode(shot["data"]))
 
 

@@ -21,7 +21,8 @@
     "7d": { ms: 7 * DAY, granularity: "day" },
     "30d": { ms: 30 * DAY, granularity: "day" },
   };
-  const BUCKET_MS = { minute: MINUTE, hour: HOUR, day: DAY, week: 7 * DAY, month: "M1" };
+  // Bucket widths for bar placement; a month bar is drawn 30 days wide.
+  const BUCKET_MS = { minute: MINUTE, hour: HOUR, day: DAY, week: 7 * DAY, month: 30 * DAY };
   const GROUP_LABELS = {
     model: "Model",
     provider: "Provider",
@@ -105,6 +106,7 @@
   function formatMs(value) {
     if (value === null || value === undefined) return "—";
     const ms = Number(value);
+    if (ms < 10) return `${trimNumber(ms, 2)} ms`;
     if (ms < 1000) return `${trimNumber(ms, 1)} ms`;
     if (ms < 60_000) return `${trimNumber(ms / 1000, 2)} s`;
     return `${trimNumber(ms / 60_000, 1)} min`;
@@ -379,9 +381,9 @@
     } else {
       setFigure("total-cost", formatUsd(row.cost_usd), row.cost_usd);
       const unpriced = row.unpriced_calls;
+      const calls = `${formatInt(unpriced)} unpriced call${unpriced === 1 ? "" : "s"}`;
       $("total-unpriced").textContent = !unpriced ? "All calls priced"
-        : row.cost_usd === null ? `${formatInt(unpriced)} unpriced calls (no known price)`
-          : `${formatInt(unpriced)} unpriced calls not included`;
+        : row.cost_usd === null ? `${calls} (no known price)` : `${calls} not included`;
       $("total-unpriced").dataset.value = String(unpriced);
     }
     setFigure("total-calls", formatInt(calls), calls);
@@ -479,6 +481,7 @@
 
   const PLOT_CONFIG = {
     displaylogo: false,
+    displayModeBar: "hover",
     responsive: true,
     modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],
   };
@@ -507,10 +510,15 @@
     });
   }
 
-  function timeAxis(range) {
+  /** The whole range, widened to whole buckets so the first and last bars are not cut. */
+  function timeAxis(range, rows) {
+    const width = BUCKET_MS[range.granularity];
+    const starts = rows.map((row) => Date.parse(row.bucket));
+    const from = Math.min(range.from.getTime(), ...starts);
+    const to = Math.max(range.to.getTime(), ...starts.map((start) => start + width));
     return {
       type: "date",
-      range: [plotlyDate(range.from), plotlyDate(range.to)],
+      range: [plotlyDate(new Date(from)), plotlyDate(new Date(to))],
       gridcolor: "#e6eaf0",
       linecolor: "#c9d1dc",
     };
@@ -524,6 +532,7 @@
   function costChart({ groupSeries, group, ranked, range }) {
     const rows = groupSeries.rows;
     if (!rows.length) return { data: [], layout: emptyLayout({}) };
+    const width = BUCKET_MS[range.granularity];
     const byGroup = new Map(ranked.map((name) => [name, []]));
     for (const row of rows) {
       const name = groupName(row, group);
@@ -533,7 +542,8 @@
     const data = [...byGroup].map(([name, points]) => ({
       type: "bar",
       name: plotlyText(name),
-      x: points.map((row) => plotlyDate(row.bucket)),
+      // Each bar spans its bucket: centred on the bucket's middle, 90% of its width.
+      x: points.map((row) => plotlyDate(Date.parse(row.bucket) + width / 2)),
       // Float only for bar heights; the hover shows the API's exact decimal.
       y: points.map((row) => (row.cost_usd === null ? null : Number(row.cost_usd))),
       customdata: points.map((row) => [
@@ -541,8 +551,7 @@
       ]),
       hovertemplate: "%{customdata[0]} · %{customdata[1]} calls" +
         " (%{customdata[2]} unpriced)<extra>%{fullData.name}</extra>",
-      xperiod: BUCKET_MS[range.granularity],
-      xperiodalignment: "middle",
+      width: points.map(() => width * 0.9),
       marker: { color: colorOf(name, ranked) },
     }));
     return {
@@ -550,7 +559,7 @@
       layout: layout({
         barmode: "stack",
         hovermode: "closest",
-        xaxis: timeAxis(range),
+        xaxis: timeAxis(range, rows),
         yaxis: { title: { text: "USD" }, tickprefix: "$", gridcolor: "#e6eaf0", rangemode: "tozero" },
       }),
     };
@@ -580,7 +589,8 @@
         barmode: "stack",
         hovermode: "closest",
         margin: { l: 140, r: 16, t: 8, b: 40 },
-        xaxis: { title: { text: "tokens" }, gridcolor: "#e6eaf0", rangemode: "tozero" },
+        legend: { orientation: "h", x: 0, y: -0.18, yanchor: "top", traceorder: "normal" },
+        xaxis: { gridcolor: "#e6eaf0", rangemode: "tozero" },
         yaxis: { type: "category", autorange: "reversed", automargin: true },
       }),
     };
@@ -589,7 +599,8 @@
   function latencyChart({ series, range }) {
     const rows = series.rows;
     if (!rows.length) return { data: [], layout: emptyLayout({}) };
-    const x = rows.map((row) => plotlyDate(row.bucket));
+    const width = BUCKET_MS[range.granularity];
+    const x = rows.map((row) => plotlyDate(Date.parse(row.bucket) + width / 2));
     const line = (name, quantile, color, dash) => ({
       type: "scatter",
       mode: "lines+markers",
@@ -605,7 +616,7 @@
       data: [line("p50", "p50", "#3a9e6f", "solid"), line("p95", "p95", "#c2415a", "dot")],
       layout: layout({
         hovermode: "x unified",
-        xaxis: timeAxis(range),
+        xaxis: timeAxis(range, rows),
         yaxis: { title: { text: "ms" }, gridcolor: "#e6eaf0", rangemode: "tozero" },
       }),
     };
@@ -696,7 +707,8 @@
       const tr = document.createElement("tr");
       tr.dataset.spanId = span.span_id;
       const status = String(span.status ?? "UNSET");
-      if (status === "ERROR") tr.className = "error";
+      const failed = status === "ERROR" || Boolean(span.error_type);
+      if (failed) tr.className = "error";
       const name = document.createElement("th");
       name.scope = "row";
       name.className = "span-name";
@@ -705,11 +717,12 @@
       name.title = `span ${span.span_id} · ${formatTime(span.timestamp)}`;
       const model = span.model ?? span.request_model ?? "";
       const provider = span.provider ? ` (${span.provider})` : "";
-      const statusText = span.error_type ? `${status}: ${span.error_type}` : status;
+      // OTel's UNSET means the instrumentation saw no error: to a reader, that is "ok".
+      const statusText = failed ? `error${span.error_type ? `: ${span.error_type}` : ""}` : "ok";
       tr.append(
         name,
         cell(model ? `${model}${provider}` : "—", { value: model }),
-        cell(statusText, { value: status }),
+        cell(statusText, { value: status, title: `span status ${status}` }),
         cell(formatInt(span.input_tokens), { value: span.input_tokens, numeric: true }),
         cell(formatInt(span.output_tokens), { value: span.output_tokens, numeric: true }),
         cell(formatMs(span.duration_ms), { value: span.duration_ms, numeric: true }),
