@@ -398,10 +398,17 @@ async def test_a_rejected_key_is_said_plainly_and_the_key_can_be_forgotten(
     assert await page.evaluate("document.body.dataset.state") == "nokey"
     assert await page.evaluate("document.getElementById('total-calls').textContent") == "–"
 
-    # A reload with a stored key goes straight to the data.
+    # A visit with a stored key goes straight to the data, in the view its link names.
     await page.evaluate(f"localStorage.setItem({KEY_STORAGE!r}, {receiver.acme.read_key!r})")
-    await page.goto(f"{receiver.url}/dashboard")
+    await page.goto("about:blank")  # (a fragment-only change would not load the page)
+    await page.goto(f"{receiver.url}/dashboard#range=7d&group=provider")
     await wait_until_drawn(page)
+    summary = await page.evaluate("({...document.getElementById('summary').dataset})")
+    assert (summary["granularity"], summary["groupBy"]) == ("day", "provider")
+    assert await page.evaluate("document.getElementById('range').value") == "7d"
+    assert await page.evaluate(
+        "[...document.querySelectorAll('#breakdown tbody tr')].map((tr) => tr.dataset.group)"
+    ) == ["openai"]
 
 
 async def test_the_page_is_static_html_with_no_tenant_data_and_no_external_urls(

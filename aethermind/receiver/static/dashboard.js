@@ -337,8 +337,10 @@
         explain(error), error.status);
       document.body.dataset.state = "error";
       if (error.status === 401 || error.status === 403) {
-        // Polling with a rejected key only earns this address an auth throttle.
+        // Polling with a rejected key only earns this address an auth throttle; and what
+        // an old key showed should not stay on screen once it is revoked.
         state.stopped = true;
+        clearData();
         showKeyForm(true);
       }
     } finally {
@@ -696,14 +698,39 @@
     return new Map(spans.map((span) => [span.span_id, depth(span)]));
   }
 
+  /** Where each span sits in the trace's time, as fractions of the whole (a waterfall). */
+  function timeline(spans) {
+    const starts = spans.map((span) => Date.parse(span.timestamp));
+    const ends = spans.map((span, i) => starts[i] + Number(span.duration_ms ?? 0));
+    const first = Math.min(...starts);
+    const total = Math.max(...ends) - first || 1;
+    return spans.map((span, i) => ({
+      offset: (starts[i] - first) / total,
+      width: (ends[i] - starts[i]) / total,
+    }));
+  }
+
+  function timelineCell(position) {
+    const td = document.createElement("td");
+    td.className = "timeline";
+    td.setAttribute("aria-hidden", "true"); // the Duration column says it in words
+    const bar = document.createElement("span");
+    bar.className = "timeline-bar";
+    bar.style.setProperty("--offset", position.offset.toFixed(4));
+    bar.style.setProperty("--width", position.width.toFixed(4));
+    td.append(bar);
+    return td;
+  }
+
   function renderTrace(trace) {
     const spans = trace.spans;
     const depths = spanDepths(spans);
+    const positions = timeline(spans);
     const priced = spans.filter((span) => span.cost_usd !== null).length;
     el.traceSummary.textContent =
       `${spans.length} span${spans.length === 1 ? "" : "s"}, ${priced} priced, ` +
       `started ${formatTime(spans[0]?.timestamp)}`;
-    el.traceSpans.replaceChildren(...spans.map((span) => {
+    el.traceSpans.replaceChildren(...spans.map((span, index) => {
       const tr = document.createElement("tr");
       tr.dataset.spanId = span.span_id;
       const status = String(span.status ?? "UNSET");
@@ -716,12 +743,12 @@
       name.textContent = span.name ?? "(unnamed)";
       name.title = `span ${span.span_id} · ${formatTime(span.timestamp)}`;
       const model = span.model ?? span.request_model ?? "";
-      const provider = span.provider ? ` (${span.provider})` : "";
+      const provider = span.provider ? ` ${span.provider}` : "";
       // OTel's UNSET means the instrumentation saw no error: to a reader, that is "ok".
       const statusText = failed ? `error${span.error_type ? `: ${span.error_type}` : ""}` : "ok";
       tr.append(
         name,
-        cell(model ? `${model}${provider}` : "—", { value: model }),
+        cell(model || "—", { value: model, title: provider ? `provider${provider}` : "" }),
         cell(statusText, { value: status, title: `span status ${status}` }),
         cell(formatInt(span.input_tokens), { value: span.input_tokens, numeric: true }),
         cell(formatInt(span.output_tokens), { value: span.output_tokens, numeric: true }),
@@ -731,6 +758,7 @@
           numeric: true,
           title: span.cost_usd === null && model ? "no known price for this model" : "",
         }),
+        timelineCell(positions[index]),
       );
       return tr;
     }));
@@ -793,6 +821,40 @@
     showKeyForm(true);
   }
 
+  // ---------------------------------------------------------------- view in the URL
+
+  /** The range and breakdown live in the URL fragment, so a view can be bookmarked or
+   *  shared (never the key: the fragment is not sent to servers, but it is shown). */
+  function saveView() {
+    const view = new URLSearchParams({ range: state.range, group: state.groupBy });
+    if (state.range === "custom" && state.custom) {
+      view.set("from", state.custom.from.toISOString());
+      view.set("to", state.custom.to.toISOString());
+    }
+    history.replaceState(null, "", `#${view}`);
+  }
+
+  function loadView() {
+    const view = new URLSearchParams(location.hash.slice(1));
+    const group = view.get("group");
+    if (group && group in GROUP_LABELS) state.groupBy = group;
+    const range = view.get("range");
+    if (range && range in RANGES) state.range = range;
+    if (range === "custom") {
+      const from = new Date(view.get("from") ?? "");
+      const to = new Date(view.get("to") ?? "");
+      if (!Number.isNaN(from.getTime()) && !Number.isNaN(to.getTime()) && from < to) {
+        state.range = "custom";
+        state.custom = { from, to };
+        el.customFrom.value = toLocalInput(from);
+        el.customTo.value = toLocalInput(to);
+        el.customRange.hidden = false;
+      }
+    }
+    el.range.value = state.range;
+    el.groupBy.value = state.groupBy;
+  }
+
   // ---------------------------------------------------------------- wiring
 
   el.keyForm.addEventListener("submit", (event) => {
@@ -816,6 +878,7 @@
       return; // applied with the Apply button
     }
     state.range = el.range.value;
+    saveView();
     refresh();
   });
 
@@ -828,11 +891,13 @@
     }
     state.range = "custom";
     state.custom = { from, to };
+    saveView();
     refresh();
   });
 
   el.groupBy.addEventListener("change", () => {
     state.groupBy = el.groupBy.value;
+    saveView();
     refresh();
   });
 
@@ -857,6 +922,7 @@
     }
   });
 
+  loadView();
   const stored = readStoredKey();
   if (stored) {
     useKey(stored);
