@@ -53,9 +53,11 @@ _SECURITY_HEADERS: Final = {
 _OWN_CACHE_CONTROL: Final = "no-cache"
 # Plotly changes only when the plotly package does; its ETag carries the version.
 _PLOTLY_CACHE_CONTROL: Final = "public, max-age=86400"
-# Our own files, by URL name: (file in receiver/static, content type).
+# Our own files in receiver/static, by name, with their content types. The page is served
+# only at /dashboard (with its CSP); the others also under /dashboard/static/.
+_PAGE: Final = "index.html"
 _OWN_ASSETS: Final = {
-    "index.html": "text/html; charset=utf-8",
+    _PAGE: "text/html; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
@@ -111,8 +113,8 @@ class AssetStore:
     _assets: dict[str, Asset] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def known(self, name: str) -> bool:
-        return name == PLOTLY_ASSET or name in _OWN_ASSETS
+    def is_static(self, name: str) -> bool:
+        return name == PLOTLY_ASSET or (name in _OWN_ASSETS and name != _PAGE)
 
     async def get(self, name: str) -> Asset:
         asset = self._assets.get(name)
@@ -163,14 +165,14 @@ def respond(request: web.Request, asset: Asset, **extra_headers: str) -> web.Res
 
 
 async def page(request: web.Request) -> web.Response:
-    asset = await request.app[ASSETS].get("index.html")
+    asset = await request.app[ASSETS].get(_PAGE)
     return respond(request, asset, **{"Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
 
 async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     store = request.app[ASSETS]
-    if not store.known(name):
+    if not store.is_static(name):
         return _not_found(f"no dashboard asset {name!r}")
     try:
         asset = await store.get(name)

@@ -478,8 +478,9 @@ async def test_plotly_is_served_from_the_installed_package_with_caching(
     async with receiver.session.get(url, headers={"Accept-Encoding": "identity"}) as r:
         assert "Content-Encoding" not in r.headers
         assert await r.read() == shipped
-    async with receiver.session.get(f"{receiver.url}/dashboard/static/secrets.txt") as r:
-        assert r.status == 404
+    for unknown in ("secrets.txt", "index.html", "..%2Fapp.py"):
+        async with receiver.session.get(f"{receiver.url}/dashboard/static/{unknown}") as r:
+            assert r.status == 404, unknown
     async with receiver.session.get(f"{receiver.url}/dashboard/", allow_redirects=False) as r:
         assert r.status == 308
         assert r.headers["Location"] == "../dashboard"
