@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.plugins.database",
     "tests.plugins.receiver",
     "tests.plugins.services",
+    "tests.plugins.browser",
 ]

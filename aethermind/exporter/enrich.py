@@ -12,7 +12,7 @@ from opentelemetry.trace import StatusCode
 
 from aethermind.semconv import Cost, PriceBook, UsageRecord, normalize
 from aethermind.semconv import attributes as a
-from aethermind.semconv.filtering import is_content_key, shippable_attributes
+from aethermind.semconv.filtering import is_content_key, is_credential_key, shippable_attributes
 
 
 def usage_attributes(record: UsageRecord, cost: Cost) -> dict[str, Any]:
@@ -21,20 +21,19 @@ def usage_attributes(record: UsageRecord, cost: Cost) -> dict[str, Any]:
     Kept beside the original attributes so any backend (not only ours) can chart cost, and so
     a reader never has to know which instrumentation wrote the span.
     """
+    # Few attributes on purpose: each one costs encoding time on every LLM span, and what the
+    # span already says plainly (model, provider, totals) is not repeated.
     out: dict[str, Any] = {a.AETHERMIND_COST_SOURCE: cost.source}
-    if record.provider is not None:
-        out[a.AETHERMIND_PROVIDER] = record.provider
-    if record.model is not None:
-        out[a.AETHERMIND_MODEL] = record.model
+    if record.input_tokens is not None:
+        out[a.AETHERMIND_INPUT_TOKENS] = record.input_tokens
+    if record.output_tokens is not None:
+        out[a.AETHERMIND_OUTPUT_TOKENS] = record.output_tokens
     for key, value in (
-        (a.AETHERMIND_INPUT_TOKENS, record.input_tokens),
-        (a.AETHERMIND_OUTPUT_TOKENS, record.output_tokens),
         (a.AETHERMIND_CACHE_READ_TOKENS, record.cache_read_tokens),
         (a.AETHERMIND_CACHE_WRITE_TOKENS, record.cache_write_tokens),
         (a.AETHERMIND_REASONING_TOKENS, record.reasoning_tokens),
-        (a.AETHERMIND_TOTAL_TOKENS, record.total_tokens),
     ):
-        if value is not None:
+        if value:
             out[key] = value
     if cost.total is not None:
         # OTel attributes have no decimal type; float is the edge where the format demands it.
@@ -42,6 +41,15 @@ def usage_attributes(record: UsageRecord, cost: Cost) -> dict[str, Any]:
     if cost.price_model_id is not None:
         out[a.AETHERMIND_PRICE_MODEL] = cost.price_model_id
     return out
+
+
+def _needs_stripping(span: ReadableSpan, *, capture_content: bool) -> bool:
+    if span.events:
+        return True
+    for key in span.attributes or ():
+        if is_credential_key(key) or (not capture_content and is_content_key(key)):
+            return True
+    return False
 
 
 def _shippable_events(events: Sequence[Event], *, capture_content: bool) -> tuple[Event, ...]:
@@ -62,7 +70,9 @@ def enrich_span(
     export_all: bool,
 ) -> ReadableSpan | None:
     """The span to ship, or None when it is not an LLM span and we only ship those."""
-    attributes = span.attributes or {}
+    # One copy into a plain dict: the SDK's read-only view goes through Python-level mapping
+    # methods on every access, and both the normalizer and the filter walk the attributes.
+    attributes = dict(span.attributes or {})
     scope = span.instrumentation_scope.name if span.instrumentation_scope else None
     record = normalize(
         attributes,
@@ -70,8 +80,11 @@ def enrich_span(
         scope=scope,
         status_error=span.status.status_code is StatusCode.ERROR,
     )
-    if record is None and not export_all:
-        return None
+    if record is None:
+        if not export_all:
+            return None
+        if not _needs_stripping(span, capture_content=capture_content):
+            return span  # nothing to add or remove: ship the SDK's own span as it is
     new_attributes = shippable_attributes(attributes, capture_content=capture_content)
     if record is not None:
         cost = price_book.price(record, span.start_time or 0)

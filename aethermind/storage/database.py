@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
+import orjson
 
 from aethermind.storage.config import DatabaseConfig
 from aethermind.storage.embedded import EmbeddedPostgres
@@ -29,15 +30,20 @@ _JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then JSO
 
 
 def _json_encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    # orjson is several times faster than json on the writer's hot path (two documents per
+    # span); json remains the fallback for what orjson refuses (ints beyond 64 bits).
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
 def _jsonb_encode(value: Any) -> bytes:
-    return _JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
+    return _JSONB_VERSION + _json_encode(value)
 
 
 def _jsonb_decode(data: bytes) -> Any:
-    return json.loads(data[1:])
+    return orjson.loads(data[1:])
 
 
 async def init_connection(conn: Connection) -> None:

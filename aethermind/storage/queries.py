@@ -254,8 +254,10 @@ async def aggregates(
         params = [org, from_, to, *args]
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         records = await conn.fetch(sql, *params, timeout=timeout)
-    rows = [_row(r, group_by, granularity, rollup=use_rollup) for r in records]
-    return [r for r in rows if r["calls"] > 0]
+    # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
+    return [
+        _row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]
+    ]
 
 
 _SPAN_COLUMNS = (

@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -370,11 +369,6 @@ async def test_an_organization_with_no_calls_in_the_last_hour_sees_zeros(
     await assert_empty_state(page)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /v1/aggregates without group_by/granularity answers 500 on an empty range "
-    "holding a whole UTC hour (storage.queries._row: int(None) on the rollup path)",
-)
 async def test_an_organization_with_no_calls_in_the_last_day_sees_zeros(
     receiver: RunningReceiver, page: Page
 ) -> None:

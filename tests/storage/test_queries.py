@@ -176,3 +176,12 @@ async def test_operators_see_usage_per_organization(pool: Any) -> None:
         (r.cost for r in rows if r.cost is not None), Decimal(0)
     )
     assert usage["org-b"]["calls"] == 0 and usage["org-b"]["cost_usd"] is None
+
+
+async def test_an_empty_whole_day_is_no_rows_not_an_error(pool: Any) -> None:
+    from aethermind.storage.tenants import create_organization
+
+    org = await create_organization(pool, "Empty", slug="empty")
+    day = datetime(2020, 1, 1, tzinfo=UTC)
+    for group_by in ((), ("model",)):
+        assert await aggregates(pool, org.id, day, day + timedelta(days=1), group_by=group_by) == []
