@@ -4,7 +4,7 @@ content and credentials removed. Ended spans are immutable, so the result is a n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -43,10 +43,24 @@ def usage_attributes(record: UsageRecord, cost: Cost) -> dict[str, Any]:
     return out
 
 
+def _attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain mapping, read-only.
+
+    ``ReadableSpan.attributes`` is a read-only proxy over the SDK's ``BoundedAttributes``,
+    whose every lookup runs Python-level mapping code under a lock: about 3 µs per span
+    just to ask whether it is an LLM span. The SDK keeps the values in a plain dict inside;
+    we read that one when it is there (never writing to it), else copy once.
+    """
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return dict(span.attributes or {})
+
+
 def _needs_stripping(span: ReadableSpan, *, capture_content: bool) -> bool:
     if span.events:
         return True
-    for key in span.attributes or ():
+    for key in _attributes_of(span):
         if is_credential_key(key) or (not capture_content and is_content_key(key)):
             return True
     return False
@@ -70,9 +84,7 @@ def enrich_span(
     export_all: bool,
 ) -> ReadableSpan | None:
     """The span to ship, or None when it is not an LLM span and we only ship those."""
-    # One copy into a plain dict: the SDK's read-only view goes through Python-level mapping
-    # methods on every access, and both the normalizer and the filter walk the attributes.
-    attributes = dict(span.attributes or {})
+    attributes = _attributes_of(span)
     scope = span.instrumentation_scope.name if span.instrumentation_scope else None
     record = normalize(
         attributes,

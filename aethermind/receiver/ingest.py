@@ -7,6 +7,7 @@ limit (429), then convert and commit. A 200 is only sent after the rows are comm
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +30,7 @@ from aethermind.receiver.rows import Conversion, spans_to_rows
 from aethermind.receiver.security import authenticate
 from aethermind.receiver.state import SERVICES, Services
 from aethermind.storage.tenants import VerifiedKey
-from aethermind.storage.writer import write_rows
+from aethermind.storage.writer import write_records
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def otlp_traces(request: web.Request) -> web.Response:
             fmt = otlp.parse_content_type(content_type)
             verified = await authenticate(request, "ingest")
             body = await otlp.read_request_body(request, max_size=services.config.max_body_bytes)
-            decoded = otlp.decode_body(body, fmt, limits=services.config.decode_limits)
+            decoded = await _decode(services, body, fmt)
             del body
             _count_decoded(services, decoded)
             await _rate_limit(services, verified, len(decoded.spans))
@@ -107,6 +108,17 @@ async def json_ingest(request: web.Request) -> web.Response:
             "errors": parsed.errors,
         }
     )
+
+
+LARGE_BODY_BYTES = 2 * 1024 * 1024
+
+
+async def _decode(services: Services, body: bytes, fmt: otlp.OtlpFormat) -> otlp.DecodedRequest:
+    limits = services.config.decode_limits
+    if len(body) < LARGE_BODY_BYTES:
+        return otlp.decode_body(body, fmt, limits=limits)
+    async with services.large_decodes:
+        return await asyncio.to_thread(otlp.decode_body, body, fmt, limits=limits)
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -167,7 +179,7 @@ async def _store(
         return 0, conversion
     started = time.perf_counter()
     try:
-        inserted = await write_rows(
+        inserted = await write_records(
             services.pool,
             verified.organization_id,
             conversion.rows,

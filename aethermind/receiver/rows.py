@@ -14,7 +14,7 @@ from typing import Any
 from aethermind.receiver.otlp import DecodedSpan
 from aethermind.semconv import PriceBook, PriceOverride, UsageRecord, normalize
 from aethermind.semconv.filtering import shippable_attributes
-from aethermind.storage.rows import TelemetryRow, row_from_usage
+from aethermind.storage.rows import record_from_usage
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
@@ -25,7 +25,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Conversion:
     """The rows to store and what happened to the rest."""
 
-    rows: list[TelemetryRow] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    """In the writer's ``COLUMNS`` order (``storage.rows.record_from_usage``)."""
     dropped_not_genai: int = 0
 
 
@@ -70,7 +71,7 @@ def spans_to_rows(
         start = span.start_time_unix_nano
         cost = price_book.price(record, start, overrides=policy.overrides)
         result.rows.append(
-            row_from_usage(
+            record_from_usage(
                 record,
                 cost,
                 trace_id=span.trace_id,

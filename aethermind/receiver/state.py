@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,10 @@ class Services:
     metrics: ReceiverMetrics
     price_book: PriceBook
     policies: TenantPolicies
+    # Large bodies are decoded in a worker thread, two at a time at most: the event loop keeps
+    # answering (health checks, small requests) and a burst of hostile 16 MiB bodies cannot
+    # multiply the decoder's memory by the number of requests in flight.
+    large_decodes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     inflight: int = 0
     draining: bool = False
 

@@ -100,45 +100,82 @@ def row_from_usage(
     when the span gave both but no total. Non-model spans (``is_llm_call`` False) keep no
     cost source, so they are never counted as unpriced calls.
     """
+    return TelemetryRow(
+        *record_from_usage(
+            record,
+            cost,
+            trace_id=trace_id,
+            span_id=span_id,
+            name=name,
+            timestamp=timestamp,
+            parent_span_id=parent_span_id,
+            kind=kind,
+            duration_ms=duration_ms,
+            status=status,
+            attributes=dict(attributes or {}),
+            resource_attributes=dict(resource_attributes or {}),
+        )
+    )
+
+
+def record_from_usage(
+    record: UsageRecord,
+    cost: Cost,
+    *,
+    trace_id: str,
+    span_id: str,
+    name: str,
+    timestamp: datetime,
+    parent_span_id: str | None,
+    kind: str | None,
+    duration_ms: float | None,
+    status: str,
+    attributes: Mapping[str, Any],
+    resource_attributes: Mapping[str, Any],
+) -> tuple[Any, ...]:
+    """``row_from_usage`` as a tuple in ``COLUMNS`` order, for the writer's hot path.
+
+    The caller vouches for what ``TelemetryRow.__post_init__`` would check (an aware
+    timestamp, non-empty ids, a known status), as the receiver's decoder guarantees.
+    """
     total = record.total_tokens
     if total is None and record.input_tokens is not None and record.output_tokens is not None:
         total = record.input_tokens + record.output_tokens
-    if record.error_type is not None and status != "ERROR":
+    if record.error_type is not None:
         status = "ERROR"
-    priced = cost.source != "unknown" and cost.total is not None
-    cost_source: str | None = cost.source if (record.is_llm_call or priced) else None
-    return TelemetryRow(
-        trace_id=trace_id,
-        span_id=span_id,
-        name=name,
-        timestamp=timestamp,
-        parent_span_id=parent_span_id,
-        kind=kind,
-        duration_ms=duration_ms,
-        status=status,
-        error_type=record.error_type,
-        service=record.service,
-        environment=record.environment,
-        provider=record.provider,
-        operation=record.operation,
-        request_model=record.request_model,
-        response_model=record.response_model,
-        input_tokens=record.input_tokens,
-        output_tokens=record.output_tokens,
-        cache_read_tokens=record.cache_read_tokens,
-        cache_write_tokens=record.cache_write_tokens,
-        reasoning_tokens=record.reasoning_tokens,
-        total_tokens=total,
-        cost=cost.total if priced else None,
-        cost_input=cost.input if priced else None,
-        cost_cache_read=cost.cache_read if priced else None,
-        cost_cache_write=cost.cache_write if priced else None,
-        cost_output=cost.output if priced else None,
-        cost_source=cost_source,
-        price_model_id=cost.price_model_id,
-        provided_cost=record.provided_cost,
-        attributes=dict(attributes or {}),
-        resource_attributes=dict(resource_attributes or {}),
+    priced = cost.total is not None and cost.source != "unknown"
+    return (
+        trace_id,
+        span_id,
+        name,
+        timestamp,
+        parent_span_id,
+        kind,
+        duration_ms,
+        status,
+        record.error_type,
+        record.service,
+        record.environment,
+        record.provider,
+        record.operation,
+        record.request_model,
+        record.response_model,
+        record.input_tokens,
+        record.output_tokens,
+        record.cache_read_tokens,
+        record.cache_write_tokens,
+        record.reasoning_tokens,
+        total,
+        cost.total if priced else None,
+        cost.input if priced else None,
+        cost.cache_read if priced else None,
+        cost.cache_write if priced else None,
+        cost.output if priced else None,
+        cost.source if (record.is_llm_call or priced) else None,
+        cost.price_model_id,
+        record.provided_cost,
+        attributes,
+        resource_attributes,
     )
 
 

@@ -25,7 +25,7 @@ from aethermind.storage.scope import ORG_SETTING, PoolOrConnection, connection
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TelemetryRow", "ensure_partitions", "write_rows"]
+__all__ = ["TelemetryRow", "ensure_partitions", "write_records", "write_rows"]
 
 # One definition of "error" and "unpriced", shared with the raw-row queries.
 IS_ERROR_SQL = "(status = 'ERROR' OR error_type IS NOT NULL)"
@@ -198,6 +198,7 @@ def _insert_sql() -> str:
 
 INSERT_SQL = _insert_sql()
 _RECORD = attrgetter(*COLUMNS)
+_TIMESTAMP = COLUMNS.index("timestamp")
 
 
 class _MonthCache:
@@ -277,11 +278,27 @@ async def write_rows(
     Spans already stored (same organization, start time, trace and span id) are skipped and
     do not touch the rollup. When this returns, the rows and the rollup are committed.
     """
-    if not rows:
+    return await write_records(
+        pool_or_conn, organization_id, [_RECORD(r) for r in rows], timeout=timeout
+    )
+
+
+async def write_records(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    records: Sequence[tuple[Any, ...]],
+    *,
+    timeout: float | None = None,
+) -> int:
+    """``write_rows`` for rows already laid out as tuples in ``COLUMNS`` order.
+
+    The receiver's hot path builds these directly (``rows.record_from_usage``), skipping a
+    row object per span.
+    """
+    if not records:
         return 0
     org = str(UUID(str(organization_id)))  # validated, so it can be inlined below
-    await ensure_partitions(pool_or_conn, [r.timestamp for r in rows], timeout=timeout)
-    records = [_RECORD(r) for r in rows]
+    await ensure_partitions(pool_or_conn, [r[_TIMESTAMP] for r in records], timeout=timeout)
     async with connection(pool_or_conn) as conn, conn.transaction():
         # One round trip: the tenant setting (see scope.tenant_transaction) and the staging
         # table. Simple-query protocol cannot take parameters, hence the inlined UUID.
@@ -293,12 +310,12 @@ async def write_rows(
             STAGING_TABLE, records=records, columns=COLUMNS, timeout=timeout
         )
         inserted: int = await conn.fetchval(INSERT_SQL, org, timeout=timeout)
-    if inserted != len(rows):
+    if inserted != len(records):
         logger.debug(
             "skipped already-stored spans",
             extra={
                 "organization_id": str(organization_id),
-                "batch": len(rows),
+                "batch": len(records),
                 "inserted": inserted,
             },
         )

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,10 +19,22 @@ ENV_TEST_REDIS_URL = "AETHERMIND_TEST_REDIS_URL"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free now, outside the kernel's ephemeral range.
+
+    Port 0 hands out ephemeral ports, which the kernel also gives to outgoing connections
+    (to PostgreSQL, Redis...) between our check and the server's bind; ports below the
+    range (32768 up on Linux) are only ever taken by someone listening on purpose.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found between 20000 and 32000")
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
