@@ -12,29 +12,17 @@ from opentelemetry.trace import StatusCode
 
 from aethermind.semconv import Cost, PriceBook, UsageRecord, normalize
 from aethermind.semconv import attributes as a
-from aethermind.semconv.filtering import is_content_key, is_credential_key, shippable_attributes
+from aethermind.semconv.filtering import has_unshippable, is_content_key, shippable_attributes
 
 
 def usage_attributes(record: UsageRecord, cost: Cost) -> dict[str, Any]:
-    """Our normalized view of a call, under the ``aethermind.`` namespace.
+    """The call's cost under the ``aethermind.`` namespace, for any backend to chart.
 
-    Kept beside the original attributes so any backend (not only ours) can chart cost, and so
-    a reader never has to know which instrumentation wrote the span.
+    Deliberately few: every attribute costs about 2 µs of OTLP encoding on every LLM span,
+    and the usage itself is already on the span in its own convention (the receiver
+    normalizes it again from there). ``record`` is what ``cost`` was computed from.
     """
-    # Few attributes on purpose: each one costs encoding time on every LLM span, and what the
-    # span already says plainly (model, provider, totals) is not repeated.
     out: dict[str, Any] = {a.AETHERMIND_COST_SOURCE: cost.source}
-    if record.input_tokens is not None:
-        out[a.AETHERMIND_INPUT_TOKENS] = record.input_tokens
-    if record.output_tokens is not None:
-        out[a.AETHERMIND_OUTPUT_TOKENS] = record.output_tokens
-    for key, value in (
-        (a.AETHERMIND_CACHE_READ_TOKENS, record.cache_read_tokens),
-        (a.AETHERMIND_CACHE_WRITE_TOKENS, record.cache_write_tokens),
-        (a.AETHERMIND_REASONING_TOKENS, record.reasoning_tokens),
-    ):
-        if value:
-            out[key] = value
     if cost.total is not None:
         # OTel attributes have no decimal type; float is the edge where the format demands it.
         out[a.AETHERMIND_COST_USD] = float(cost.total)
@@ -55,15 +43,6 @@ def _attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     if isinstance(inner, dict):
         return inner
     return dict(span.attributes or {})
-
-
-def _needs_stripping(span: ReadableSpan, *, capture_content: bool) -> bool:
-    if span.events:
-        return True
-    for key in _attributes_of(span):
-        if is_credential_key(key) or (not capture_content and is_content_key(key)):
-            return True
-    return False
 
 
 def _shippable_events(events: Sequence[Event], *, capture_content: bool) -> tuple[Event, ...]:
@@ -88,14 +67,14 @@ def enrich_span(
     scope = span.instrumentation_scope.name if span.instrumentation_scope else None
     record = normalize(
         attributes,
-        span.resource.attributes,
+        None,  # service and environment stay on the resource; pricing does not need them
         scope=scope,
         status_error=span.status.status_code is StatusCode.ERROR,
     )
     if record is None:
         if not export_all:
             return None
-        if not _needs_stripping(span, capture_content=capture_content):
+        if not span.events and not has_unshippable(attributes, capture_content=capture_content):
             return span  # nothing to add or remove: ship the SDK's own span as it is
     new_attributes = shippable_attributes(attributes, capture_content=capture_content)
     if record is not None:

@@ -85,14 +85,8 @@ DEPLOYMENT_ENVIRONMENT: Final = "deployment.environment"
 
 # --- Aethermind's own namespace: what the SDK adds to LLM spans --------------------------
 AETHERMIND_PREFIX: Final = "aethermind."
-AETHERMIND_PROVIDER: Final = "aethermind.provider"
-AETHERMIND_MODEL: Final = "aethermind.model"
-AETHERMIND_INPUT_TOKENS: Final = "aethermind.usage.input_tokens"
-AETHERMIND_OUTPUT_TOKENS: Final = "aethermind.usage.output_tokens"
-AETHERMIND_CACHE_READ_TOKENS: Final = "aethermind.usage.cache_read_tokens"
-AETHERMIND_CACHE_WRITE_TOKENS: Final = "aethermind.usage.cache_write_tokens"
-AETHERMIND_REASONING_TOKENS: Final = "aethermind.usage.reasoning_tokens"
-AETHERMIND_TOTAL_TOKENS: Final = "aethermind.usage.total_tokens"
+# USD cost of the call (double), how it was found (computed|provided|unknown), and the
+# genai-prices model id (or "override:<pattern>") it was priced as.
 AETHERMIND_COST_USD: Final = "aethermind.cost.usd"
 AETHERMIND_COST_SOURCE: Final = "aethermind.cost.source"
 AETHERMIND_PRICE_MODEL: Final = "aethermind.cost.price_model"

@@ -65,3 +65,13 @@ def shippable_attributes(attributes: Mapping[str, Any], *, capture_content: bool
     classes = _classes
     limit = CONTENT if capture_content else KEEP
     return {key: value for key, value in attributes.items() if classes[key] <= limit}
+
+
+def has_unshippable(attributes: Mapping[str, Any], *, capture_content: bool) -> bool:
+    """Whether ``shippable_attributes`` would remove anything (cheaper than building it)."""
+    classes = _classes
+    limit = CONTENT if capture_content else KEEP
+    for key in attributes:  # noqa: SIM110  (a plain loop: any() over a generator is slower)
+        if classes[key] > limit:
+            return True
+    return False
