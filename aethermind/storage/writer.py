@@ -168,9 +168,12 @@ STAGING_TABLE = "aethermind_staging"
 # Per session, emptied at every commit, so it never holds rows between batches. Creating it
 # "if not exists" at the start of each write costs a catalog lookup, and works on any
 # connection (including behind a transaction-mode pooler).
+# Money travels as decimal text and is cast here: asyncpg's binary numeric encoding costs
+# about 1.5 µs a value, five or six values a span, which the cast in PostgreSQL does not.
+_MONEY = frozenset(c for c in COLUMNS if _PG_TYPES[c] == "numeric")
 CREATE_STAGING_SQL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} ("
-    + ", ".join(f'"{c}" {_PG_TYPES[c]}' for c in COLUMNS)
+    + ", ".join(f'"{c}" {"text" if c in _MONEY else _PG_TYPES[c]}' for c in COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
 
@@ -180,12 +183,13 @@ DAILY_UPSERT = rollup_upsert_sql("agg_daily", table="usage_rollup_daily", time_c
 
 def _insert_sql() -> str:
     quoted = ", ".join(f'"{c}"' for c in COLUMNS)
+    selected = ", ".join(f'"{c}"::numeric' if c in _MONEY else f'"{c}"' for c in COLUMNS)
     returned = ('"timestamp"', *ROLLUP_KEYS, "status", "error_type", "duration_ms")
     returning = ", ".join((*returned, *TOKEN_COLUMNS, "cost", "cost_source"))
     return f"""
         WITH ins AS (
             INSERT INTO telemetry_events (organization_id, {quoted})
-            SELECT $1::uuid, {quoted} FROM {STAGING_TABLE}
+            SELECT $1::uuid, {selected} FROM {STAGING_TABLE}
             ON CONFLICT DO NOTHING
             RETURNING {returning}
         ), agg AS ({rollup_aggregates_sql("ins")}
@@ -279,8 +283,19 @@ async def write_rows(
     do not touch the rollup. When this returns, the rows and the rollup are committed.
     """
     return await write_records(
-        pool_or_conn, organization_id, [_RECORD(r) for r in rows], timeout=timeout
+        pool_or_conn, organization_id, [_copy_record(r) for r in rows], timeout=timeout
     )
+
+
+_MONEY_INDEXES = tuple(i for i, c in enumerate(COLUMNS) if c in _MONEY)
+
+
+def _copy_record(row: TelemetryRow) -> tuple[Any, ...]:
+    values = list(_RECORD(row))
+    for i in _MONEY_INDEXES:
+        if values[i] is not None:
+            values[i] = str(values[i])
+    return tuple(values)
 
 
 async def write_records(
@@ -290,10 +305,9 @@ async def write_records(
     *,
     timeout: float | None = None,
 ) -> int:
-    """``write_rows`` for rows already laid out as tuples in ``COLUMNS`` order.
-
-    The receiver's hot path builds these directly (``rows.record_from_usage``), skipping a
-    row object per span.
+    """``write_rows`` for rows already laid out as COPY records: tuples in ``COLUMNS``
+    order with money as decimal text (``rows.record_from_usage`` builds them; the receiver's
+    hot path skips a row object per span).
     """
     if not records:
         return 0
