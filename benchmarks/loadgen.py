@@ -20,6 +20,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+REFUSED_BACKOFF_SECONDS = 0.25
+
 MODELS = [
     ("openai", "gpt-4o", "gpt-4o-2024-08-06"),
     ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
@@ -168,6 +170,10 @@ async def drive(
             result.statuses[status] = result.statuses.get(status, 0) + 1
             if status == 200:
                 result.spans_ok += spans_per_request
+            elif status in (429, 503):
+                # Clients back off when refused (the OTel exporters retry after a delay);
+                # a short pause here, so refusals do not turn into a busy loop.
+                await asyncio.sleep(REFUSED_BACKOFF_SECONDS)
             if interval:
                 delay = next_at - time.perf_counter()
                 if delay > 0:

@@ -5,6 +5,7 @@ requests finish, and release what the caller owns (pool, embedded database).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -33,6 +34,7 @@ async def run_until_signal(app: web.Application, config: ReceiverConfig) -> None
         shutdown_timeout=config.shutdown_grace_seconds,
     )
     await runner.setup()
+    tune_gc()
     site = web.TCPSite(
         runner,
         config.host,
@@ -60,6 +62,19 @@ async def run_until_signal(app: web.Application, config: ReceiverConfig) -> None
         # Stops listening, runs on_shutdown (draining), waits for handlers, then cleanup_ctx.
         await runner.cleanup()
         logger.info("stopped")
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections while serving.
+
+    Each ingest request allocates tens of thousands of short-lived, acyclic objects (dicts,
+    tuples, strings) that reference counting frees on its own; with CPython's default
+    thresholds the cyclic collector still runs hundreds of times a second and its full
+    passes show up as latency spikes. Objects alive at startup are frozen out of its scans.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def install_uvloop() -> bool:
