@@ -22,6 +22,7 @@ from aiohttp import web
 
 from aethermind.receiver import dashboard, ingest, ops, query
 from aethermind.receiver.auth import FailureThrottle, KeyCache
+from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.errors import HttpError
 from aethermind.receiver.logs import request_id_var
@@ -88,6 +89,7 @@ def _services_ctx(
                 metrics=metrics,
                 price_book=default_price_book(),
                 policies=TenantPolicies(load_overrides, ttl_seconds=config.overrides_ttl_seconds),
+                writer=WriteCoalescer(pool, timeout=config.write_timeout_seconds),
             )
             app[SERVICES] = services
             listener = asyncio.create_task(_listen_for_revocations(services))
@@ -97,6 +99,7 @@ def _services_ctx(
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+                await services.writer.close()
 
     return ctx
 

@@ -30,7 +30,6 @@ from aethermind.receiver.rows import Conversion, spans_to_rows
 from aethermind.receiver.security import authenticate
 from aethermind.receiver.state import SERVICES, Services
 from aethermind.storage.tenants import VerifiedKey
-from aethermind.storage.writer import write_records
 
 logger = logging.getLogger(__name__)
 
@@ -179,12 +178,10 @@ async def _store(
         return 0, conversion
     started = time.perf_counter()
     try:
-        inserted = await write_records(
-            services.pool,
-            verified.organization_id,
-            conversion.rows,
-            timeout=services.config.write_timeout_seconds,
-        )
+        # Bounded: a write queued behind a slow one is abandoned with a 503 (the client
+        # retries, the idempotent writer makes that harmless) rather than held open.
+        async with asyncio.timeout(services.config.write_timeout_seconds * 2):
+            inserted = await services.writer.write(verified.organization_id, conversion.rows)
     except Exception as exc:
         if is_storage_unavailable(exc):
             metrics.storage_unavailable.inc()

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from aethermind.receiver.auth import FailureThrottle, KeyCache
+from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.metrics import ReceiverMetrics
 from aethermind.receiver.overrides import TenantPolicies
@@ -29,6 +30,7 @@ class Services:
     metrics: ReceiverMetrics
     price_book: PriceBook
     policies: TenantPolicies
+    writer: WriteCoalescer
     # Large bodies are decoded in a worker thread, two at a time at most: the event loop keeps
     # answering (health checks, small requests) and a burst of hostile 16 MiB bodies cannot
     # multiply the decoder's memory by the number of requests in flight.

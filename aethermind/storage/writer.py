@@ -25,7 +25,13 @@ from aethermind.storage.scope import ORG_SETTING, PoolOrConnection, connection
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TelemetryRow", "ensure_partitions", "write_records", "write_rows"]
+__all__ = [
+    "TelemetryRow",
+    "ensure_partitions",
+    "write_record_groups",
+    "write_records",
+    "write_rows",
+]
 
 # One definition of "error" and "unpriced", shared with the raw-row queries.
 IS_ERROR_SQL = "(status = 'ERROR' OR error_type IS NOT NULL)"
@@ -171,10 +177,12 @@ STAGING_TABLE = "aethermind_staging"
 # Money travels as decimal text and is cast here: asyncpg's binary numeric encoding costs
 # about 1.5 µs a value, five or six values a span, which the cast in PostgreSQL does not.
 _MONEY = frozenset(c for c in COLUMNS if _PG_TYPES[c] == "numeric")
+# "batch" numbers the groups of one grouped write, to count each group's new rows.
+STAGING_COLUMNS = (*COLUMNS, "batch")
 CREATE_STAGING_SQL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} ("
     + ", ".join(f'"{c}" {"text" if c in _MONEY else _PG_TYPES[c]}' for c in COLUMNS)
-    + ") ON COMMIT DELETE ROWS"
+    + ", batch integer) ON COMMIT DELETE ROWS"
 )
 
 
@@ -184,7 +192,15 @@ DAILY_UPSERT = rollup_upsert_sql("agg_daily", table="usage_rollup_daily", time_c
 def _insert_sql() -> str:
     quoted = ", ".join(f'"{c}"' for c in COLUMNS)
     selected = ", ".join(f'"{c}"::numeric' if c in _MONEY else f'"{c}"' for c in COLUMNS)
-    returned = ('"timestamp"', *ROLLUP_KEYS, "status", "error_type", "duration_ms")
+    returned = (
+        '"timestamp"',
+        "trace_id",
+        "span_id",
+        *ROLLUP_KEYS,
+        "status",
+        "error_type",
+        "duration_ms",
+    )
     returning = ", ".join((*returned, *TOKEN_COLUMNS, "cost", "cost_source"))
     return f"""
         WITH ins AS (
@@ -197,7 +213,10 @@ def _insert_sql() -> str:
         ), agg_daily AS ({rollup_regroup_sql("agg", "day")}
         ), up_daily AS ({DAILY_UPSERT}
         )
-        SELECT count(*) FROM ins"""
+        SELECT s.batch, count(*) AS inserted
+          FROM {STAGING_TABLE} s
+         WHERE ("timestamp", trace_id, span_id) IN (SELECT "timestamp", trace_id, span_id FROM ins)
+         GROUP BY s.batch"""
 
 
 INSERT_SQL = _insert_sql()
@@ -309,10 +328,34 @@ async def write_records(
     order with money as decimal text (``rows.record_from_usage`` builds them; the receiver's
     hot path skips a row object per span).
     """
-    if not records:
-        return 0
+    (inserted,) = await write_record_groups(
+        pool_or_conn, organization_id, [records], timeout=timeout
+    )
+    return inserted
+
+
+async def write_record_groups(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    groups: Sequence[Sequence[tuple[Any, ...]]],
+    *,
+    timeout: float | None = None,
+) -> list[int]:
+    """Store several groups of COPY records of one organization in ONE transaction, and
+    return how many rows of each group were new.
+
+    The receiver gathers concurrent requests of an organization into one such write: one
+    commit, one rollup upsert, and no two transactions of its own waiting on each other's
+    locks on the same rollup rows. A span sent twice within one call counts in both groups.
+    """
+    total = sum(len(g) for g in groups)
+    if not total:
+        return [0] * len(groups)
     org = str(UUID(str(organization_id)))  # validated, so it can be inlined below
-    await ensure_partitions(pool_or_conn, [r[_TIMESTAMP] for r in records], timeout=timeout)
+    await ensure_partitions(
+        pool_or_conn, [r[_TIMESTAMP] for g in groups for r in g], timeout=timeout
+    )
+    staged = [(*r, batch) for batch, g in enumerate(groups) for r in g]
     async with connection(pool_or_conn) as conn, conn.transaction():
         # One round trip: the tenant setting (see scope.tenant_transaction) and the staging
         # table. Simple-query protocol cannot take parameters, hence the inlined UUID.
@@ -321,16 +364,15 @@ async def write_records(
             timeout=timeout,
         )
         await conn.copy_records_to_table(
-            STAGING_TABLE, records=records, columns=COLUMNS, timeout=timeout
+            STAGING_TABLE, records=staged, columns=STAGING_COLUMNS, timeout=timeout
         )
-        inserted: int = await conn.fetchval(INSERT_SQL, org, timeout=timeout)
-    if inserted != len(records):
+        counted = await conn.fetch(INSERT_SQL, org, timeout=timeout)
+    inserted = [0] * len(groups)
+    for row in counted:
+        inserted[row["batch"]] = row["inserted"]
+    if sum(inserted) != total:
         logger.debug(
             "skipped already-stored spans",
-            extra={
-                "organization_id": str(organization_id),
-                "batch": len(records),
-                "inserted": inserted,
-            },
+            extra={"organization_id": org, "batch": total, "inserted": sum(inserted)},
         )
     return inserted
