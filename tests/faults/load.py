@@ -193,9 +193,9 @@ class OtelPipelines:
 # --- plain HTTP load ----------------------------------------------------------------------
 
 
-def genai_request(count: int, *, service: str = "load", input_tokens: int = 1200) -> tuple[
-    bytes, list[SpanKey]
-]:
+def genai_request(
+    count: int, *, service: str = "load", input_tokens: int = 1200
+) -> tuple[bytes, list[SpanKey]]:
     """An OTLP protobuf body of ``count`` unique chat spans starting now, and their ids."""
     now = time.time_ns()
     spans = []

@@ -148,7 +148,9 @@ def start_serve(
     try:
         while True:
             if not served.alive():
-                raise RuntimeError(f"serve exited with {process.returncode}:\n{served.stderr_text()}")
+                raise RuntimeError(
+                    f"serve exited with {process.returncode}:\n{served.stderr_text()}"
+                )
             try:
                 wait_for_port(port, timeout=0.5)
             except TimeoutError:

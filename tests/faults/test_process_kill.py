@@ -23,7 +23,9 @@ def test_sigkill_under_load_then_restart_keeps_every_acknowledged_span_once(
 ) -> None:
     (tenant,) = create_tenants(database_url, "killed", rate_limit_per_min=10**6)
     served = start_serve(database_url, tmp_path / "logs")
-    load = OtelPipelines(f"{served.url}/v1/traces", tenant.ingest_key, count=4, spans_per_second=100)
+    load = OtelPipelines(
+        f"{served.url}/v1/traces", tenant.ingest_key, count=4, spans_per_second=100
+    )
     downtime = []
     try:
         load.start()
