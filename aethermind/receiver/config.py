@@ -47,11 +47,30 @@ class ReceiverConfig:
     workers: int = 1
     reuse_port: bool = False
     decode_limits: DecodeLimits = field(default=DEFAULT_LIMITS)
+    # Budget alerts (receiver/alerts.py): how often each replica compares month-to-date cost
+    # with the budgets (0 turns the loop off), the per-request webhook timeout, the attempts
+    # per delivery round, and the first pause before a failed round is tried again (doubling
+    # per round up to an hour; only for the current month).
+    alert_check_seconds: float = 30.0
+    alert_webhook_timeout_seconds: float = 10.0
+    alert_webhook_max_attempts: int = 5
+    alert_retry_failed_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ReceiverConfigError(f"port must be 1-65535, got {self.port}")
         for name in ("max_body_bytes", "max_inflight_requests", "workers"):
+            if getattr(self, name) <= 0:
+                raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.alert_check_seconds < 0:
+            raise ReceiverConfigError(
+                f"alert_check_seconds must be >= 0 (0: off), got {self.alert_check_seconds}"
+            )
+        for name in (
+            "alert_webhook_timeout_seconds",
+            "alert_webhook_max_attempts",
+            "alert_retry_failed_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -79,6 +98,10 @@ class ReceiverConfig:
             ("workers", int),
             ("tls_cert", str),
             ("tls_key", str),
+            ("alert_check_seconds", float),
+            ("alert_webhook_timeout_seconds", float),
+            ("alert_webhook_max_attempts", int),
+            ("alert_retry_failed_seconds", float),
         ):
             raw = env.get(ENV_PREFIX + name.upper())
             if raw is not None and raw.strip():

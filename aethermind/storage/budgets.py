@@ -1,0 +1,559 @@
+"""Monthly budgets per organization and the record of their alerts: set, get and delete a
+budget, month-to-date cost from the daily rollup, claim thresholds and record outcomes.
+
+Budgets and deliveries are tenant data (row-level security); only ``list_budgets``, the
+scan over every organization, runs as the owner. Months are UTC calendar months. A
+threshold is claimed by inserting its ``alert_deliveries`` row (see migration 0003), so of
+several replicas exactly one announces it; results are recorded under the claim's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
+
+from aethermind.storage.scope import (
+    Connection,
+    PoolOrConnection,
+    owner_transaction,
+    tenant_transaction,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLDS: tuple[int, ...] = (50, 80, 100)
+MAX_THRESHOLDS = 20
+MAX_THRESHOLD_PERCENT = 1000
+"""Mirrors the checks on ``budgets.thresholds`` in migration 0003."""
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+_BUDGET_COLUMNS = (
+    "organization_id, monthly_limit_usd, thresholds, webhook_url, created_at, updated_at"
+)
+_DELIVERY_COLUMNS = (
+    "organization_id, month, threshold, status, attempts, rounds, last_error, lease_id,"
+    " lease_expires_at, next_attempt_at, cost_usd, limit_usd, claimed_at, delivered_at"
+)
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+def month_of(moment: datetime) -> date:
+    """The first day of ``moment``'s UTC calendar month."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"moment must be timezone-aware, got {moment!r}")
+    utc = moment.astimezone(UTC)
+    return date(utc.year, utc.month, 1)
+
+
+def month_bounds(month: date) -> tuple[datetime, datetime]:
+    """``[start, end)`` of a UTC calendar month, as instants."""
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    end = datetime(month.year + (month.month == 12), month.month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def normalize_thresholds(values: Iterable[int]) -> tuple[int, ...]:
+    """Thresholds sorted and without repeats; ValueError naming the bad one otherwise."""
+    result = sorted(set(values))
+    if not result:
+        raise ValueError("thresholds must name at least one percentage")
+    if len(result) > MAX_THRESHOLDS:
+        raise ValueError(f"at most {MAX_THRESHOLDS} thresholds, got {len(result)}")
+    for value in result:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"thresholds must be whole percentages, got {value!r}")
+        if not 0 < value <= MAX_THRESHOLD_PERCENT:
+            raise ValueError(
+                f"thresholds must be between 1 and {MAX_THRESHOLD_PERCENT} percent, got {value}"
+            )
+    return tuple(result)
+
+
+def parse_thresholds(text: str) -> tuple[int, ...]:
+    """``"50,80,100"`` (a ``%`` after a number is allowed) as normalized thresholds."""
+    parts = [p.strip().removesuffix("%").strip() for p in text.split(",")]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(
+            f"thresholds must be a comma-separated list of whole percentages such as "
+            f"50,80,100; got {text!r}"
+        ) from None
+    return normalize_thresholds(numbers)
+
+
+def validate_webhook_url(url: str) -> str:
+    """An ``http(s)://host/...`` URL, stripped; ValueError that never repeats the URL (its
+    path may be a secret) but says what is wrong."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError("webhook URL is malformed") from None
+    if parts.scheme not in {"http", "https"}:
+        raise ValueError(f"webhook URL must start with https:// or http://, not {parts.scheme!r}")
+    if not parts.hostname:
+        raise ValueError("webhook URL has no host")
+    if any(c.isspace() for c in url):
+        raise ValueError("webhook URL must not contain spaces")
+    return url
+
+
+def webhook_host(url: str) -> str:
+    """The host of a webhook URL: the only part of it that may be logged or shown."""
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+def redact_url(url: str) -> str:
+    """``https://hooks.slack.com/***``: scheme and host, the rest (a secret) hidden."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/***"
+
+
+def percent_used(cost_usd: Decimal, limit_usd: Decimal) -> Decimal:
+    """Month-to-date cost as a percentage of the limit (exact, unrounded)."""
+    return cost_usd * 100 / limit_usd
+
+
+def crossed_thresholds(
+    cost_usd: Decimal, limit_usd: Decimal, thresholds: Iterable[int]
+) -> list[int]:
+    """Thresholds reached: ``cost >= limit * threshold / 100``, compared exactly."""
+    return sorted(t for t in thresholds if cost_usd * 100 >= limit_usd * t)
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    organization_id: UUID
+    monthly_limit_usd: Decimal
+    thresholds: tuple[int, ...]
+    # Kept out of repr so a budget in a log line or traceback never shows the secret.
+    webhook_url: str = field(repr=False)
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def webhook_host(self) -> str:
+        return webhook_host(self.webhook_url)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form with the webhook URL redacted to its host."""
+        return {
+            "organization_id": str(self.organization_id),
+            "monthly_limit_usd": self.monthly_limit_usd,
+            "thresholds": list(self.thresholds),
+            "webhook_host": self.webhook_host,
+            "webhook_url": redact_url(self.webhook_url),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetedOrganization:
+    """One row of the operator's scan: a budget and whom it belongs to."""
+
+    budget: Budget
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MonthToDate:
+    month: date
+    cost_usd: Decimal
+    calls: int
+    unpriced_calls: int
+    """Calls with no known price: not in ``cost_usd`` (never counted as $0 silently)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    organization_id: UUID
+    month: date
+    threshold: int
+    status: DeliveryStatus
+    attempts: int
+    rounds: int
+    last_error: str | None
+    lease_id: UUID | None
+    lease_expires_at: datetime | None
+    next_attempt_at: datetime | None
+    cost_usd: Decimal | None
+    limit_usd: Decimal | None
+    claimed_at: datetime
+    delivered_at: datetime | None
+
+    def claimable(self, now: datetime) -> bool:
+        """Whether ``claim_thresholds`` would take this row again at ``now`` (mirrors its
+        UPDATE): a failed delivery that is due, or a pending one whose claimer's lease ran
+        out (it died mid-delivery)."""
+        if self.status == "failed":
+            return self.next_attempt_at is not None and self.next_attempt_at <= now
+        if self.status == "pending":
+            return self.lease_expires_at is not None and self.lease_expires_at <= now
+        return False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "claimed_at": self.claimed_at,
+            "delivered_at": self.delivered_at,
+            "next_attempt_at": self.next_attempt_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Thresholds this caller now owns the delivery of, under ``lease_id``."""
+
+    organization_id: UUID
+    month: date
+    thresholds: tuple[int, ...]
+    lease_id: UUID
+    lease_expires_at: datetime
+    rounds: int
+    """The highest delivery round among them (1 for a first claim)."""
+
+
+def _budget(row: Any) -> Budget:
+    values = dict(row)
+    values["thresholds"] = tuple(values["thresholds"])
+    return Budget(**values)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(**dict(row))
+
+
+def _check_limit(monthly_limit_usd: Decimal) -> Decimal:
+    if isinstance(monthly_limit_usd, bool) or not isinstance(monthly_limit_usd, Decimal):
+        raise TypeError(
+            "monthly_limit_usd must be a Decimal (money is never float), "
+            f"got {type(monthly_limit_usd).__name__}"
+        )
+    if not monthly_limit_usd.is_finite() or monthly_limit_usd <= 0:
+        raise ValueError(f"monthly limit must be a positive amount, got {monthly_limit_usd}")
+    return monthly_limit_usd
+
+
+# --- budgets --------------------------------------------------------------------------------
+
+
+async def set_budget(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    *,
+    monthly_limit_usd: Decimal,
+    thresholds: Iterable[int] | None = None,
+    webhook_url: str | None = None,
+    timeout: float | None = None,
+) -> Budget:
+    """Create or replace the organization's budget.
+
+    ``thresholds`` default to 50, 80, 100 for a new budget and stay as they were when
+    omitted on an existing one; so does ``webhook_url``, which a new budget must have.
+    Thresholds already announced this month are not announced again, whatever the new limit.
+    When the webhook changes, this month's failed deliveries become due at once, so fixing
+    a wrong URL is enough to have them retried at the next check.
+    """
+    limit = _check_limit(monthly_limit_usd)
+    levels = None if thresholds is None else list(normalize_thresholds(thresholds))
+    url = None if webhook_url is None else validate_webhook_url(webhook_url)
+    org = UUID(str(organization_id))
+    async with tenant_transaction(pool_or_conn, org) as conn:
+        previous = await conn.fetchval(
+            "SELECT webhook_url FROM budgets WHERE organization_id = $1 FOR UPDATE",
+            org,
+            timeout=timeout,
+        )
+        if previous is None and url is None:
+            raise ValueError("a new budget needs a webhook URL")
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO budgets AS b (organization_id, monthly_limit_usd, thresholds, webhook_url)
+            VALUES ($1, $2, coalesce($3::integer[], $5::integer[]), $4)
+            ON CONFLICT (organization_id) DO UPDATE SET
+                monthly_limit_usd = excluded.monthly_limit_usd,
+                thresholds = coalesce($3::integer[], b.thresholds),
+                webhook_url = excluded.webhook_url,
+                updated_at = now()
+            RETURNING {_BUDGET_COLUMNS}
+            """,
+            org, limit, levels, url or previous, list(DEFAULT_THRESHOLDS),
+            timeout=timeout,
+        )  # fmt: skip
+        if previous is not None and url is not None and url != previous:
+            # Due at once: claimed_at is never later than the clock of the next check.
+            await conn.execute(
+                "UPDATE alert_deliveries SET next_attempt_at = claimed_at"
+                " WHERE organization_id = $1 AND status = 'failed'",
+                org,
+                timeout=timeout,
+            )
+    budget = _budget(row)
+    logger.info(
+        "budget set",
+        extra={
+            "organization_id": str(org),
+            "monthly_limit_usd": str(budget.monthly_limit_usd),
+            "thresholds": list(budget.thresholds),
+            "webhook_host": budget.webhook_host,
+        },
+    )
+    return budget
+
+
+async def get_budget(
+    pool_or_conn: PoolOrConnection, organization_id: UUID | str, *, timeout: float | None = None
+) -> Budget | None:
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        row = await conn.fetchrow(
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE organization_id = $1",
+            UUID(str(organization_id)),
+            timeout=timeout,
+        )
+    return None if row is None else _budget(row)
+
+
+async def delete_budget(
+    pool_or_conn: PoolOrConnection, organization_id: UUID | str, *, timeout: float | None = None
+) -> bool:
+    """Remove the budget (no more alerts); its delivery history stays. True if it existed."""
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        status = await conn.execute(
+            "DELETE FROM budgets WHERE organization_id = $1",
+            UUID(str(organization_id)),
+            timeout=timeout,
+        )
+    return bool(int(status.split()[-1]))
+
+
+async def list_budgets(
+    pool_or_conn: PoolOrConnection, *, timeout: float | None = None
+) -> list[BudgetedOrganization]:
+    """Every organization's budget: operator work across tenants (owner role)."""
+    columns = ", ".join(f"b.{c.strip()}" for c in _BUDGET_COLUMNS.split(","))
+    async with owner_transaction(pool_or_conn) as conn:
+        rows = await conn.fetch(
+            f"SELECT {columns}, o.slug, o.name FROM budgets b"
+            " JOIN organizations o ON o.id = b.organization_id ORDER BY o.slug",
+            timeout=timeout,
+        )
+    result = []
+    for row in rows:
+        values = dict(row)
+        slug, name = values.pop("slug"), values.pop("name")
+        result.append(BudgetedOrganization(_budget(values), slug, name))
+    return result
+
+
+# --- month to date and deliveries -----------------------------------------------------------
+
+
+async def _month_to_date(
+    conn: Connection, org: UUID, month: date, *, timeout: float | None
+) -> MonthToDate:
+    start, end = month_bounds(month)
+    # The daily rollup is written in the same transaction as the spans, so it is complete;
+    # a month is ~31 rows per dimension group. Unpriced spans add 0 to the cost sum.
+    row = await conn.fetchrow(
+        "SELECT coalesce(sum(cost), 0) AS cost, coalesce(sum(calls), 0) AS calls,"
+        " coalesce(sum(unpriced_calls), 0) AS unpriced_calls FROM usage_rollup_daily"
+        " WHERE organization_id = $1 AND day >= $2 AND day < $3",
+        org, start, end, timeout=timeout,
+    )  # fmt: skip
+    return MonthToDate(month, Decimal(row["cost"]), int(row["calls"]), int(row["unpriced_calls"]))
+
+
+async def _deliveries(
+    conn: Connection, org: UUID, month: date, *, timeout: float | None
+) -> list[Delivery]:
+    rows = await conn.fetch(
+        f"SELECT {_DELIVERY_COLUMNS} FROM alert_deliveries"
+        " WHERE organization_id = $1 AND month = $2 ORDER BY threshold",
+        org, month, timeout=timeout,
+    )  # fmt: skip
+    return [_delivery(r) for r in rows]
+
+
+async def month_to_date(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    month: date,
+    *,
+    timeout: float | None = None,
+) -> MonthToDate:
+    """The organization's cost for a UTC calendar month (``sum(cost)`` of priced spans)."""
+    org = UUID(str(organization_id))
+    async with tenant_transaction(pool_or_conn, org) as conn:
+        return await _month_to_date(conn, org, month, timeout=timeout)
+
+
+async def list_deliveries(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    month: date,
+    *,
+    timeout: float | None = None,
+) -> list[Delivery]:
+    org = UUID(str(organization_id))
+    async with tenant_transaction(pool_or_conn, org) as conn:
+        return await _deliveries(conn, org, month, timeout=timeout)
+
+
+async def month_status(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    month: date,
+    *,
+    timeout: float | None = None,
+) -> tuple[MonthToDate, list[Delivery]]:
+    """Month-to-date cost and the month's deliveries, read in one transaction."""
+    org = UUID(str(organization_id))
+    async with tenant_transaction(pool_or_conn, org) as conn:
+        usage = await _month_to_date(conn, org, month, timeout=timeout)
+        return usage, await _deliveries(conn, org, month, timeout=timeout)
+
+
+async def claim_thresholds(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    month: date,
+    thresholds: Sequence[int],
+    *,
+    now: datetime,
+    lease_seconds: float,
+    cost_usd: Decimal | None = None,
+    limit_usd: Decimal | None = None,
+    timeout: float | None = None,
+) -> Claim | None:
+    """Take the delivery of those ``thresholds`` that nobody holds: never claimed this month
+    (a new row: ``INSERT ... ON CONFLICT DO NOTHING``), failed and due again, or pending
+    under an expired lease. Concurrent callers never get the same threshold: the insert
+    waits on the other's uncommitted row, and the update re-checks its condition on the
+    row another caller just changed. Returns None when nothing was claimed.
+    """
+    org = UUID(str(organization_id))
+    wanted = sorted(set(thresholds))
+    if not wanted:
+        return None
+    lease_id = uuid4()
+    lease_expires_at = now + timedelta(seconds=lease_seconds)
+    async with tenant_transaction(pool_or_conn, org) as conn:
+        inserted = await conn.fetch(
+            """
+            INSERT INTO alert_deliveries (organization_id, month, threshold, status, lease_id,
+                lease_expires_at, cost_usd, limit_usd, claimed_at)
+            SELECT $1, $2, t, 'pending', $4, $5, $6, $7, $8 FROM unnest($3::integer[]) AS t
+            ON CONFLICT (organization_id, month, threshold) DO NOTHING
+            RETURNING threshold, rounds
+            """,
+            org, month, wanted, lease_id, lease_expires_at, cost_usd, limit_usd, now,
+            timeout=timeout,
+        )  # fmt: skip
+        taken = await conn.fetch(
+            """
+            UPDATE alert_deliveries SET status = 'pending', lease_id = $4,
+                   lease_expires_at = $5, cost_usd = $6, limit_usd = $7, claimed_at = $8,
+                   next_attempt_at = NULL, rounds = rounds + 1
+             WHERE organization_id = $1 AND month = $2 AND threshold = ANY ($3::integer[])
+               AND (status = 'failed' AND next_attempt_at <= $8
+                    OR status = 'pending' AND lease_expires_at <= $8)
+            RETURNING threshold, rounds
+            """,
+            org, month, wanted, lease_id, lease_expires_at, cost_usd, limit_usd, now,
+            timeout=timeout,
+        )  # fmt: skip
+    claimed = [*inserted, *taken]
+    if not claimed:
+        return None
+    return Claim(
+        organization_id=org,
+        month=month,
+        thresholds=tuple(sorted(r["threshold"] for r in claimed)),
+        lease_id=lease_id,
+        lease_expires_at=lease_expires_at,
+        rounds=max(int(r["rounds"]) for r in claimed),
+    )
+
+
+async def mark_delivered(
+    pool_or_conn: PoolOrConnection,
+    claim: Claim,
+    *,
+    attempts: int,
+    delivered_at: datetime,
+    timeout: float | None = None,
+) -> int:
+    """Record that the webhook accepted the message for the claim's thresholds.
+
+    Not conditional on the lease: the message did go out, and recording it (even after the
+    lease expired) keeps any other claimer's later result from turning it back into a
+    failure, and the threshold from being announced again. Returns the rows updated.
+    """
+    async with tenant_transaction(pool_or_conn, claim.organization_id) as conn:
+        status = await conn.execute(
+            """
+            UPDATE alert_deliveries SET status = 'delivered', attempts = attempts + $4,
+                   delivered_at = $5, lease_id = NULL, lease_expires_at = NULL,
+                   next_attempt_at = NULL
+             WHERE organization_id = $1 AND month = $2 AND threshold = ANY ($3::integer[])
+               AND status <> 'delivered'
+            """,
+            claim.organization_id, claim.month, list(claim.thresholds), attempts, delivered_at,
+            timeout=timeout,
+        )  # fmt: skip
+    return int(status.split()[-1])
+
+
+async def mark_failed(
+    pool_or_conn: PoolOrConnection,
+    claim: Claim,
+    *,
+    attempts: int,
+    error: str,
+    next_attempt_at: datetime | None,
+    timeout: float | None = None,
+) -> int:
+    """Record a delivery round that did not get through. ``next_attempt_at`` is when the
+    thresholds may be claimed again (None: only after the webhook changes). Only the
+    current claimer (same lease) may write this. Returns the rows updated."""
+    async with tenant_transaction(pool_or_conn, claim.organization_id) as conn:
+        status = await conn.execute(
+            """
+            UPDATE alert_deliveries SET status = 'failed', attempts = attempts + $5,
+                   last_error = $6, next_attempt_at = $7, lease_id = NULL,
+                   lease_expires_at = NULL
+             WHERE organization_id = $1 AND month = $2 AND threshold = ANY ($3::integer[])
+               AND lease_id = $4 AND status = 'pending'
+            """,
+            claim.organization_id, claim.month, list(claim.thresholds), claim.lease_id,
+            attempts, error[:500], next_attempt_at,
+            timeout=timeout,
+        )  # fmt: skip
+    return int(status.split()[-1])
