@@ -20,7 +20,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from aethermind.receiver import dashboard, ingest, ops, query
+from aethermind.receiver import dashboard, ingest, openapi, ops, query
 from aethermind.receiver.auth import FailureThrottle, KeyCache
 from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
@@ -55,6 +55,7 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     app.router.add_get("/v1/aggregates", query.aggregates)
     app.router.add_get("/v1/traces/{trace_id}", query.trace)
     app.router.add_get("/v1/top-traces", query.top_traces)
+    app.router.add_get(openapi.OPENAPI_PATH, openapi.serve)
     ops.add_routes(app)
     dashboard.add_routes(app)
     return app

@@ -1,0 +1,963 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document of every route the receiver serves.
+
+Built in code from the constants the handlers use (group keys, granularities, token columns,
+span kinds), so the document cannot drift from what the query code accepts and returns.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Final
+
+from aiohttp import web
+
+from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
+from aethermind.receiver.rows import SPAN_KINDS, STATUS_CODES
+from aethermind.storage.queries import FILTER_KEYS, GRANULARITIES, GROUP_KEYS
+from aethermind.storage.writer import TOKEN_COLUMNS
+
+OPENAPI_PATH: Final = "/openapi.json"
+OPENAPI_VERSION: Final = "3.1.0"
+JSON: Final = "application/json"
+PROTOBUF: Final = "application/x-protobuf"
+
+Schema = dict[str, Any]
+
+_DESCRIPTION = """\
+Aethermind receives OpenTelemetry traces of LLM calls (OTLP/HTTP), normalizes and prices
+them, and answers usage and cost queries per organization.
+
+**Keys.** Every `/v1/` route takes an API key (a string starting `aether_`) as
+`Authorization: Bearer <key>` or `x-api-key: <key>`. A key has scopes: `ingest` (write
+telemetry: `POST /v1/traces`, `POST /v1/ingest`), `read` (query: `GET /v1/aggregates`,
+`GET /v1/traces/{trace_id}`, `GET /v1/top-traces`) and `admin` (manage keys and prices, CLI
+only). The organization is always the key's; no parameter can choose another. A missing or
+unknown key is a 401, a revoked key or one without the route's scope a 403; an address that
+keeps presenting bad keys gets 429 with `Retry-After` for a while.
+
+**Money** is a decimal string (`"0.0125"`), never a float; `null` means no span of the
+row could be priced (an unknown model never costs $0). **Instants** are ISO 8601 in UTC.
+
+**Errors** of the query API and `POST /v1/ingest` are `{"error": {"status", "message"}}`;
+`POST /v1/traces` answers a `google.rpc.Status` in the request's encoding, as the OTLP
+specification requires. Every response carries `X-Request-Id` (the client's, when it sent a
+well-formed one).
+
+**CORS.** When the server is started with `--cors-origin`, the `/v1/` routes answer
+preflight `OPTIONS` requests from those origins.
+"""
+
+_SECURITY: Final = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+_NO_SECURITY: Final[list[dict[str, list[str]]]] = []
+
+
+def _ref(kind: str, name: str) -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _schema(name: str) -> Schema:
+    return _ref("schemas", name)
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _nullable_type(type_: str, **extra: Any) -> Schema:
+    return {"type": [type_, "null"], **extra}
+
+
+_COUNT: Final = {"type": "integer", "minimum": 0}
+_DECIMAL: Final = {
+    "type": "string",
+    "pattern": r"^[0-9]+(\.[0-9]+)?$",
+    "description": "US dollars as a decimal string.",
+    "examples": ["0.0125"],
+}
+_INSTANT: Final = {"type": "string", "format": "date-time", "examples": ["2026-11-01T00:00:00Z"]}
+
+
+def _response(
+    description: str,
+    content: dict[str, Schema] | None = None,
+    headers: dict[str, Schema] | None = None,
+) -> Schema:
+    """A response; every one carries ``X-Request-Id`` (set by the request middleware)."""
+    response: Schema = {
+        "description": description,
+        "headers": {"X-Request-Id": _ref("headers", "X-Request-Id"), **(headers or {})},
+    }
+    if content:
+        response["content"] = {media: {"schema": schema} for media, schema in content.items()}
+    return response
+
+
+def _json_error(description: str, headers: dict[str, Schema] | None = None) -> Schema:
+    return _response(description, {JSON: _schema("Error")}, headers)
+
+
+def _otlp_error(description: str, headers: dict[str, Schema] | None = None) -> Schema:
+    return _response(
+        description,
+        {JSON: _schema("GoogleRpcStatus"), PROTOBUF: _schema("ProtobufMessage")},
+        headers,
+    )
+
+
+_RETRY_AFTER: Final = {"Retry-After": _ref("headers", "Retry-After-Required")}
+_RATE_LIMIT_HEADERS: Final = {
+    "Retry-After": _ref("headers", "Retry-After-Required"),
+    "X-RateLimit-Limit": _ref("headers", "X-RateLimit-Limit"),
+    "X-RateLimit-Remaining": _ref("headers", "X-RateLimit-Remaining"),
+    "X-RateLimit-Reset": _ref("headers", "X-RateLimit-Reset"),
+}
+
+
+def _auth_errors(error: Any, scope: str) -> dict[str, Schema]:
+    return {
+        "401": error("No API key, or an unknown one."),
+        "403": error(f"The key is revoked or lacks the `{scope}` scope."),
+    }
+
+
+def _ingest_errors(error: Any) -> dict[str, Schema]:
+    return {
+        **_auth_errors(error, "ingest"),
+        "413": error("The body is over the size limit, on the wire or after decompression."),
+        "415": error("A Content-Type or Content-Encoding the route does not take."),
+        "429": error(
+            "The organization is over its rate limit (spans per minute), or this address "
+            "sent too many bad keys. `X-RateLimit-*` come with the organization's limit.",
+            _RATE_LIMIT_HEADERS,
+        ),
+        "503": error(
+            "Storage unavailable, or the server is saturated or draining: retry after "
+            "`Retry-After` seconds. Nothing was stored.",
+            _RETRY_AFTER,
+        ),
+    }
+
+
+def _query_errors() -> dict[str, Schema]:
+    return {
+        "400": _json_error("A parameter is missing its format, unknown, or out of range."),
+        **_auth_errors(_json_error, "read"),
+        "429": _json_error(
+            "This address sent too many bad keys; retry after `Retry-After` seconds.",
+            _RETRY_AFTER,
+        ),
+        "503": _json_error("Storage unavailable; retry after `Retry-After` seconds.", _RETRY_AFTER),
+    }
+
+
+def _content_encoding_parameter() -> Schema:
+    return {
+        "name": "Content-Encoding",
+        "in": "header",
+        "required": False,
+        "description": "Compression of the body. Limits apply after decompression too.",
+        "schema": {"type": "string", "enum": ["gzip", "deflate", "identity"]},
+    }
+
+
+def _paths() -> Schema:
+    range_params = [_ref("parameters", "from"), _ref("parameters", "to")]
+    filter_params = [_ref("parameters", f"filter_{name}") for name in FILTER_KEYS]
+    return {
+        "/v1/traces": {
+            "post": {
+                "operationId": "exportTraces",
+                "tags": ["ingest"],
+                "summary": "OTLP/HTTP trace export",
+                "description": (
+                    "OTLP/HTTP exactly as the OTLP specification says: an "
+                    "`ExportTraceServiceRequest` as protobuf or OTLP/JSON, optionally gzip or "
+                    "deflate compressed. The response is in the request's encoding. A 200 "
+                    "means the rows are committed; spans that cannot be stored are reported "
+                    "in `partialSuccess`. Re-sending the same spans never duplicates rows. "
+                    "Scope `ingest`."
+                ),
+                "security": _SECURITY,
+                "parameters": [_content_encoding_parameter()],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        PROTOBUF: {"schema": _schema("ProtobufMessage")},
+                        JSON: {"schema": _schema("ExportTraceServiceRequest")},
+                    },
+                },
+                "responses": {
+                    "200": _response(
+                        "The spans are stored (or rejected as listed in `partialSuccess`).",
+                        {
+                            JSON: _schema("ExportTraceServiceResponse"),
+                            PROTOBUF: _schema("ProtobufMessage"),
+                        },
+                    ),
+                    "400": _otlp_error("The body cannot be decoded, or holds unstorable values."),
+                    **_ingest_errors(_otlp_error),
+                },
+            }
+        },
+        "/v1/ingest": {
+            "post": {
+                "operationId": "ingestEvents",
+                "tags": ["ingest"],
+                "summary": "Plain JSON usage events",
+                "description": (
+                    "For clients without OpenTelemetry: each event becomes the same span an "
+                    "OTLP client would send. Invalid events are counted in `rejected` (with "
+                    "reasons in `errors`) while the valid ones are stored. Events without ids "
+                    "get ids derived from their content, so a retried event is stored once. "
+                    "Scope `ingest`."
+                ),
+                "security": _SECURITY,
+                "parameters": [_content_encoding_parameter()],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _schema("IngestRequest")}},
+                },
+                "responses": {
+                    "200": _response("Valid events stored.", {JSON: _schema("IngestResponse")}),
+                    "400": _json_error('The body is not JSON, or not an object with "events".'),
+                    **_ingest_errors(_json_error),
+                },
+            }
+        },
+        "/v1/aggregates": {
+            "get": {
+                "operationId": "getAggregates",
+                "tags": ["query"],
+                "summary": "Calls, tokens, cost and latency, grouped and bucketed",
+                "description": (
+                    "Spans with `from <= start < to` of the key's organization, summed per "
+                    "group (`group_by`) and time bucket (`granularity`). Rows are ordered by "
+                    "bucket, then group keys; a range without spans has no rows. Scope `read`."
+                ),
+                "security": _SECURITY,
+                "parameters": [
+                    *range_params,
+                    _ref("parameters", "group_by"),
+                    _ref("parameters", "granularity"),
+                    *filter_params,
+                ],
+                "responses": {
+                    "200": _response("The aggregate rows.", {JSON: _schema("AggregatesResponse")}),
+                    **_query_errors(),
+                },
+            }
+        },
+        "/v1/traces/{trace_id}": {
+            "get": {
+                "operationId": "getTrace",
+                "tags": ["query"],
+                "summary": "The stored spans of one trace",
+                "description": (
+                    "The stored spans of the trace in the key's organization, in start "
+                    "order, with their normalized fields, cost and status. Scope `read`."
+                ),
+                "security": _SECURITY,
+                "parameters": [
+                    {
+                        "name": "trace_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The trace id: 32 hex characters (any case).",
+                        "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+                    }
+                ],
+                "responses": {
+                    "200": _response("The trace's spans.", {JSON: _schema("TraceResponse")}),
+                    "404": _json_error("No span of this trace in the key's organization."),
+                    **_query_errors(),
+                },
+            }
+        },
+        "/v1/top-traces": {
+            "get": {
+                "operationId": "getTopTraces",
+                "tags": ["query"],
+                "summary": "The costliest traces of a range",
+                "description": (
+                    "Traces with the highest total cost among spans started in "
+                    "`[from, to)`; traces with no priced span are left out. Scope `read`."
+                ),
+                "security": _SECURITY,
+                "parameters": [
+                    *range_params,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "How many traces, at most.",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                    },
+                ],
+                "responses": {
+                    "200": _response("The traces.", {JSON: _schema("TopTracesResponse")}),
+                    **_query_errors(),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "getHealth",
+                "tags": ["operations"],
+                "summary": "Liveness: the process is up",
+                "security": _NO_SECURITY,
+                "responses": {
+                    "200": _response("Up.", {JSON: _schema("Health")}),
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "getReadiness",
+                "tags": ["operations"],
+                "summary": "Readiness: the database is reachable and the server not draining",
+                "security": _NO_SECURITY,
+                "responses": {
+                    "200": _response("Ready.", {JSON: _schema("Readiness")}),
+                    "503": _response("Not ready.", {JSON: _schema("Readiness")}),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "tags": ["operations"],
+                "summary": "Prometheus metrics (text exposition format)",
+                "security": _NO_SECURITY,
+                "responses": {
+                    "200": _response(
+                        "The metrics of this serving process.",
+                        {"text/plain": {"type": "string"}},
+                    ),
+                },
+            }
+        },
+        OPENAPI_PATH: {
+            "get": {
+                "operationId": "getOpenApi",
+                "tags": ["operations"],
+                "summary": "This document",
+                "security": _NO_SECURITY,
+                "responses": {
+                    "200": _response("The OpenAPI document.", {JSON: {"type": "object"}}),
+                },
+            }
+        },
+        DASHBOARD_PATH: {
+            "get": {
+                "operationId": "getDashboard",
+                "tags": ["dashboard"],
+                "summary": "The dashboard web page",
+                "description": (
+                    "A static page; it asks for a read key and calls the query API from the "
+                    "browser. Served with a strict Content-Security-Policy and an ETag."
+                ),
+                "security": _NO_SECURITY,
+                "responses": {
+                    "200": _response(
+                        "The page.",
+                        {"text/html": {"type": "string"}},
+                        _asset_headers(),
+                    ),
+                    "304": _response("Not modified (`If-None-Match` matched the ETag)."),
+                },
+            }
+        },
+        DASHBOARD_PATH + "/": {
+            "get": {
+                "operationId": "redirectDashboard",
+                "tags": ["dashboard"],
+                "summary": "Redirects to the dashboard page",
+                "security": _NO_SECURITY,
+                "responses": {
+                    "308": _response(
+                        "Permanent redirect to `../dashboard` (relative, so a path prefix "
+                        "in front of the server is kept).",
+                        headers={
+                            "Location": {"required": True, "schema": {"type": "string"}},
+                        },
+                    ),
+                },
+            }
+        },
+        STATIC_PREFIX + "{name}": {
+            "get": {
+                "operationId": "getDashboardAsset",
+                "tags": ["dashboard"],
+                "summary": "The dashboard's scripts and styles",
+                "security": _NO_SECURITY,
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "enum": ["dashboard.js", "dashboard.css", PLOTLY_ASSET],
+                        },
+                    }
+                ],
+                "responses": {
+                    "200": _response(
+                        "The asset (gzip-encoded when the client accepts it).",
+                        {
+                            "text/javascript": {"type": "string"},
+                            "text/css": {"type": "string"},
+                        },
+                        _asset_headers(),
+                    ),
+                    "304": _response("Not modified (`If-None-Match` matched the ETag)."),
+                    "404": _json_error("No such asset, or Plotly is not installed."),
+                },
+            }
+        },
+    }
+
+
+def _asset_headers() -> dict[str, Schema]:
+    return {
+        "ETag": {"required": True, "schema": {"type": "string"}},
+        "Cache-Control": {"required": True, "schema": {"type": "string"}},
+    }
+
+
+def _parameters() -> Schema:
+    time_description = (
+        "ISO 8601 date-time (a date alone means its midnight; no offset means UTC). "
+        "Defaults: `to` now, `from` 30 days before `to`; `to` must be after `from`."
+    )
+    parameters: Schema = {
+        "from": {
+            "name": "from",
+            "in": "query",
+            "required": False,
+            "description": "Start of the range, inclusive. " + time_description,
+            "schema": _INSTANT,
+        },
+        "to": {
+            "name": "to",
+            "in": "query",
+            "required": False,
+            "description": "End of the range, exclusive. " + time_description,
+            "schema": _INSTANT,
+        },
+        "group_by": {
+            "name": "group_by",
+            "in": "query",
+            "required": False,
+            "description": "Comma-separated keys to group by, each at most once.",
+            "style": "form",
+            "explode": False,
+            "schema": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(GROUP_KEYS)},
+                "uniqueItems": True,
+            },
+        },
+        "granularity": {
+            "name": "granularity",
+            "in": "query",
+            "required": False,
+            "description": (
+                "Time buckets (UTC). Without it, one row per group for the whole range. "
+                "`minute` allows ranges up to 7 days."
+            ),
+            "schema": {"type": "string", "enum": list(GRANULARITIES)},
+        },
+    }
+    for name in FILTER_KEYS:
+        parameters[f"filter_{name}"] = {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f"Only spans whose {name} is exactly this.",
+            "schema": {"type": "string"},
+        }
+    return parameters
+
+
+def _any_value() -> Schema:
+    return {
+        "type": "object",
+        "description": "OTLP AnyValue: one of the fields below.",
+        "properties": {
+            "stringValue": {"type": "string"},
+            "boolValue": {"type": "boolean"},
+            "intValue": {"type": ["string", "integer"], "description": "int64"},
+            "doubleValue": {"type": ["number", "string"]},
+            "bytesValue": {"type": "string", "contentEncoding": "base64"},
+            "arrayValue": {
+                "type": "object",
+                "properties": {"values": {"type": "array", "items": _schema("AnyValue")}},
+            },
+            "kvlistValue": {
+                "type": "object",
+                "properties": {"values": {"type": "array", "items": _schema("KeyValue")}},
+            },
+        },
+    }
+
+
+def _otlp_schemas() -> Schema:
+    unix_nano = {"type": ["string", "integer"], "description": "fixed64 nanoseconds"}
+    return {
+        "ProtobufMessage": {
+            "type": "string",
+            "format": "binary",
+            "description": "A serialized protobuf message.",
+        },
+        "AnyValue": _any_value(),
+        "KeyValue": {
+            "type": "object",
+            "properties": {"key": {"type": "string"}, "value": _schema("AnyValue")},
+        },
+        "ExportTraceServiceRequest": {
+            "type": "object",
+            "description": (
+                "OTLP/JSON `ExportTraceServiceRequest` (loosely: the protobuf JSON mapping "
+                "of opentelemetry/proto/trace/v1/trace.proto; ids are hex, 64-bit integers "
+                "may be strings, enums integers)."
+            ),
+            "properties": {
+                "resourceSpans": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "resource": {
+                                "type": "object",
+                                "properties": {
+                                    "attributes": {
+                                        "type": "array",
+                                        "items": _schema("KeyValue"),
+                                    }
+                                },
+                            },
+                            "scopeSpans": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "scope": {"type": "object"},
+                                        "spans": {"type": "array", "items": _schema("OtlpSpan")},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+        "OtlpSpan": {
+            "type": "object",
+            "properties": {
+                "traceId": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+                "spanId": {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"},
+                "parentSpanId": {"type": "string"},
+                "name": {"type": "string"},
+                "kind": {"type": "integer", "minimum": 0, "maximum": 5},
+                "startTimeUnixNano": unix_nano,
+                "endTimeUnixNano": unix_nano,
+                "attributes": {"type": "array", "items": _schema("KeyValue")},
+                "status": {
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "integer", "minimum": 0, "maximum": 2},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+        },
+        "ExportTraceServiceResponse": {
+            "type": "object",
+            "description": (
+                "`{}` on full success; `partialSuccess` when spans were rejected "
+                "(`rejectedSpans` is an int64, hence a decimal string in JSON)."
+            ),
+            "properties": {
+                "partialSuccess": {
+                    "type": "object",
+                    "properties": {
+                        "rejectedSpans": {"type": "string", "pattern": "^[0-9]+$"},
+                        "errorMessage": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                }
+            },
+            "additionalProperties": False,
+        },
+        "GoogleRpcStatus": {
+            "type": "object",
+            "description": (
+                "`google.rpc.Status` in the protobuf JSON mapping (fields equal to their "
+                "default are left out). Clients must not act on `code`."
+            ),
+            "properties": {
+                "code": {"type": "integer", "description": "A google.rpc.Code"},
+                "message": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _event_schema() -> Schema:
+    text = {"type": "string", "minLength": 1, "maxLength": 1024}
+    count = {"type": "integer", "minimum": 0, "maximum": 10**12}
+    hex_id = {"type": "string", "description": "Hex, not all zeros."}
+    return {
+        "type": "object",
+        "description": (
+            "One LLM call. Unknown fields are ignored; text is cut at 1024 characters."
+        ),
+        "required": ["model", "timestamp"],
+        "properties": {
+            "provider": {**text, "examples": ["openai"]},
+            "model": {**text, "description": "The requested model.", "examples": ["gpt-4o"]},
+            "response_model": {**text, "description": "The model that answered, if known."},
+            "operation": {**text, "description": "Default `chat`."},
+            "input_tokens": {**count, "description": "All input, cached included."},
+            "output_tokens": {**count, "description": "All output, reasoning included."},
+            "cache_read_tokens": count,
+            "cache_write_tokens": count,
+            "reasoning_tokens": count,
+            "total_tokens": count,
+            "timestamp": {
+                "description": "Start of the call: ISO 8601 text or epoch milliseconds.",
+                "oneOf": [
+                    {"type": "string", "format": "date-time"},
+                    {"type": "number", "exclusiveMinimum": 0},
+                ],
+            },
+            "duration_ms": {"type": "number", "minimum": 0, "maximum": 10**12},
+            "latency_ms": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 10**12,
+                "description": "Alias of `duration_ms`.",
+            },
+            "service": text,
+            "environment": text,
+            "status": {
+                "type": "string",
+                "description": "`error` (or `ERROR`) marks a failed call.",
+                "examples": ["ok", "error"],
+            },
+            "error_type": {**text, "description": "Set for a failed call; marks it failed."},
+            "cost": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 10**12,
+                "description": "The cost the client computed (USD); kept as `provided_cost`.",
+            },
+            "attributes": {
+                "type": "object",
+                "description": "Extra span attributes (scalars only).",
+                "additionalProperties": {"type": ["string", "number", "boolean"]},
+            },
+            "trace_id": {**hex_id, "pattern": "^[0-9a-fA-F]{32}$"},
+            "span_id": {**hex_id, "pattern": "^[0-9a-fA-F]{16}$"},
+            "id": {**hex_id, "pattern": "^[0-9a-fA-F]{16}$", "description": "Alias of span_id."},
+        },
+    }
+
+
+def _aggregate_row() -> Schema:
+    properties: Schema = {
+        key: {
+            **_nullable_type("string"),
+            "description": f"Group key; present only when grouped by {key}; null when unknown.",
+        }
+        for key in GROUP_KEYS
+    }
+    properties["bucket"] = {
+        **_INSTANT,
+        "description": "Start of the time bucket (UTC); present only with `granularity`.",
+    }
+    properties["calls"] = _COUNT
+    properties["errors"] = _COUNT
+    for column in TOKEN_COLUMNS:
+        properties[column] = _COUNT
+    properties["cost_usd"] = {
+        **_nullable(_DECIMAL),
+        "description": "Sum over the priced spans; null when none could be priced.",
+    }
+    properties["unpriced_calls"] = {**_COUNT, "description": "Spans with no known price."}
+    properties["latency_ms"] = _schema("LatencyPercentiles")
+    required = ["calls", "errors", *TOKEN_COLUMNS, "cost_usd", "unpriced_calls", "latency_ms"]
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def _stored_span() -> Schema:
+    text = _nullable_type("string")
+    properties: Schema = {
+        "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "span_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+        "parent_span_id": _nullable_type("string"),
+        "name": {"type": "string"},
+        "kind": _nullable({"type": "string", "enum": list(SPAN_KINDS)}),
+        "timestamp": {**_INSTANT, "description": "Start of the span."},
+        "duration_ms": _nullable_type("number", minimum=0),
+        "status": {"type": "string", "enum": list(STATUS_CODES)},
+        "error_type": text,
+        "service": text,
+        "environment": text,
+        "provider": text,
+        "operation": text,
+        "request_model": text,
+        "response_model": text,
+        "model": {**text, "description": "The response model, else the request model."},
+    }
+    for column in TOKEN_COLUMNS:
+        properties[column] = _nullable_type("integer", minimum=0)
+    properties["cost_usd"] = {
+        **_nullable(_DECIMAL),
+        "description": "Computed from the tokens; null when the span could not be priced.",
+    }
+    for part in ("cost_input", "cost_cache_read", "cost_cache_write", "cost_output"):
+        properties[part] = _nullable(_DECIMAL)
+    properties["cost_source"] = _nullable(
+        {"type": "string", "enum": ["computed", "provided", "unknown"]}
+    )
+    properties["price_model_id"] = text
+    properties["provided_cost"] = {
+        **_nullable({"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}),
+        "description": "The cost the span itself carried, as sent.",
+    }
+    properties["attributes"] = {"type": "object"}
+    properties["resource_attributes"] = {"type": "object"}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _schemas() -> Schema:
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["status", "message"],
+                    "properties": {
+                        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                        "message": {"type": "string"},
+                        "request_id": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                }
+            },
+            "additionalProperties": False,
+        },
+        **_otlp_schemas(),
+        "IngestRequest": {
+            "type": "object",
+            "required": ["events"],
+            "properties": {"events": {"type": "array", "items": _schema("IngestEvent")}},
+        },
+        "IngestEvent": _event_schema(),
+        "IngestResponse": {
+            "type": "object",
+            "required": ["accepted", "stored", "duplicates", "rejected", "errors"],
+            "properties": {
+                "accepted": {**_COUNT, "description": "Valid events."},
+                "stored": {**_COUNT, "description": "Rows written now."},
+                "duplicates": {**_COUNT, "description": "Valid events already stored."},
+                "rejected": {**_COUNT, "description": "Invalid events, not stored."},
+                "errors": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "maxItems": 20,
+                    "description": "Why events were rejected (the first 20), by index.",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "LatencyPercentiles": {
+            "type": "object",
+            "description": "Span duration percentiles in ms; null when no span had one.",
+            "required": ["p50", "p95", "p99"],
+            "properties": {q: _nullable_type("number", minimum=0) for q in ("p50", "p95", "p99")},
+            "additionalProperties": False,
+        },
+        "AggregateRow": _aggregate_row(),
+        "AggregatesResponse": {
+            "type": "object",
+            "required": ["from", "to", "group_by", "granularity", "rows"],
+            "properties": {
+                "from": _INSTANT,
+                "to": _INSTANT,
+                "group_by": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(GROUP_KEYS)},
+                    "uniqueItems": True,
+                },
+                "granularity": _nullable({"type": "string", "enum": list(GRANULARITIES)}),
+                "rows": {"type": "array", "items": _schema("AggregateRow")},
+            },
+            "additionalProperties": False,
+        },
+        "StoredSpan": _stored_span(),
+        "TraceResponse": {
+            "type": "object",
+            "required": ["trace_id", "spans"],
+            "properties": {
+                "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "spans": {"type": "array", "minItems": 1, "items": _schema("StoredSpan")},
+            },
+            "additionalProperties": False,
+        },
+        "TopTrace": {
+            "type": "object",
+            "required": [
+                "trace_id",
+                "root_name",
+                "spans",
+                "cost_usd",
+                "unpriced_calls",
+                "total_tokens",
+                "started_at",
+                "duration_ms",
+            ],
+            "properties": {
+                "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "root_name": {
+                    **_nullable_type("string"),
+                    "description": "Name of the span without a parent, if stored.",
+                },
+                "spans": {**_COUNT, "minimum": 1},
+                "cost_usd": _DECIMAL,
+                "unpriced_calls": _COUNT,
+                "total_tokens": _COUNT,
+                "started_at": _INSTANT,
+                "duration_ms": _nullable_type("number", minimum=0),
+            },
+            "additionalProperties": False,
+        },
+        "TopTracesResponse": {
+            "type": "object",
+            "required": ["from", "to", "traces"],
+            "properties": {
+                "from": _INSTANT,
+                "to": _INSTANT,
+                "traces": {"type": "array", "items": _schema("TopTrace")},
+            },
+            "additionalProperties": False,
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "ok"}},
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "draining", "unavailable"]},
+                "database": {
+                    "type": "string",
+                    "description": "`ok`, or the kind of failure reaching it.",
+                },
+            },
+        },
+    }
+
+
+def _headers() -> Schema:
+    seconds = {"type": "integer", "minimum": 0}
+    return {
+        "X-Request-Id": {
+            "description": "The request's id, also in the server's logs.",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+        "Retry-After-Required": {
+            "description": "Seconds to wait before retrying.",
+            "required": True,
+            "schema": seconds,
+        },
+        "X-RateLimit-Limit": {
+            "description": "The organization's limit, spans per minute.",
+            "schema": seconds,
+        },
+        "X-RateLimit-Remaining": {"description": "Spans left now.", "schema": seconds},
+        "X-RateLimit-Reset": {
+            "description": "Seconds until the allowance is whole again.",
+            "schema": seconds,
+        },
+    }
+
+
+def _package_version() -> str:
+    try:
+        return version("aethermind")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_document() -> dict[str, Any]:
+    """The OpenAPI document, as a fresh dict (callers may mutate it)."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Aethermind receiver",
+            "version": _package_version(),
+            "description": _DESCRIPTION,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": "ingest", "description": "Write telemetry (scope `ingest`)."},
+            {"name": "query", "description": "Read usage and cost (scope `read`)."},
+            {"name": "operations", "description": "Health, readiness, metrics; no key."},
+            {"name": "dashboard", "description": "The web page; no key."},
+        ],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "aether_...",
+                    "description": "`Authorization: Bearer aether_...`",
+                },
+                "apiKeyAuth": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-api-key",
+                    "description": "The same key in `x-api-key`.",
+                },
+            },
+            "parameters": _parameters(),
+            "headers": _headers(),
+            "schemas": _schemas(),
+        },
+    }
+
+
+@cache
+def document_bytes() -> bytes:
+    """The served document, encoded once per process."""
+    return json.dumps(build_document(), separators=(",", ":")).encode()
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.Response(
+        body=document_bytes(),
+        content_type=JSON,
+        headers={"Cache-Control": "no-cache"},
+    )
