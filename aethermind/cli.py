@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -446,9 +447,12 @@ async def _supervise_workers(args: argparse.Namespace, dsn: str, workers: int) -
         *[flag for origin in args.cors_origin or [] for flag in ("--cors-origin", origin)],
         *(["--max-body-bytes", str(args.max_body_bytes)] if args.max_body_bytes else []),
     ]  # fmt: skip
-    command = [sys.executable, "-m", "aethermind.cli", "serve", "--worker",
-               "--database-url", dsn, *forwarded]  # fmt: skip
-    processes = [await asyncio.create_subprocess_exec(*command) for _ in range(workers)]
+    command = [sys.executable, "-m", "aethermind.cli", "serve", "--worker", *forwarded]
+    # The URL goes by environment, not argv: argv is readable by every user of the machine.
+    env = {**os.environ, "DATABASE_URL": dsn}
+    processes = [
+        await asyncio.create_subprocess_exec(*command, env=env) for _ in range(workers)
+    ]
     logger.info("started workers", extra={"workers": [p.pid for p in processes]})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
