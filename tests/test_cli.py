@@ -150,3 +150,44 @@ def test_stats_matches_the_api_rows(database_url: str) -> None:
     )
     assert cli["rows"] == api["rows"]
     assert cli["rows"][0]["calls"] == 7
+
+
+def test_serve_with_two_workers_shares_one_port_and_stops_them_all(database_url: str) -> None:
+    created = run_cli("org", "create", "Workers", database_url=database_url)
+    port = free_port()
+    process = subprocess.Popen(
+        [*CLI, "serve", "--database-url", database_url, "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=60)
+        headers = {"Content-Type": PROTOBUF, "Authorization": f"Bearer {created['key']['key']}"}
+        for _ in range(6):  # new connections each time: the kernel spreads them over workers
+            response = requests.post(
+                f"http://127.0.0.1:{port}/v1/traces", data=protobuf_body(llm_spans(3)),
+                headers={**headers, "Connection": "close"}, timeout=30,
+            )  # fmt: skip
+            assert response.status_code == 200
+        workers = [p for p in _children(process.pid)]
+        assert len(workers) == 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(pid).children()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
