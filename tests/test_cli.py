@@ -191,3 +191,71 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_price_override_then_reprice_prices_a_private_model(database_url: str) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from aethermind.semconv import UNKNOWN_COST, UsageRecord
+    from aethermind.storage.config import DatabaseConfig
+    from aethermind.storage.database import Database
+    from aethermind.storage.rows import row_from_usage
+    from aethermind.storage.writer import write_rows
+
+    org = run_cli("org", "create", "Private", database_url=database_url)["organization"]
+    started = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+
+    async def store_unpriced_spans() -> None:
+        rows = [
+            row_from_usage(
+                UsageRecord(
+                    provider="vllm",
+                    request_model="house-model-7",
+                    input_tokens=1_000_000,
+                    output_tokens=500_000,
+                    operation="chat",
+                ),
+                UNKNOWN_COST,
+                trace_id=f"{i + 1:032x}",
+                span_id=f"{i + 1:016x}",
+                name="chat house-model-7",
+                timestamp=started,
+            )
+            for i in range(4)
+        ]
+        async with Database(DatabaseConfig(database_url=database_url)) as pool:
+            await write_rows(pool, org["id"], rows)
+
+    asyncio.run(store_unpriced_spans())
+    window = ("--from", "2026-11-01", "--to", "2026-12-01")
+    before = run_cli(
+        "stats", "--org", "private", "--group-by", "model", *window, database_url=database_url
+    )
+    assert [(r["model"], r["cost_usd"], r["unpriced_calls"]) for r in before["rows"]] == [
+        ("house-model-7", None, 4)
+    ]
+
+    price = run_cli(
+        "price", "set", "--org", "private", "--model", "house-model-*", "--input-per-mtok", "0.40",
+        "--output-per-mtok", "1.20", "--from", "2026-01-01", database_url=database_url,
+    )  # fmt: skip
+    assert price["model_pattern"] == "house-model-*"
+    assert [
+        p["id"]
+        for p in run_cli("price", "list", "--org", "private", database_url=database_url)["prices"]
+    ] == [price["id"]]
+
+    repriced = run_cli("reprice", "--org", "private", *window, database_url=database_url)
+    assert (repriced["examined"], repriced["changed"]) == (4, 4)
+    after = run_cli(
+        "stats", "--org", "private", "--group-by", "model", *window, database_url=database_url
+    )
+    # 4 calls x (1 MTok x $0.40 + 0.5 MTok x $1.20) = $4.00
+    (row,) = after["rows"]
+    assert Decimal(row["cost_usd"]) == Decimal("4.00")
+    assert after["rows"][0]["unpriced_calls"] == 0
+
+    run_cli("price", "delete", price["id"], "--org", "private", database_url=database_url)
+    assert run_cli("price", "list", "--org", "private", database_url=database_url)["prices"] == []
