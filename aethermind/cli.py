@@ -399,6 +399,69 @@ def _price_doc(price: Any) -> dict[str, Any]:
     }
 
 
+async def cmd_budget_set(args: argparse.Namespace) -> None:
+    from aethermind.storage.budgets import (
+        budget_report,
+        parse_thresholds,
+        set_budget,
+        validate_webhook_url,
+    )
+
+    limit = _money(args.monthly_usd, "--monthly-usd")
+    if limit is None or limit == 0:
+        raise CliError(f"--monthly-usd must be a positive amount in USD, got {args.monthly_usd!r}")
+    try:
+        thresholds = None if args.thresholds is None else parse_thresholds(args.thresholds)
+    except ValueError as exc:
+        raise CliError(f"--thresholds: {exc}") from exc
+    try:
+        webhook_url = None if args.webhook_url is None else validate_webhook_url(args.webhook_url)
+    except ValueError as exc:
+        raise CliError(f"--webhook-url: {exc}") from exc
+    async with open_pool(args) as pool:
+        org = await _organization(pool, args.org)
+        try:
+            await set_budget(
+                pool, org.id, monthly_limit_usd=limit, thresholds=thresholds,
+                webhook_url=webhook_url,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise CliError(f"organization {org.slug!r}: {exc} (--webhook-url)") from exc
+        report = await budget_report(pool, org.id, org.slug)
+    assert report is not None  # set just now, in this organization
+    budget = report.budget
+    emit(
+        args,
+        report.as_dict(),
+        lambda: print(
+            f"budget for {org.slug}: {budget.monthly_limit_usd} USD a month, alerts at "
+            f"{','.join(str(t) for t in budget.thresholds)}% to {budget.webhook_host}"
+        ),
+    )
+
+
+async def cmd_budget_show(args: argparse.Namespace) -> None:
+    from aethermind.storage.budgets import budget_report
+
+    async with open_pool(args) as pool:
+        org = await _organization(pool, args.org)
+        report = await budget_report(pool, org.id, org.slug)
+    if report is None:
+        raise CliError(f"organization {args.org!r} has no budget (see `aethermind budget set`)")
+    document = report.as_dict()
+
+    def human() -> None:
+        _table(
+            document["thresholds"],
+            ["threshold", "crossed", "status", "attempts", "delivered_at", "last_error"],
+            title=f"{org.slug} {document['month']}: {_cell(document['month_to_date_usd'])} of "
+            f"{_cell(report.budget.monthly_limit_usd)} USD ({_cell(document['percent_used'])}%),"
+            f" webhook {report.budget.webhook_host}",
+        )
+
+    emit(args, document, human)
+
+
 async def cmd_serve(args: argparse.Namespace) -> None:
     from aethermind.receiver.app import create_app
     from aethermind.receiver.config import ReceiverConfig
@@ -641,6 +704,21 @@ def build_parser() -> argparse.ArgumentParser:
     pdelete.add_argument("--org", required=True)
     pdelete.add_argument("price_id")
     pdelete.set_defaults(handler=cmd_price_delete)
+
+    budget = sub.add_parser("budget", help="monthly budget alerts").add_subparsers(
+        dest="budget_command", required=True
+    )
+    bset = budget.add_parser("set", help="set an organization's monthly budget and webhook")
+    _common(bset)
+    bset.add_argument("--org", required=True)
+    bset.add_argument("--monthly-usd", required=True, help="monthly limit in USD")
+    bset.add_argument("--thresholds", help="alert percentages (default 50,80,100)")
+    bset.add_argument("--webhook-url", help="Slack-compatible webhook (needed for a new budget)")
+    bset.set_defaults(handler=cmd_budget_set)
+    bshow = budget.add_parser("show", help="budget, month-to-date cost and alert status")
+    _common(bshow)
+    bshow.add_argument("--org", required=True)
+    bshow.set_defaults(handler=cmd_budget_show)
     return parser
 
 

@@ -21,6 +21,7 @@ from uuid import UUID
 from aiohttp import web
 
 from aethermind.receiver import dashboard, ingest, openapi, ops, query
+from aethermind.receiver.alerts import alert_loop_ctx
 from aethermind.receiver.auth import FailureThrottle, KeyCache
 from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
@@ -49,6 +50,7 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     )
     metrics = ReceiverMetrics()
     app.cleanup_ctx.append(_services_ctx(config, pool_provider, metrics))
+    app.cleanup_ctx.append(alert_loop_ctx(config))  # after SERVICES exists; stops first
     app.on_shutdown.append(_start_draining)
     app.router.add_post("/v1/traces", ingest.otlp_traces)
     app.router.add_post("/v1/ingest", ingest.json_ingest)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
@@ -131,6 +131,11 @@ def redact_url(url: str) -> str:
 def percent_used(cost_usd: Decimal, limit_usd: Decimal) -> Decimal:
     """Month-to-date cost as a percentage of the limit (exact, unrounded)."""
     return cost_usd * 100 / limit_usd
+
+
+def percent_display(cost_usd: Decimal, limit_usd: Decimal) -> Decimal:
+    """``percent_used`` to two places, rounded down: never shows more than was spent."""
+    return percent_used(cost_usd, limit_usd).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
 
 
 def crossed_thresholds(
@@ -557,3 +562,66 @@ async def mark_failed(
             timeout=timeout,
         )  # fmt: skip
     return int(status.split()[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetReport:
+    """A budget and where the organization stands this month: what ``aethermind budget
+    show`` prints."""
+
+    organization_id: UUID
+    organization: str
+    budget: Budget
+    usage: MonthToDate
+    deliveries: tuple[Delivery, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        cost, limit = self.usage.cost_usd, self.budget.monthly_limit_usd
+        crossed = set(crossed_thresholds(cost, limit, self.budget.thresholds))
+        by_threshold = {d.threshold: d for d in self.deliveries}
+        thresholds = []
+        for threshold in self.budget.thresholds:
+            delivery = by_threshold.get(threshold)
+            entry: dict[str, Any] = {"threshold": threshold, "crossed": threshold in crossed}
+            if delivery is None:
+                entry.update(status=None, attempts=0, last_error=None, claimed_at=None,
+                             delivered_at=None, next_attempt_at=None)  # fmt: skip
+            else:
+                entry.update(delivery.as_dict())
+            thresholds.append(entry)
+        return {
+            "organization_id": str(self.organization_id),
+            "organization": self.organization,
+            "budget": self.budget.as_dict(),
+            "month": f"{self.usage.month:%Y-%m}",
+            "month_to_date_usd": cost,
+            "percent_used": percent_display(cost, limit),
+            "calls": self.usage.calls,
+            "unpriced_calls": self.usage.unpriced_calls,
+            "thresholds": thresholds,
+        }
+
+
+async def budget_report(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    organization: str,
+    *,
+    now: datetime | None = None,
+    timeout: float | None = None,
+) -> BudgetReport | None:
+    """The organization's budget, month-to-date cost and this month's deliveries as of
+    ``now`` (default: the clock), read in one transaction; None without a budget."""
+    org = UUID(str(organization_id))
+    month = month_of(now or datetime.now(UTC))
+    async with tenant_transaction(pool_or_conn, org) as conn:
+        row = await conn.fetchrow(
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE organization_id = $1",
+            org,
+            timeout=timeout,
+        )
+        if row is None:
+            return None
+        usage = await _month_to_date(conn, org, month, timeout=timeout)
+        deliveries = await _deliveries(conn, org, month, timeout=timeout)
+    return BudgetReport(org, organization, _budget(row), usage, tuple(deliveries))
