@@ -14,6 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
+from aethermind.receiver.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.rows import SPAN_KINDS, STATUS_CODES
 from aethermind.storage.queries import FILTER_KEYS, GRANULARITIES, GROUP_KEYS
 from aethermind.storage.writer import TOKEN_COLUMNS
@@ -77,6 +78,9 @@ _DECIMAL: Final = {
     "examples": ["0.0125"],
 }
 _INSTANT: Final = {"type": "string", "format": "date-time", "examples": ["2026-11-01T00:00:00Z"]}
+_EMPTY: Final = {"type": "string", "maxLength": 0}
+# Epoch milliseconds past this are beyond OTLP's int64 nanoseconds.
+_MAX_EPOCH_MS: Final = MAX_TIME_UNIX_NANO // 1_000_000
 
 
 def _response(
@@ -157,8 +161,12 @@ def _content_encoding_parameter() -> Schema:
         "name": "Content-Encoding",
         "in": "header",
         "required": False,
-        "description": "Compression of the body. Limits apply after decompression too.",
-        "schema": {"type": "string", "enum": ["gzip", "deflate", "identity"]},
+        "description": (
+            "Compression of the body: `gzip`, `deflate` (zlib or raw) or `identity`, any "
+            "case; at most one real coding in a list. Others are a 415. Limits apply after "
+            "decompression too."
+        ),
+        "schema": {"type": "string", "examples": ["gzip", "deflate", "identity"]},
     }
 
 
@@ -430,33 +438,37 @@ def _asset_headers() -> dict[str, Schema]:
 def _parameters() -> Schema:
     time_description = (
         "ISO 8601 date-time (a date alone means its midnight; no offset means UTC). "
-        "Defaults: `to` now, `from` 30 days before `to`; `to` must be after `from`."
+        "Defaults: `to` now, `from` 30 days before `to`; `to` must be after `from`. "
+        "An empty value is the same as leaving the parameter out."
     )
+    moment = {"anyOf": [_INSTANT, {"type": "string", "format": "date"}, _EMPTY]}
     parameters: Schema = {
         "from": {
             "name": "from",
             "in": "query",
             "required": False,
             "description": "Start of the range, inclusive. " + time_description,
-            "schema": _INSTANT,
+            "schema": moment,
         },
         "to": {
             "name": "to",
             "in": "query",
             "required": False,
             "description": "End of the range, exclusive. " + time_description,
-            "schema": _INSTANT,
+            "schema": moment,
         },
         "group_by": {
             "name": "group_by",
             "in": "query",
             "required": False,
-            "description": "Comma-separated keys to group by, each at most once.",
+            "description": (
+                "Comma-separated keys to group by, each at most once; empty items are ignored."
+            ),
             "style": "form",
             "explode": False,
             "schema": {
                 "type": "array",
-                "items": {"type": "string", "enum": list(GROUP_KEYS)},
+                "items": {"type": "string", "enum": [*GROUP_KEYS, ""]},
                 "uniqueItems": True,
             },
         },
@@ -466,9 +478,9 @@ def _parameters() -> Schema:
             "required": False,
             "description": (
                 "Time buckets (UTC). Without it, one row per group for the whole range. "
-                "`minute` allows ranges up to 7 days."
+                "`minute` allows ranges up to 7 days. Empty is the same as absent."
             ),
-            "schema": {"type": "string", "enum": list(GRANULARITIES)},
+            "schema": {"type": "string", "enum": [*GRANULARITIES, ""]},
         },
     }
     for name in FILTER_KEYS:
@@ -632,7 +644,7 @@ def _event_schema() -> Schema:
                 "description": "Start of the call: ISO 8601 text or epoch milliseconds.",
                 "oneOf": [
                     {"type": "string", "format": "date-time"},
-                    {"type": "number", "exclusiveMinimum": 0},
+                    {"type": "number", "exclusiveMinimum": 0, "maximum": _MAX_EPOCH_MS},
                 ],
             },
             "duration_ms": {"type": "number", "minimum": 0, "maximum": 10**12},
