@@ -36,7 +36,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -128,7 +128,8 @@ class RetryPolicy:
 
 
 def _usd(amount: Decimal) -> str:
-    return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    # Cents rounded down like the percent, so "79% ($39.99)" never reads "79% ($40.00)".
+    return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_DOWN):,}"
 
 
 @dataclass(frozen=True, slots=True)

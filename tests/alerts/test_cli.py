@@ -1,0 +1,142 @@
+"""``aethermind budget set/show``: the JSON documents scripts rely on, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from aethermind.cli import CliError, build_parser
+from aethermind.storage.tenants import Organization
+from tests.alerts.conftest import SECRET_PATH, spend
+
+HOOK = f"https://hooks.slack.com{SECRET_PATH}"
+
+
+@pytest.fixture
+def cli(database_url: str, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run one command in this process (fast) and return its one JSON document."""
+
+    async def run(*argv: str) -> Any:
+        args = build_parser().parse_args([*argv, "--database-url", database_url, "--json"])
+        await args.handler(args)
+        out = capsys.readouterr().out
+        return json.loads(out)
+
+    return run
+
+
+async def test_budget_set_prints_the_budget_and_where_the_month_stands(
+    cli: Any, acme: Organization
+) -> None:
+    document = await cli(
+        "budget", "set", "--org", "acme", "--monthly-usd", "50", "--webhook-url", HOOK
+    )
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert document == {
+        "organization_id": str(acme.id),
+        "organization": "acme",
+        "budget": {
+            "organization_id": str(acme.id),
+            "monthly_limit_usd": "50",
+            "thresholds": [50, 80, 100],
+            "webhook_host": "hooks.slack.com",
+            "webhook_url": "https://hooks.slack.com/***",
+            "created_at": document["budget"]["created_at"],
+            "updated_at": document["budget"]["updated_at"],
+        },
+        "month": month,
+        "month_to_date_usd": "0",
+        "percent_used": "0.00",
+        "calls": 0,
+        "unpriced_calls": 0,
+        "thresholds": [
+            {
+                "threshold": t,
+                "crossed": False,
+                "status": None,
+                "attempts": 0,
+                "last_error": None,
+                "claimed_at": None,
+                "delivered_at": None,
+                "next_attempt_at": None,
+            }
+            for t in (50, 80, 100)
+        ],
+    }
+    assert document["budget"]["created_at"].endswith("Z")
+
+
+async def test_budget_show_reports_month_to_date_cost_and_percent(
+    cli: Any, pool: Any, acme: Organization
+) -> None:
+    await cli(
+        "budget", "set", "--org", "acme", "--monthly-usd", "40", "--thresholds", "25,75",
+        "--webhook-url", HOOK,
+    )  # fmt: skip
+    await spend(pool, acme.id, "12.5", datetime.now(UTC))
+    await cli("budget", "set", "--org", "acme", "--monthly-usd", "20")  # keeps the rest
+
+    shown = await cli("budget", "show", "--org", "acme")
+
+    assert shown["budget"]["monthly_limit_usd"] == "20"
+    assert shown["budget"]["webhook_host"] == "hooks.slack.com"
+    assert (shown["month_to_date_usd"], shown["percent_used"], shown["calls"]) == (
+        "12.5",
+        "62.50",
+        1,
+    )
+    assert [(t["threshold"], t["crossed"], t["status"]) for t in shown["thresholds"]] == [
+        (25, True, None),
+        (75, False, None),
+    ]
+    assert "s3cr3t" not in json.dumps(shown)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--monthly-usd", "0", "--webhook-url", HOOK], "--monthly-usd must be a positive"),
+        (["--monthly-usd", "$50", "--webhook-url", HOOK], "--monthly-usd must be a decimal"),
+        (["--monthly-usd", "50", "--thresholds", "50,x", "--webhook-url", HOOK], "--thresholds"),
+        (["--monthly-usd", "50", "--webhook-url", "ftp://example.com/s3cr3t"], "--webhook-url"),
+        (["--monthly-usd", "50"], "needs a webhook URL"),
+    ],
+)
+async def test_budget_set_refuses_bad_input_clearly(
+    cli: Any, acme: Organization, argv: list[str], message: str
+) -> None:
+    with pytest.raises(CliError, match=message) as raised:
+        await cli("budget", "set", "--org", "acme", *argv)
+    assert "s3cr3t" not in str(raised.value)
+
+
+async def test_budget_show_without_a_budget_or_organization_is_an_error(
+    cli: Any, acme: Organization
+) -> None:
+    with pytest.raises(CliError, match="has no budget"):
+        await cli("budget", "show", "--org", "acme")
+    with pytest.raises(CliError, match="no organization with slug 'nope'"):
+        await cli("budget", "show", "--org", "nope")
+
+
+def test_budget_commands_as_a_process_print_one_json_document(database_url: str) -> None:
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aethermind.cli", *argv, "--database-url", database_url,
+             "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    assert run("org", "create", "Acme").returncode == 0
+    created = run("budget", "set", "--org", "acme", "--monthly-usd", "50", "--webhook-url", HOOK)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["budget"]["thresholds"] == [50, 80, 100]
+    assert "s3cr3t" not in created.stdout + created.stderr
+    refused = run("budget", "set", "--org", "acme", "--monthly-usd", "-5")
+    assert refused.returncode == 2
+    assert "--monthly-usd" in json.loads(refused.stdout)["error"]
