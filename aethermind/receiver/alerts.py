@@ -342,12 +342,14 @@ async def check_budgets(
     clock: Clock = _utcnow,
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
-    concurrency: int = 8,
+    concurrency: int = 4,
     timeout: float | None = 10.0,
 ) -> CheckResult:
     """One pass over every budget: claim and announce the thresholds crossed this UTC month
     (of ``clock()``). Organizations are handled ``concurrency`` at a time, so one slow
-    webhook does not hold up the others; a database error in one is logged and skipped.
+    webhook does not hold up the others while the pool keeps connections for ingest (each
+    organization holds one only for its short reads and writes, never across HTTP); a
+    database error in one is logged and skipped.
     ``session`` defaults to a new one for this call."""
     policy = policy or RetryPolicy()
     rng = rng or random.Random()

@@ -394,3 +394,33 @@ async def test_a_removed_budget_stops_alerts(
     await spend(pool, acme.id, "300", MARCH)
     assert (await check()).budgets_checked == 0
     assert webhook.calls == []
+
+
+async def test_a_webhook_that_never_answers_times_out_and_fails_the_round(
+    pool: Any, acme: Organization, webhook: Webhook, check: Check
+) -> None:
+    await set_budget(pool, acme, webhook)
+    await spend(pool, acme.id, "30", MARCH)
+    webhook.hold = asyncio.Event()  # released at teardown
+
+    result = await check(policy=replace(FAST, timeout_seconds=0.2, max_attempts=2))
+
+    assert len(result.failed) == 1 and len(webhook.calls) == 2
+    failed = await delivery(pool, acme, 50)
+    assert (failed.status, failed.last_error) == ("failed", "timed out after 0.2s")
+    assert failed.next_attempt_at == MARCH + timedelta(seconds=60)
+
+
+async def test_a_redirecting_webhook_is_not_followed(
+    pool: Any, acme: Organization, webhook: Webhook, check: Check
+) -> None:
+    await set_budget(pool, acme, webhook)
+    await spend(pool, acme.id, "30", MARCH)
+    webhook.fail(1, status=301, text="", Location=webhook.url("/elsewhere"))
+
+    await check()
+
+    assert [c.path for c in webhook.calls] == [SECRET_PATH]
+    failed = await delivery(pool, acme, 50)
+    assert failed.status == "failed" and failed.next_attempt_at is None
+    assert failed.last_error == "HTTP 301 (redirects are not followed: set the final URL)"
