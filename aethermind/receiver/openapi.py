@@ -50,7 +50,7 @@ well-formed one).
 preflight `OPTIONS` requests from those origins.
 """
 
-_SECURITY: Final = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+_SECURITY: Final[list[dict[str, list[str]]]] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 _NO_SECURITY: Final[list[dict[str, list[str]]]] = []
 
 
@@ -468,8 +468,8 @@ def _parameters() -> Schema:
             "explode": False,
             "schema": {
                 "type": "array",
+                # Not uniqueItems: a key named twice is a 400, but empty items may repeat.
                 "items": {"type": "string", "enum": [*GROUP_KEYS, ""]},
-                "uniqueItems": True,
             },
         },
         "granularity": {
