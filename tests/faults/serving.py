@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -251,6 +252,32 @@ def rollup_calls(database_url: str, organization_id: Any) -> tuple[int, int]:
     return int(rows[0]["hourly"]), int(rows[0]["daily"])
 
 
+class LockHolder(threading.Thread):
+    """Holds ``LOCK TABLE <table> IN ACCESS EXCLUSIVE MODE`` for ``seconds`` in its own
+    connection, as a migration or a manual maintenance job would."""
+
+    def __init__(self, database_url: str, table: str, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.database_url, self.table, self.seconds = database_url, table, seconds
+        self.locked = threading.Event()
+        self.locked_at = self.released_at = 0.0
+
+    def run(self) -> None:
+        async def hold() -> None:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                async with conn.transaction():
+                    await conn.execute(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE")
+                    self.locked_at = time.monotonic()
+                    self.locked.set()
+                    await asyncio.sleep(self.seconds)
+                self.released_at = time.monotonic()
+            finally:
+                await conn.close()
+
+        run_async(hold())
+
+
 def wait_until(predicate: Any, *, timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -258,8 +285,3 @@ def wait_until(predicate: Any, *, timeout: float, interval: float = 0.1) -> bool
             return True
         time.sleep(interval)
     return bool(predicate())
-
-
-def in_thread_loop(coro: Any) -> Any:
-    """Run a coroutine on a fresh loop (for helpers used from plain threads)."""
-    return asyncio.run(coro)

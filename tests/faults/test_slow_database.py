@@ -5,56 +5,28 @@ the lock goes; batches refused meanwhile are re-sent and stored exactly once."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import requests
 
 from tests.faults.load import PROTOBUF, HttpLoad, genai_request
 from tests.faults.serving import (
+    LockHolder,
     create_tenants,
     rollup_calls,
     serving,
     stored_spans,
 )
-from tests.plugins.database import run_async
 
 WRITE_TIMEOUT = 2.0
 # What the receiver promises (ingest.py): a write is abandoned after the write timeout, a
 # write queued behind a slow one after twice that; plus decoding and answering.
 BOUND = 2 * WRITE_TIMEOUT + 1.0
 READERS = 4
-
-
-class LockHolder(threading.Thread):
-    """Holds ``LOCK TABLE <table> IN ACCESS EXCLUSIVE MODE`` for ``seconds`` in its own
-    connection, as a migration or a manual maintenance job would."""
-
-    def __init__(self, database_url: str, table: str, seconds: float) -> None:
-        super().__init__(daemon=True)
-        self.database_url, self.table, self.seconds = database_url, table, seconds
-        self.locked = threading.Event()
-        self.locked_at = self.released_at = 0.0
-
-    def run(self) -> None:
-        async def hold() -> None:
-            conn = await asyncpg.connect(self.database_url)
-            try:
-                async with conn.transaction():
-                    await conn.execute(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE")
-                    self.locked_at = time.monotonic()
-                    self.locked.set()
-                    await asyncio.sleep(self.seconds)
-                self.released_at = time.monotonic()
-            finally:
-                await conn.close()
-
-        run_async(hold())
 
 
 class Readers:
