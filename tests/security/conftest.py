@@ -1,0 +1,41 @@
+"""A receiver process shared by the hostile-input tests of one module: `aethermind serve` on
+its own fresh migrated database, with organizations whose rows each test checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.faults.serving import ServeProcess, create_tenants, serving
+from tests.plugins.database import _fresh_database
+from tests.plugins.receiver import Tenant
+
+
+@dataclass
+class Target:
+    served: ServeProcess
+    database_url: str
+    tenants: dict[str, Tenant]
+    log_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+
+@pytest.fixture(scope="module")
+def module_database_url(postgres_admin_url: str, template_database: str) -> Iterator[str]:
+    """A fresh migrated database shared by the tests of one module."""
+    yield from _fresh_database(postgres_admin_url, template_database)
+
+
+@pytest.fixture(scope="module")
+def target(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    slugs = ("fuzz", "ingest-fuzz", "limits")
+    tenants = create_tenants(module_database_url, *slugs, rate_limit_per_min=10**8)
+    log_dir = tmp_path_factory.mktemp("hostile-logs")
+    with serving(module_database_url, log_dir) as served:
+        yield Target(served, module_database_url, dict(zip(slugs, tenants, strict=True)), log_dir)
