@@ -1,5 +1,6 @@
-"""A receiver process shared by the hostile-input tests of one module: `aethermind serve` on
-its own fresh migrated database, with organizations whose rows each test checks."""
+"""A receiver process shared by the hostile-input and tenancy tests of this package:
+`aethermind serve` on its own fresh migrated database, with one organization per test
+module so each checks its own rows."""
 
 from __future__ import annotations
 
@@ -26,16 +27,16 @@ class Target:
         return self.served.url
 
 
-@pytest.fixture(scope="module")
-def module_database_url(postgres_admin_url: str, template_database: str) -> Iterator[str]:
-    """A fresh migrated database shared by the tests of one module."""
+@pytest.fixture(scope="package")
+def package_database_url(postgres_admin_url: str, template_database: str) -> Iterator[str]:
+    """A fresh migrated database shared by the tests of this package."""
     yield from _fresh_database(postgres_admin_url, template_database)
 
 
-@pytest.fixture(scope="module")
-def target(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+@pytest.fixture(scope="package")
+def target(package_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     slugs = ("fuzz", "ingest-fuzz", "limits")
-    tenants = create_tenants(module_database_url, *slugs, rate_limit_per_min=10**8)
+    tenants = create_tenants(package_database_url, *slugs, rate_limit_per_min=10**8)
     log_dir = tmp_path_factory.mktemp("hostile-logs")
-    with serving(module_database_url, log_dir) as served:
-        yield Target(served, module_database_url, dict(zip(slugs, tenants, strict=True)), log_dir)
+    with serving(package_database_url, log_dir) as served:
+        yield Target(served, package_database_url, dict(zip(slugs, tenants, strict=True)), log_dir)
