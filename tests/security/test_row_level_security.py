@@ -1,0 +1,241 @@
+"""Row-level security checked in plain SQL as the server's role: on a connection of the
+login role, ``SET ROLE aethermind_app`` (what every pool connection does), then
+
+- with no ``aethermind.org_id`` setting, every tenant table shows no rows;
+- with organization A's id, only A's rows, in every tenant table;
+- rows of organization B cannot be inserted, nor A's rows moved to B, under A's setting;
+  B's rows cannot be updated or deleted (they are invisible);
+- partitions of ``telemetry_events`` cannot be read directly (RLS applies to the parent);
+- a malformed setting is an error, not a way around the policy, and the setting ends with
+  its transaction.
+
+The tenant tables are found in the catalog (every table with an ``organization_id``
+column, and ``organizations``), so a table added later is covered too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from aethermind.storage.prices import create_price
+from aethermind.storage.scope import APP_ROLE, ORG_SETTING
+from aethermind.storage.tenants import create_key, create_organization
+from aethermind.storage.writer import write_rows
+from tests.storage.factories import make_rows
+
+TENANT_TABLES_SQL = """
+    SELECT c.relname AS table_name, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND (c.relname = 'organizations' OR EXISTS (
+             SELECT 1 FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped))
+     ORDER BY 1
+"""
+
+
+def org_column(table: str) -> str:
+    return "id" if table == "organizations" else "organization_id"
+
+
+@contextlib.asynccontextmanager
+async def as_app(database_url: str) -> AsyncIterator[Any]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"SET ROLE {APP_ROLE}")
+        assert await conn.fetchval("SELECT current_user") == APP_ROLE
+        yield conn
+    finally:
+        await conn.close()
+
+
+# Rows for tables that have no storage call used here; seeded as the owner when the table
+# exists, so the checks on them are not vacuous.
+OPTIONAL_SEEDS = {
+    "budgets": "INSERT INTO budgets (organization_id, monthly_limit_usd, webhook_url) "
+    "VALUES ($1, 100, 'https://hooks.example.com/x')",
+    "alert_deliveries": "INSERT INTO alert_deliveries (organization_id, month, threshold, "
+    "claimed_at) VALUES ($1, date '2026-11-01', 50, now())",
+}
+
+
+async def seed(pool: Any, database_url: str) -> tuple[UUID, UUID]:
+    ids = []
+    for slug, rows, seed_ in (("rls-a", 30, 1), ("rls-b", 12, 2)):
+        org = await create_organization(pool, slug, slug=slug)
+        await create_key(pool, org.id, ["ingest"])
+        await create_key(pool, org.id, ["read"])
+        await create_price(
+            pool, org.id, f"ft:{slug}*", input_per_mtok=Decimal(1), output_per_mtok=Decimal(2)
+        )
+        await write_rows(pool, org.id, make_rows(rows, seed=seed_))
+        ids.append(org.id)
+    owner = await asyncpg.connect(database_url)
+    try:
+        for table, sql in OPTIONAL_SEEDS.items():
+            if await owner.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                for org_id in ids:
+                    await owner.execute(sql, org_id)
+    finally:
+        await owner.close()
+    return ids[0], ids[1]
+
+
+async def test_the_app_role_sees_only_the_organization_it_names_and_cannot_write_others(
+    pool: Any, database_url: str
+) -> None:
+    a, b = await seed(pool, database_url)
+    owner = await asyncpg.connect(database_url)
+    try:
+        tables = [dict(r) for r in await owner.fetch(TENANT_TABLES_SQL)]
+        truth = {
+            t["table_name"]: {
+                org: await owner.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", org)
+                for org in (a, b)
+            }
+            for t in tables
+            for table, column in [(t["table_name"], org_column(t["table_name"]))]
+        }
+        partitions = [
+            r["part"]
+            for r in await owner.fetch(
+                "SELECT inhrelid::regclass::text AS part FROM pg_inherits "
+                "WHERE inhparent = 'telemetry_events'::regclass"
+            )
+        ]
+    finally:
+        await owner.close()
+    assert {"telemetry_events", "usage_rollup_hourly", "api_keys", "organizations"} <= set(truth)
+    not_protected = [t["table_name"] for t in tables if not t["rls"]]
+    assert not not_protected, f"tenant tables without row-level security: {not_protected}"
+
+    async with as_app(database_url) as conn:
+        unset = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in truth}
+        assert set(unset.values()) == {0}, unset
+
+        seen: dict[str, int] = {}
+        async with conn.transaction():
+            await conn.execute(f"SELECT set_config('{ORG_SETTING}', $1, true)", str(a))
+            for table in truth:
+                column = org_column(table)
+                seen[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")
+                others = await conn.fetchval(
+                    f"SELECT count(*) FROM {table} WHERE {column} <> $1", a
+                )
+                assert others == 0, table
+                assert seen[table] == truth[table][a], table
+                # Naming B explicitly finds nothing either.
+                assert (
+                    await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", b) == 0
+                )
+        # The setting was local to that transaction.
+        assert await conn.fetchval("SELECT count(*) FROM telemetry_events") == 0
+
+        refused = await writes_refused_under_a(conn, a, b)
+        changed = await changes_to_b_under_a(conn, a, b)
+
+        denied_partitions = []
+        for partition in partitions:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.fetchval(f"SELECT count(*) FROM {partition}")
+            denied_partitions.append(partition)
+
+        async with conn.transaction():
+            await conn.execute(f"SELECT set_config('{ORG_SETTING}', 'not-a-uuid', true)")
+            with pytest.raises(asyncpg.InvalidTextRepresentationError):
+                await conn.fetchval("SELECT count(*) FROM telemetry_events")
+
+    owner = await asyncpg.connect(database_url)
+    try:
+        for table in truth:
+            column = org_column(table)
+            after = await owner.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", b)
+            assert after == truth[table][b], f"B's rows in {table} changed"
+    finally:
+        await owner.close()
+
+    print(
+        f"\n[security] row-level security as {APP_ROLE}: tenant tables "
+        + ", ".join(f"{t} (A {truth[t][a]}, B {truth[t][b]})" for t in truth)
+        + f"; visible with no setting: {sum(unset.values())}; visible under A: "
+        + ", ".join(f"{t} {n}" for t, n in seen.items())
+        + f"; writes of B's rows under A refused: {refused}; updates/deletes reaching B's "
+        f"rows: {changed}; partitions readable directly: 0 of {len(denied_partitions)}"
+    )
+    assert changed == {"update": 0, "delete": 0}
+
+
+async def writes_refused_under_a(conn: Any, a: UUID, b: UUID) -> list[str]:
+    """Each statement tries to create or move a row into B while A is set; all must fail."""
+    now = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+    attempts = {
+        "insert telemetry_events": (
+            "INSERT INTO telemetry_events (organization_id, trace_id, span_id, name, "
+            "\"timestamp\") VALUES ($1, repeat('a', 32), repeat('b', 16), 'x', $2)",
+            (b, now),
+        ),
+        "insert usage_rollup_hourly": (
+            "INSERT INTO usage_rollup_hourly (organization_id, hour, calls) VALUES ($1, $2, 1)",
+            (b, now),
+        ),
+        "insert usage_rollup_daily": (
+            "INSERT INTO usage_rollup_daily (organization_id, day, calls) VALUES ($1, $2, 1)",
+            (b, now),
+        ),
+        "insert api_keys": (
+            "INSERT INTO api_keys (organization_id, public_id, key_hash, scopes) "
+            "VALUES ($1, 'abcdefgh1234', 'x', ARRAY['read'])",
+            (b,),
+        ),
+        "insert model_prices": (
+            "INSERT INTO model_prices (organization_id, model_pattern) VALUES ($1, 'gpt-*')",
+            (b,),
+        ),
+        "insert organizations": (
+            "INSERT INTO organizations (id, name, slug, plan, rate_limit_per_min, "
+            "retention_days) VALUES ($1, 'evil', 'evil', 'FREE', 1, 1)",
+            (b,),
+        ),
+        "move A's spans to B": (
+            "UPDATE telemetry_events SET organization_id = $1 WHERE organization_id = $2",
+            (b, a),
+        ),
+        "move A's keys to B": (
+            "UPDATE api_keys SET organization_id = $1 WHERE organization_id = $2",
+            (b, a),
+        ),
+    }
+    if await conn.fetchval("SELECT to_regclass('budgets') IS NOT NULL"):
+        attempts["insert budgets"] = (OPTIONAL_SEEDS["budgets"], (b,))
+    refused = []
+    for label, (sql, args) in attempts.items():
+        async with conn.transaction():
+            await conn.execute(f"SELECT set_config('{ORG_SETTING}', $1, true)", str(a))
+            try:
+                async with conn.transaction():  # a savepoint, so the outer one survives
+                    await conn.execute(sql, *args)
+            except asyncpg.InsufficientPrivilegeError:
+                refused.append(label)
+            else:
+                raise AssertionError(f"{label} was allowed under organization A")
+    return refused
+
+
+async def changes_to_b_under_a(conn: Any, a: UUID, b: UUID) -> dict[str, int]:
+    async with conn.transaction():
+        await conn.execute(f"SELECT set_config('{ORG_SETTING}', $1, true)", str(a))
+        updated = await conn.execute(
+            "UPDATE telemetry_events SET input_tokens = 0 WHERE organization_id = $1", b
+        )
+        deleted = await conn.execute(
+            "DELETE FROM usage_rollup_hourly WHERE organization_id = $1", b
+        )
+    return {"update": int(updated.split()[-1]), "delete": int(deleted.split()[-1])}
