@@ -61,7 +61,10 @@ def is_storage_unavailable(exc: BaseException) -> bool:
 
 
 def is_bad_data(exc: BaseException) -> bool:
-    """True for data exceptions (SQLSTATE class 22): a value PostgreSQL refuses to store."""
+    """True when a value in the request cannot be stored: PostgreSQL's data exceptions
+    (SQLSTATE class 22), and values the driver cannot encode at all."""
+    if isinstance(exc, (UnicodeError, asyncpg.DataError)):
+        return True
     if isinstance(exc, asyncpg.PostgresError):
         return (getattr(exc, "sqlstate", None) or "").startswith("22")
     return False

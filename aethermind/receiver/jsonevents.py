@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -92,7 +93,13 @@ def _event_span(event: Any) -> DecodedSpan:
             raise ValueError('"attributes" must be an object')
         for key, value in extra.items():
             if isinstance(value, (str, int, float, bool)) and key not in attributes:
-                attributes[str(key)[:256]] = value[:_MAX_TEXT] if isinstance(value, str) else value
+                if isinstance(value, float) and not math.isfinite(value):
+                    continue
+                if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                    continue
+                attributes[storable(str(key)[:256])] = (
+                    storable(value[:_MAX_TEXT]) if isinstance(value, str) else value
+                )
     start = _timestamp_ns(event.get("timestamp"))
     duration = event.get("duration_ms", event.get("latency_ms"))
     duration_ns = 0 if duration is None else int(_number("duration_ms", duration) * 1_000_000)
@@ -153,7 +160,16 @@ def _is_hex(value: Any, length: int) -> bool:
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f'"{name}" must be a non-empty string')
-    return value[:_MAX_TEXT].replace("\x00", "\ufffd")
+    return storable(value[:_MAX_TEXT])
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with what PostgreSQL text cannot hold (NUL, unpaired surrogates) replaced by
+    U+FFFD, as the OTLP decoders do."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _count(name: str, value: Any) -> int:
@@ -181,8 +197,8 @@ def _timestamp_ns(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError('"timestamp" must be ISO 8601 text or epoch milliseconds')
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError('"timestamp" must be finite')
+        if not math.isfinite(value) or not 0 < value <= MAX_TIME_UNIX_NANO // 1_000_000:
+            raise ValueError('"timestamp" is out of range')
         ns = int(value * 1_000_000)
     elif isinstance(value, str):
         try:

@@ -23,12 +23,34 @@ _FILTERS = ("provider", "model", "service", "operation", "environment")
 _KNOWN_PARAMS = frozenset({"from", "to", "group_by", "granularity", "limit", *_FILTERS})
 
 
+# Spans are stored between the epoch and 2262 (int64 nanoseconds); anything outside is a
+# mistake, and near Python's own date limits arithmetic on it would overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)
+
+
 def parse_time(name: str, raw: str) -> datetime:
     try:
         moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        in_range = EARLIEST <= moment <= LATEST
+    except (ValueError, OverflowError):
         raise BadRequest(f"parameter {name!r} must be an ISO 8601 date-time, got {raw!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if not in_range:
+        raise BadRequest(f"parameter {name!r} must be between 1970 and 2262, got {raw!r}")
+    return moment
+
+
+def text_param(name: str, raw: str) -> str:
+    """A free-text query value: no NUL or unpaired surrogates (PostgreSQL text refuses them)."""
+    if "\x00" in raw or len(raw) > 512:
+        raise BadRequest(f"parameter {name!r} is not a valid value")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"parameter {name!r} is not valid UTF-8") from None
+    return raw
 
 
 def parse_range(
@@ -39,7 +61,7 @@ def parse_range(
     from_ = parse_time("from", params["from"]) if params.get("from") else to - DEFAULT_RANGE
     if to <= from_:
         raise BadRequest("parameter 'to' must be after 'from'")
-    return from_, to
+    return max(from_, EARLIEST), to
 
 
 def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
@@ -62,7 +84,7 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
         )
     if granularity == "minute" and to - from_ > timedelta(days=7):
         raise BadRequest("parameter 'granularity' minute allows ranges up to 7 days")
-    filters = {name: params[name] for name in _FILTERS if params.get(name)}
+    filters = {name: text_param(name, params[name]) for name in _FILTERS if params.get(name)}
     return {
         "from_": from_,
         "to": to,
@@ -147,15 +169,25 @@ async def trace(request: web.Request) -> web.Response:
 async def top_traces(request: web.Request) -> web.Response:
     verified = await authenticate(request, "read")
     services = request.app[SERVICES]
+    unknown = sorted(set(request.query) - {"from", "to", "limit"})
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}")
     from_, to = parse_range(request.query)
-    try:
-        limit = int(request.query.get("limit", "10"))
-    except ValueError:
-        raise BadRequest("parameter 'limit' must be an integer") from None
+    raw_limit = request.query.get("limit", "10")
+    if not raw_limit.isdigit():
+        raise BadRequest("parameter 'limit' must be an integer")
+    limit = int(raw_limit)
     if not 0 < limit <= 100:
         raise BadRequest("parameter 'limit' must be within 1..100")
-    rows = await queries.top_traces(
-        services.pool, verified.organization_id, from_, to, limit=limit,
-        timeout=services.config.write_timeout_seconds,
-    )  # fmt: skip
+    try:
+        rows = await queries.top_traces(
+            services.pool, verified.organization_id, from_, to, limit=limit,
+            timeout=services.config.write_timeout_seconds,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    except Exception as exc:
+        if is_storage_unavailable(exc):
+            raise Unavailable("storage unavailable", headers={"Retry-After": "2"}) from exc
+        raise
     return web.json_response(jsonable({"from": from_, "to": to, "traces": rows}))
