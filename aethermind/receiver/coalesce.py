@@ -56,11 +56,19 @@ class WriteCoalescer:
     async def write(self, organization_id: UUID, records: Records) -> int:
         """Store ``records``; return how many were new. Raises what the write raised."""
         pending = _Pending(records)
-        self._queues.setdefault(organization_id, []).append(pending)
+        queue = self._queues.setdefault(organization_id, [])
+        queue.append(pending)
         if organization_id not in self._writers:
             self._writers[organization_id] = asyncio.create_task(self._drain(organization_id))
-        # Shielded: a client that goes away does not cancel a write others share.
-        return await asyncio.shield(pending.done)
+        try:
+            # Shielded: a request that gives up does not cancel a write others share...
+            return await asyncio.shield(pending.done)
+        except asyncio.CancelledError:
+            # ...but rows not yet taken by a write leave with it: the client was told to
+            # retry, and an outage must not pile up every retry's rows in the queue.
+            if pending in queue:
+                queue.remove(pending)
+            raise
 
     async def close(self) -> None:
         """Wait for the writes in progress (called once no request can arrive)."""
@@ -92,6 +100,9 @@ class WriteCoalescer:
                 for pending in taken:
                     await self._write(organization_id, [pending])
                 return
+            # Without its traceback the exception holds no frame, so no cycle through this
+            # frame's ``taken`` keeps every waiter's rows alive until a full collection.
+            exc = exc.with_traceback(None)
             for pending in taken:
                 if not pending.done.done():
                     pending.done.set_exception(exc)

@@ -158,9 +158,10 @@ async def _store(
     metrics = services.metrics
     retry = {"Retry-After": str(services.config.retry_after_seconds)}
     try:
-        policy = await services.policies.policy(
-            verified.organization_id, capture_content=verified.capture_content
-        )
+        async with asyncio.timeout(services.config.write_timeout_seconds):
+            policy = await services.policies.policy(
+                verified.organization_id, capture_content=verified.capture_content
+            )
     except Exception as exc:
         if is_storage_unavailable(exc):
             metrics.storage_unavailable.inc()

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -114,16 +115,17 @@ async def aggregates(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     params = parse_aggregate_params(request.query)
     try:
-        rows = await queries.aggregates(
-            services.pool,
-            verified.organization_id,
-            params["from_"],
-            params["to"],
-            group_by=params["group_by"],
-            granularity=params["granularity"],
-            filters=params["filters"],
-            timeout=services.config.write_timeout_seconds,
-        )
+        async with asyncio.timeout(services.config.write_timeout_seconds):
+            rows = await queries.aggregates(
+                services.pool,
+                verified.organization_id,
+                params["from_"],
+                params["to"],
+                group_by=params["group_by"],
+                granularity=params["granularity"],
+                filters=params["filters"],
+                timeout=services.config.write_timeout_seconds,
+            )
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
     except Exception as exc:
@@ -150,10 +152,11 @@ async def trace(request: web.Request) -> web.Response:
     if not _TRACE_ID_RE.match(trace_id):
         raise BadRequest("path parameter 'trace_id' must be 32 hex characters")
     try:
-        spans = await queries.trace_spans(
-            services.pool, verified.organization_id, trace_id,
-            timeout=services.config.write_timeout_seconds,
-        )  # fmt: skip
+        async with asyncio.timeout(services.config.write_timeout_seconds):
+            spans = await queries.trace_spans(
+                services.pool, verified.organization_id, trace_id,
+                timeout=services.config.write_timeout_seconds,
+            )  # fmt: skip
     except Exception as exc:
         if is_storage_unavailable(exc):
             raise Unavailable("storage unavailable", headers={"Retry-After": "2"}) from exc
@@ -180,10 +183,11 @@ async def top_traces(request: web.Request) -> web.Response:
     if not 0 < limit <= 100:
         raise BadRequest("parameter 'limit' must be within 1..100")
     try:
-        rows = await queries.top_traces(
-            services.pool, verified.organization_id, from_, to, limit=limit,
-            timeout=services.config.write_timeout_seconds,
-        )  # fmt: skip
+        async with asyncio.timeout(services.config.write_timeout_seconds):
+            rows = await queries.top_traces(
+                services.pool, verified.organization_id, from_, to, limit=limit,
+                timeout=services.config.write_timeout_seconds,
+            )  # fmt: skip
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
     except Exception as exc:

@@ -4,6 +4,7 @@ keep presenting bad keys. The organization always comes from the key, never from
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from aiohttp import web
@@ -42,7 +43,10 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
         raise Unauthorized("missing API key: send Authorization: Bearer <key> or x-api-key")
     hits_before = services.keys.hits
     try:
-        verified = await services.keys.get(key)
+        # Bounded: a key checked while the pool is exhausted or the database hangs gets a
+        # 503 in time, instead of holding the request open.
+        async with asyncio.timeout(services.config.write_timeout_seconds):
+            verified = await services.keys.get(key)
     except Exception as exc:
         if is_storage_unavailable(exc):
             raise Unavailable(
