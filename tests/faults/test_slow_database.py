@@ -135,15 +135,7 @@ def _statuses(items: Any) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str)) + "}"
 
 
-READS_BUG = (
-    "reads wait for a pool connection without any timeout (storage/scope.py connection() and "
-    "tenant_transaction() call pool.acquire() unbounded; the query API passes its timeout "
-    "only to fetch), so with more concurrent reads than pool connections a read waits "
-    "several write timeouts"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=READS_BUG)
+# Found by this test: reads waited for a pool connection with no bound (fixed in 03a88f3).
 def test_reads_beyond_the_pool_size_are_answered_within_the_bound_during_a_lock(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -181,18 +173,9 @@ def test_reads_beyond_the_pool_size_are_answered_within_the_bound_during_a_lock(
     assert durations[-1] <= bound
 
 
-MEMORY_BUG = (
-    "memory grows with the length of a storage outage, two causes: (1) receiver/coalesce.py "
-    "WriteCoalescer.write leaves the _Pending of a request abandoned by ingest._store's "
-    "asyncio.timeout in the organization's queue, so rows of requests already answered 503 "
-    "stay queued (admission control freed their slot); (2) WriteCoalescer._write hands one "
-    "exception with its traceback to every future: future -> traceback -> _write frame -> "
-    "taken -> _Pending -> future is a cycle holding the rows, and with tune_gc's thresholds "
-    "(50_000, 50, 100) such cycles reach gen2 and wait for a rare full collection"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=MEMORY_BUG)
+# Found by this test: the coalescer kept the rows of requests already answered 503, and a
+# shared failure's traceback made cycles holding rows that the tuned GC left alone (fixed
+# in 03a88f3).
 def test_memory_stays_flat_through_a_long_lock_under_large_batches(
     database_url: str, tmp_path: Path
 ) -> None:
