@@ -49,8 +49,10 @@ def test_redis_stopped_under_load_falls_back_to_the_local_limit_and_comes_back(
             post("redis down", 10)
         assert served.metric(FALLBACK) == 1
         # The in-process bucket starts full (it never saw the spans counted in Redis) and
-        # still refuses what is over the organization's allowance.
-        refused = post("redis down", LIMIT)
+        # still refuses what is over the organization's allowance: most of it spent, a
+        # batch bigger than what is left (refill is LIMIT / 60 a second) is refused.
+        assert post("redis down", LIMIT - 500).status_code == 200
+        refused = post("redis down", 1000)
         assert refused.status_code == 429
         assert refused.headers["X-RateLimit-Limit"] == str(LIMIT)
         assert int(refused.headers["Retry-After"]) >= 1
@@ -71,7 +73,8 @@ def test_redis_stopped_under_load_falls_back_to_the_local_limit_and_comes_back(
     print(
         f"\n[faults] redis stopped for {outage:.1f}s under steady ingest: statuses "
         + "; ".join(f"{phase}: {sorted(set(s))} x{len(s)}" for phase, s in statuses.items())
-        + f"; over-limit batch while down: 429; back on Redis {returned_after:.1f}s after it "
+        + f"; {LIMIT - 500}-span batch then a 1000-span one while down: 200 then 429; "
+        f"back on Redis {returned_after:.1f}s after it "
         f"restarted; acknowledged spans={len(acknowledged)} stored={len(stored)} "
         f"lost={len(acknowledged - stored.keys())}"
     )
