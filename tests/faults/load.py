@@ -44,12 +44,20 @@ class Ledger:
     acknowledged: set[SpanKey] = field(default_factory=set)
     abandoned: set[SpanKey] = field(default_factory=set)
     http_statuses: Counter[int] = field(default_factory=Counter)
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
     connection_errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_status(self, status: int) -> None:
         with self.lock:
             self.http_statuses[status] += 1
+            self.timeline.append((time.monotonic(), status))
+
+    def first_after(self, moment: float, status: int = 200) -> float | None:
+        """Seconds from ``moment`` to the first response with ``status`` after it."""
+        with self.lock:
+            times = [at for at, s in self.timeline if s == status and at >= moment]
+        return min(times) - moment if times else None
 
     def summary(self) -> str:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.http_statuses.items()))
