@@ -25,8 +25,10 @@ class ReceiverConfig:
     # Retry-After immediately instead of queueing. A request costs ~20 ms of CPU (512 spans),
     # so a few in flight keep PostgreSQL busy while Python works, and more would only queue.
     max_inflight_requests: int = 8
-    # A write that does not commit within this time is abandoned with a 503 (retried by the
-    # client); it bounds how long a request can hold memory when the database is slow.
+    # Each database step of a request (key check, policy, each write) is bounded by this; a
+    # request waiting on a write is answered 503 (the client retries) after at most twice
+    # this, queueing behind another write included. It bounds how long a request can hold
+    # memory when the database is slow.
     write_timeout_seconds: float = 10.0
     retry_after_seconds: int = 2
     keep_all_spans: bool = False

@@ -37,9 +37,10 @@ def parse_time(name: str, raw: str) -> datetime:
             moment = moment.replace(tzinfo=UTC)
         in_range = EARLIEST <= moment <= LATEST
     except (ValueError, OverflowError):
-        raise BadRequest(f"parameter {name!r} must be an ISO 8601 date-time, got {raw!r}") from None
+        # The value is not echoed: whatever was pasted there (a key, say) stays out of answers.
+        raise BadRequest(f"parameter {name!r} must be an ISO 8601 date-time") from None
     if not in_range:
-        raise BadRequest(f"parameter {name!r} must be between 1970 and 2262, got {raw!r}")
+        raise BadRequest(f"parameter {name!r} must be between 1970 and 2262")
     return moment
 
 
