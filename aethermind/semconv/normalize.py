@@ -161,8 +161,14 @@ def _normalize(
         return None
 
     found = _pick(attrs)
-    oi_kind = _text(found[_OI_KIND])
-    operation = _valid_text(found[_OPERATION], attrs, a.OPERATION_KEYS)
+    # Each field: the common case (absent, or a plain value of the right type) inline, the
+    # fallback to the next alias in a call. This function runs for every GenAI span.
+    v = found[_OI_KIND]
+    oi_kind = v if type(v) is str and v else None
+    v = found[_OPERATION]
+    operation = (
+        v if v is None or (type(v) is str and v) else _valid_text(v, attrs, a.OPERATION_KEYS)
+    )
     if operation is None and oi_kind is not None:
         operation = oi_kind
     if operation is not None:
@@ -176,13 +182,23 @@ def _normalize(
     else:
         is_llm_call = operation is None or operation in a.MODEL_CALL_OPERATIONS
 
-    request_model = _valid_text(found[_REQUEST_MODEL], attrs, a.REQUEST_MODEL_KEYS)
-    response_model = _valid_text(found[_RESPONSE_MODEL], attrs, a.RESPONSE_MODEL_KEYS)
+    v = found[_REQUEST_MODEL]
+    request_model = (
+        v if v is None or (type(v) is str and v) else _valid_text(v, attrs, a.REQUEST_MODEL_KEYS)
+    )
+    v = found[_RESPONSE_MODEL]
+    response_model = (
+        v if v is None or (type(v) is str and v) else _valid_text(v, attrs, a.RESPONSE_MODEL_KEYS)
+    )
     if request_model is None and found[_INVOCATION] is not None:
         request_model = _model_from_invocation_parameters(found[_INVOCATION])
 
-    input_tokens = _valid_count(found[_INPUT], attrs, a.INPUT_TOKEN_KEYS)
-    output_tokens = _valid_count(found[_OUTPUT], attrs, a.OUTPUT_TOKEN_KEYS)
+    v = found[_INPUT]
+    input_tokens = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.INPUT_TOKEN_KEYS)
+    v = found[_OUTPUT]
+    output_tokens = (
+        v if v is None or _plain_count(v) else _valid_count(v, attrs, a.OUTPUT_TOKEN_KEYS)
+    )
     if is_llm_call and (
         request_model is None
         and response_model is None
@@ -192,17 +208,23 @@ def _normalize(
     ):
         return None  # a bare provider name is not enough to call it a model call
 
-    provider = _valid_text(found[_PROVIDER], attrs, a.PROVIDER_KEYS)
+    v = found[_PROVIDER]
+    provider = v if v is None or (type(v) is str and v) else _valid_text(v, attrs, a.PROVIDER_KEYS)
     if provider is not None:
-        provider = provider.lower()
+        provider = _lower(provider)
 
-    cache_read = _valid_count(found[_CACHE_READ], attrs, a.CACHE_READ_KEYS)
-    cache_write = _valid_count(found[_CACHE_WRITE], attrs, a.CACHE_WRITE_KEYS)
-    write_5m = _count(found[_WRITE_5M])
-    write_1h = _count(found[_WRITE_1H])
-    if cache_write is None and (write_5m is not None or write_1h is not None):
-        cache_write = (write_5m or 0) + (write_1h or 0)
-    reasoning = _valid_count(found[_REASONING], attrs, a.REASONING_KEYS)
+    v = found[_CACHE_READ]
+    cache_read = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.CACHE_READ_KEYS)
+    v = found[_CACHE_WRITE]
+    cache_write = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.CACHE_WRITE_KEYS)
+    write_5m = write_1h = None
+    if found[_WRITE_5M] is not None or found[_WRITE_1H] is not None:
+        write_5m = _count(found[_WRITE_5M])
+        write_1h = _count(found[_WRITE_1H])
+        if cache_write is None and (write_5m is not None or write_1h is not None):
+            cache_write = (write_5m or 0) + (write_1h or 0)
+    v = found[_REASONING]
+    reasoning = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.REASONING_KEYS)
 
     # Only a span with cached or reasoning tokens needs to know who counted them, and how.
     cached = (cache_read or 0) + (cache_write or 0)
@@ -213,12 +235,14 @@ def _normalize(
         if reasoning > output_tokens or _counting(scope, attrs, provider).output_excludes_reasoning:
             output_tokens += reasoning
 
-    total = _valid_count(found[_TOTAL], attrs, a.TOTAL_TOKEN_KEYS)
+    v = found[_TOTAL]
+    total = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.TOTAL_TOKEN_KEYS)
     if total is None or (input_tokens is not None and output_tokens is not None):
         if input_tokens is not None or output_tokens is not None:
             total = (input_tokens or 0) + (output_tokens or 0)
 
-    error_type = _text(found[_ERROR_TYPE])
+    v = found[_ERROR_TYPE]
+    error_type = v if type(v) is str and v else None
     if error_type is None and status_error:
         error_type = ERROR_TYPE_OTHER
 
@@ -270,9 +294,7 @@ def _counting(scope: str | None, attrs: Mapping[str, Any], provider: str | None)
     convention = convention_of(scope, attrs)
     provider_id = prices_provider_id(provider)
     counting = (
-        COUNTING.get((convention, provider_id))
-        or COUNTING.get((convention, None))
-        or INCLUSIVE
+        COUNTING.get((convention, provider_id)) or COUNTING.get((convention, None)) or INCLUSIVE
     )
     if scope is not None and len(_COUNTING_BY_SCOPE) < 4096:
         _COUNTING_BY_SCOPE[(scope, provider)] = counting
@@ -305,6 +327,23 @@ def _first_text(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
         if type(value) is str and value:
             return value
     return None
+
+
+def _plain_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TOKENS
+
+
+_LOWERED: dict[str, str] = {}
+
+
+def _lower(text: str) -> str:
+    """``text.lower()``, remembered: provider names are few and repeat on every span."""
+    lowered = _LOWERED.get(text)
+    if lowered is None:
+        lowered = text.lower()
+        if len(_LOWERED) < 1024:
+            _LOWERED[text] = lowered
+    return lowered
 
 
 def _valid_text(value: Any, attrs: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:

@@ -133,7 +133,7 @@ class RateCard:
         ) / m
         return cls(fixed, *rates_in, output=output, reasoning=reasoning)
 
-    def cost(self, record: UsageRecord, *, price_model_id: str, provider_id: str | None) -> Cost:
+    def cost(self, record: UsageRecord, price_model_id: str, provider_id: str | None) -> Cost:
         # Zero terms are skipped: Decimal arithmetic dominates the per-span cost.
         zero = _ZERO
         cache_read = record.cache_read_tokens or 0
@@ -156,8 +156,16 @@ class RateCard:
         total = input_cost + read_cost + write_cost + output_cost
         if self.fixed:
             total += self.fixed
-        return Cost("computed", total, input_cost, read_cost, write_cost, output_cost,
-                    price_model_id, provider_id)
+        return Cost(
+            "computed",
+            total,
+            input_cost,
+            read_cost,
+            write_cost,
+            output_cost,
+            price_model_id,
+            provider_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +221,9 @@ class PriceBook:
         self._overrides: dict[PriceOverride, _PricedModel] = {}
         # (provider as written, model, UTC day) -> the priced model and its ids: one lookup
         # per span in the common case. Models with time-of-day prices never enter it.
-        self._daily: dict[tuple[str | None, str, int], tuple[_PricedModel, str, str] | None] = {}
+        self._daily: dict[
+            tuple[str | None, str | None, int], tuple[_PricedModel, str, str] | None
+        ] = {}
 
     def price(
         self,
@@ -224,6 +234,19 @@ class PriceBook:
     ) -> Cost:
         """The cost of ``record`` at the span's start time; never raises on odd input."""
         try:
+            if not overrides and record.is_llm_call:
+                # The common case in one lookup: this model already priced for this UTC day.
+                daily = self._daily.get(
+                    (
+                        record.provider,
+                        record.response_model or record.request_model,
+                        start_time_unix_nano // _NS_PER_DAY,
+                    )
+                )
+                if daily is not None:
+                    priced, model_id, provider_id = daily
+                    card = priced.card_for(record.input_tokens or 0)
+                    return card.cost(record, model_id, provider_id)
             return self._price(record, start_time_unix_nano, overrides)
         except Exception:  # a pricing bug must not lose the span: it is stored unpriced
             logger.exception(
