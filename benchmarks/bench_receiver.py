@@ -134,8 +134,13 @@ async def run(args: argparse.Namespace) -> None:
 
         def server_rss_mib() -> float:
             # The supervisor and its workers: what the receiver holds in all.
-            family = [process, *process.children(recursive=True)]
-            return sum(p.memory_info().rss for p in family if p.is_running()) / 2**20
+            total = 0
+            for member in [process, *process.children(recursive=True)]:
+                try:
+                    total += member.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue  # a worker that just exited
+            return total / 2**20
 
         url = base + "/v1/traces"
         print(f"building {args.requests} payloads of {SPANS} spans ...", flush=True)
