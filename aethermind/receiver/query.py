@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from aethermind.receiver.errors import BadRequest, Unavailable, is_storage_unavailable
 from aethermind.receiver.security import authenticate
-from aethermind.receiver.state import SERVICES
+from aethermind.receiver.state import SERVICES, Services
 from aethermind.storage import queries
 
 DEFAULT_RANGE = timedelta(days=30)
@@ -111,28 +112,37 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-async def aggregates(request: web.Request) -> web.Response:
-    verified = await authenticate(request, "read")
-    services = request.app[SERVICES]
-    params = parse_aggregate_params(request.query)
+@contextlib.asynccontextmanager
+async def reading(services: Services) -> AsyncIterator[None]:
+    """One bounded read: too slow or storage down is a 503 with Retry-After, a request the
+    query module refuses (its ``ValueError``) is a 400."""
     try:
         async with asyncio.timeout(services.config.write_timeout_seconds):
-            rows = await queries.aggregates(
-                services.pool,
-                verified.organization_id,
-                params["from_"],
-                params["to"],
-                group_by=params["group_by"],
-                granularity=params["granularity"],
-                filters=params["filters"],
-                timeout=services.config.write_timeout_seconds,
-            )
+            yield
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
     except Exception as exc:
         if is_storage_unavailable(exc):
-            raise Unavailable("storage unavailable", headers={"Retry-After": "2"}) from exc
+            retry = str(services.config.retry_after_seconds)
+            raise Unavailable("storage unavailable", headers={"Retry-After": retry}) from exc
         raise
+
+
+async def aggregates(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "read")
+    services = request.app[SERVICES]
+    params = parse_aggregate_params(request.query)
+    async with reading(services):
+        rows = await queries.aggregates(
+            services.pool,
+            verified.organization_id,
+            params["from_"],
+            params["to"],
+            group_by=params["group_by"],
+            granularity=params["granularity"],
+            filters=params["filters"],
+            timeout=services.config.write_timeout_seconds,
+        )
     return web.json_response(
         jsonable(
             {
@@ -152,16 +162,11 @@ async def trace(request: web.Request) -> web.Response:
     trace_id = request.match_info["trace_id"]
     if not _TRACE_ID_RE.match(trace_id):
         raise BadRequest("path parameter 'trace_id' must be 32 hex characters")
-    try:
-        async with asyncio.timeout(services.config.write_timeout_seconds):
-            spans = await queries.trace_spans(
-                services.pool, verified.organization_id, trace_id,
-                timeout=services.config.write_timeout_seconds,
-            )  # fmt: skip
-    except Exception as exc:
-        if is_storage_unavailable(exc):
-            raise Unavailable("storage unavailable", headers={"Retry-After": "2"}) from exc
-        raise
+    async with reading(services):
+        spans = await queries.trace_spans(
+            services.pool, verified.organization_id, trace_id,
+            timeout=services.config.write_timeout_seconds,
+        )  # fmt: skip
     if not spans:
         return web.json_response(
             {"error": {"status": 404, "message": f"no spans of trace {trace_id.lower()}"}},
@@ -183,16 +188,9 @@ async def top_traces(request: web.Request) -> web.Response:
     limit = int(raw_limit)
     if not 0 < limit <= 100:
         raise BadRequest("parameter 'limit' must be within 1..100")
-    try:
-        async with asyncio.timeout(services.config.write_timeout_seconds):
-            rows = await queries.top_traces(
-                services.pool, verified.organization_id, from_, to, limit=limit,
-                timeout=services.config.write_timeout_seconds,
-            )  # fmt: skip
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-    except Exception as exc:
-        if is_storage_unavailable(exc):
-            raise Unavailable("storage unavailable", headers={"Retry-After": "2"}) from exc
-        raise
+    async with reading(services):
+        rows = await queries.top_traces(
+            services.pool, verified.organization_id, from_, to, limit=limit,
+            timeout=services.config.write_timeout_seconds,
+        )  # fmt: skip
     return web.json_response(jsonable({"from": from_, "to": to, "traces": rows}))

@@ -4,7 +4,7 @@ normalized ``UsageRecord`` and ``Cost`` plus the span's own fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
@@ -101,10 +101,10 @@ def row_from_usage(
     cost source, so they are never counted as unpriced calls.
     """
     return TelemetryRow(
-        *_layout(
+        *record_from_usage(
             record,
             cost,
-            _same,
+            money_as_text=False,
             trace_id=trace_id,
             span_id=span_id,
             name=name,
@@ -133,55 +133,16 @@ def record_from_usage(
     status: str,
     attributes: Mapping[str, Any],
     resource_attributes: Mapping[str, Any],
+    money_as_text: bool = True,
 ) -> tuple[Any, ...]:
     """``row_from_usage`` as the writer's COPY record: a tuple in ``COLUMNS`` order, money
-    as decimal text (binary ``numeric`` encoding costs about 1.5 µs a value; the writer's
-    staging table takes text and PostgreSQL casts it).
+    as decimal text unless ``money_as_text`` is False (binary ``numeric`` encoding costs
+    about 1.5 µs a value; the writer's staging table takes text and PostgreSQL casts it).
 
     The caller vouches for what ``TelemetryRow.__post_init__`` would check (an aware
     timestamp, non-empty ids, a known status), as the receiver's decoder guarantees.
     """
-    return _layout(
-        record,
-        cost,
-        _decimal_text,
-        trace_id=trace_id,
-        span_id=span_id,
-        name=name,
-        timestamp=timestamp,
-        parent_span_id=parent_span_id,
-        kind=kind,
-        duration_ms=duration_ms,
-        status=status,
-        attributes=attributes,
-        resource_attributes=resource_attributes,
-    )
-
-
-def _same(value: Decimal | None) -> Decimal | str | None:
-    return value
-
-
-def _decimal_text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _layout(
-    record: UsageRecord,
-    cost: Cost,
-    money: Callable[[Decimal | None], Decimal | str | None],
-    *,
-    trace_id: str,
-    span_id: str,
-    name: str,
-    timestamp: datetime,
-    parent_span_id: str | None,
-    kind: str | None,
-    duration_ms: float | None,
-    status: str,
-    attributes: Mapping[str, Any],
-    resource_attributes: Mapping[str, Any],
-) -> tuple[Any, ...]:
+    money = _decimal_text if money_as_text else _same
     total = record.total_tokens
     if total is None and record.input_tokens is not None and record.output_tokens is not None:
         total = record.input_tokens + record.output_tokens
@@ -221,6 +182,14 @@ def _layout(
         attributes,
         resource_attributes,
     )
+
+
+def _same(value: Decimal | None) -> Decimal | str | None:
+    return value
+
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def usage_from_row(row: Mapping[str, Any]) -> UsageRecord:
