@@ -52,7 +52,12 @@ class Unavailable(HttpError):
 
 def is_storage_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` means the database could not be reached or could not take the work."""
-    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+    # InternalClientError: asyncpg's connection state machine broken by a connection that
+    # died mid-operation (seen while PostgreSQL shuts down).
+    if isinstance(
+        exc,
+        (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError),
+    ):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""

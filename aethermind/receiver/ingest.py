@@ -184,8 +184,17 @@ async def _store(
         async with asyncio.timeout(services.config.write_timeout_seconds * 2):
             inserted = await services.writer.write(verified.organization_id, conversion.rows)
     except Exception as exc:
+        if is_bad_data(exc):
+            logger.warning(
+                "database refused a value",
+                extra={"organization_id": str(verified.organization_id), "error": str(exc)[:200]},
+            )
+            raise BadRequest(f"a span holds a value the database cannot store: {exc}") from exc
+        # Anything else on the write path is answered "retry later", never 500: exporters
+        # give up on a 500 and the spans would be lost; on a 503 they retry, and the
+        # idempotent writer makes the retry harmless.
+        metrics.storage_unavailable.inc()
         if is_storage_unavailable(exc):
-            metrics.storage_unavailable.inc()
             logger.warning(
                 "write failed, answering 503",
                 extra={
@@ -193,14 +202,12 @@ async def _store(
                     "error": type(exc).__name__,
                 },
             )
-            raise Unavailable("storage unavailable, retry later", headers=retry) from exc
-        if is_bad_data(exc):
-            logger.warning(
-                "database refused a value",
-                extra={"organization_id": str(verified.organization_id), "error": str(exc)[:200]},
+        else:
+            logger.exception(
+                "unexpected write failure, answering 503",
+                extra={"organization_id": str(verified.organization_id)},
             )
-            raise BadRequest(f"a span holds a value the database cannot store: {exc}") from exc
-        raise
+        raise Unavailable("storage unavailable, retry later", headers=retry) from exc
     metrics.write_seconds.observe(time.perf_counter() - started)
     metrics.spans_stored.inc(inserted)
     if inserted < len(conversion.rows):
