@@ -391,14 +391,7 @@ class EmbeddedPostgres:
         self, bin_dir: Path, user: pwd.struct_passwd | None, *, timeout: float
     ) -> ServerAddress:
         socket_dir = _socket_dir_for(self.pgdata, self.port, user)
-        # Unix socket only. The WAL may grow to 4 GB between checkpoints: an ingest-heavy
-        # server otherwise checkpoints every few seconds under load, and each checkpoint's
-        # writes show up in commit latency. Durability is untouched (fsync and synchronous
-        # commit stay on: a 200 follows a flushed commit).
-        options = (
-            f"-c listen_addresses='' -k {socket_dir} -p {self.port}"
-            " -c max_wal_size=4GB -c shared_buffers=256MB"
-        )
+        options = f"-c listen_addresses='' -k {socket_dir} -p {self.port}"
         self._run(
             bin_dir / "pg_ctl",
             [
