@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -102,6 +104,68 @@ async def copy_baseline(dsn: str, rows: int) -> float:
         await conn.close()
 
 
+@dataclass
+class BackgroundSample:
+    """What PostgreSQL was doing besides our writes, sampled every quarter second."""
+
+    at: float  # seconds from the start of the phase
+    autovacuum: list[str]  # tables an autovacuum worker was processing
+    checkpoint_buffers: int  # buffers the checkpointer wrote since the previous sample
+
+
+async def watch_background(dsn: str, stop: asyncio.Event) -> list[BackgroundSample]:
+    """Autovacuum and checkpoint activity during a phase, to explain latency outliers."""
+    conn = await asyncpg.connect(dsn)
+    samples: list[BackgroundSample] = []
+    started = time.perf_counter()
+    try:
+        previous = int(await conn.fetchval("SELECT buffers_written FROM pg_stat_checkpointer"))
+        while not stop.is_set():
+            workers = await conn.fetch(
+                "SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+                " AND query LIKE 'autovacuum:%'"
+            )
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            written = int(await conn.fetchval("SELECT buffers_written FROM pg_stat_checkpointer"))
+            samples.append(
+                BackgroundSample(
+                    at=time.perf_counter() - started,
+                    autovacuum=[r["query"].removeprefix("autovacuum: ") for r in workers],
+                    checkpoint_buffers=written - previous,
+                )
+            )
+            previous = written
+            await asyncio.sleep(0.25)
+    finally:
+        await conn.close()
+    return samples
+
+
+def explain_outliers(result: LoadResult, samples: list[BackgroundSample], limit_ms: float) -> str:
+    """Which slow requests overlapped autovacuum or checkpoint writes (within a second)."""
+    slow = [
+        (at, ms)
+        for at, ms in zip(result.sent_at, result.latencies_ms, strict=True)
+        if ms > limit_ms
+    ]
+    if not slow:
+        return f"  no request over {limit_ms:.0f} ms"
+
+    def busy(at: float, ms: float) -> tuple[bool, bool]:
+        near = [s for s in samples if at - 1 <= s.at <= at + ms / 1000 + 1]
+        return any(s.autovacuum for s in near), any(s.checkpoint_buffers for s in near)
+
+    flags = [busy(at, ms) for at, ms in slow]
+    vacuumed = sorted({t for s in samples for t in s.autovacuum})
+    return (
+        f"  {len(slow)} requests over {limit_ms:.0f} ms; {sum(v for v, _ in flags)} overlapped"
+        f" autovacuum, {sum(c for _, c in flags)} overlapped checkpoint writes,"
+        f" {sum(not v and not c for v, c in flags)} neither\n"
+        f"  autovacuum during the phase: {', '.join(vacuumed) or 'none'};"
+        f" checkpoint buffers written: {sum(s.checkpoint_buffers for s in samples)}"
+    )
+
+
 def describe(name: str, result: LoadResult) -> str:
     return (
         f"{name}: {result.sent} requests in {result.elapsed:.1f}s, statuses {dict(sorted(result.statuses.items()))},"
@@ -142,6 +206,22 @@ async def run(args: argparse.Namespace) -> None:
                     continue  # a worker that just exited
             return total / 2**20
 
+        def worker_cpu() -> dict[int, float]:
+            # CPU seconds per serving process, to show how the kernel spread connections.
+            out = {}
+            serving = [p for p in process.children(recursive=True) if "--worker" in p.cmdline()]
+            for member in serving or [process]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = member.cpu_times()
+                    out[member.pid] = times.user + times.system
+            return out
+
+        def cpu_split(before: dict[int, float]) -> str:
+            after = worker_cpu()
+            used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+            total = sum(used.values()) or 1.0
+            return " / ".join(f"{v / total:.0%}" for v in sorted(used.values(), reverse=True))
+
         url = base + "/v1/traces"
         print(f"building {args.requests} payloads of {SPANS} spans ...", flush=True)
         payloads = build_payloads(args.requests, SPANS)
@@ -157,6 +237,7 @@ async def run(args: argparse.Namespace) -> None:
 
         await drive(url, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
         before = await count_rows(dsn)
+        cpu_before = worker_cpu()
         started = time.perf_counter()
         saturated = await drive(
             url,
@@ -173,12 +254,19 @@ async def run(args: argparse.Namespace) -> None:
         print(
             f"  committed: {stored} spans in {elapsed:.1f}s = {spans_per_s:,.0f} spans/s (target >= 30,000)"
         )
+        print(f"  serving processes' share of server CPU: {cpu_split(cpu_before)}")
 
         half_rps = spans_per_s / SPANS / 2
+        watching = asyncio.Event()
+        watcher = asyncio.create_task(watch_background(dsn, watching))
+        cpu_before = worker_cpu()
         half = await drive(url, key, take(int(half_rps * args.seconds) + 50), SPANS, seconds=args.seconds,
                            concurrency=args.concurrency, rate_rps=half_rps)  # fmt: skip
+        watching.set()
         print(describe(f"half load ({half_rps * SPANS:,.0f} spans/s offered)", half))
         print(f"  p99 {half.percentile(0.99):.1f} ms (target <= 100 ms)")
+        print(f"  serving processes' share of server CPU: {cpu_split(cpu_before)}")
+        print(explain_outliers(half, await watcher, 100))
 
         rss: list[float] = []
         stop = asyncio.Event()

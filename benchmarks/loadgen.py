@@ -115,6 +115,7 @@ class LoadResult:
     sent: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # seconds from the start, per latency
     spans_ok: int = 0
     errors: int = 0
     elapsed: float = 0.0
@@ -143,6 +144,7 @@ async def drive(
     result = LoadResult()
     headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {key}"}
     next_index = 0
+    run_started = time.perf_counter()
     deadline = time.perf_counter() + seconds
     interval = concurrency / rate_rps if rate_rps else 0.0
     timeout = aiohttp.ClientTimeout(total=30)
@@ -166,6 +168,7 @@ async def drive(
                 result.errors += 1
                 continue
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
+            result.sent_at.append(started - run_started)
             result.sent += 1
             result.statuses[status] = result.statuses.get(status, 0) + 1
             if status == 200:
@@ -179,7 +182,7 @@ async def drive(
                 if delay > 0:
                     await asyncio.sleep(delay)
 
-    started = time.perf_counter()
+    started = run_started = time.perf_counter()
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await asyncio.gather(
             *(
