@@ -17,9 +17,12 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aethermind import __version__
+
+if TYPE_CHECKING:
+    from aethermind.receiver.config import ReceiverConfig
 
 logger = logging.getLogger("aethermind.cli")
 
@@ -477,14 +480,15 @@ async def cmd_serve(args: argparse.Namespace) -> None:
         cors_origins=args.cors_origin,
         max_body_bytes=args.max_body_bytes,
         workers=args.workers,
-        reuse_port=True if args.worker else None,
+        listen_fds=tuple(args.listen_fd) if args.listen_fd else None,
+        recycle_connection_every=RECYCLE_CONNECTION_EVERY if args.worker else None,
     )
     # A worker process serves only: its supervisor migrated and bootstrapped already.
     async with open_database(args, migrate=not args.worker) as database:
         if not args.worker:
             await _bootstrap_default_organization(database.pool)
         if config.workers > 1 and not args.worker:
-            await _supervise_workers(args, database.dsn, config.workers)
+            await _supervise_workers(args, database.dsn, config)
             return
 
         @contextlib.asynccontextmanager
@@ -494,11 +498,17 @@ async def cmd_serve(args: argparse.Namespace) -> None:
         await run_until_signal(create_app(config, provide_pool), config)
 
 
-async def _supervise_workers(args: argparse.Namespace, dsn: str, workers: int) -> None:
-    """Run ``workers`` serving processes sharing one port (SO_REUSEPORT) and this process's
-    database; forward SIGTERM/SIGINT to them and wait for them to drain. If one dies, stop
-    all and fail, so the orchestrator restarts the whole receiver."""
+RECYCLE_CONNECTION_EVERY = 32
+"""Workers close about one keep-alive connection in 32 responses, so connections rebalance."""
+
+
+async def _supervise_workers(args: argparse.Namespace, dsn: str, config: ReceiverConfig) -> None:
+    """Run ``config.workers`` serving processes on listening sockets bound here and handed
+    down, with this process's database; forward SIGTERM/SIGINT to them and wait for them to
+    drain. If one dies, stop all and fail, so the orchestrator restarts the whole receiver."""
     import signal
+
+    from aethermind.receiver.serve import bind_shared_listeners
 
     forwarded = [
         "--log-level", args.log_level,
@@ -510,12 +520,22 @@ async def _supervise_workers(args: argparse.Namespace, dsn: str, workers: int) -
         *[flag for origin in args.cors_origin or [] for flag in ("--cors-origin", origin)],
         *(["--max-body-bytes", str(args.max_body_bytes)] if args.max_body_bytes else []),
     ]  # fmt: skip
+    listeners = bind_shared_listeners(config.host, config.port)
+    fds = [sock.fileno() for sock in listeners]
+    forwarded += [flag for fd in fds for flag in ("--listen-fd", str(fd))]
     command = [sys.executable, "-m", "aethermind.cli", "serve", "--worker", *forwarded]
     # The URL goes by environment, not argv: argv is readable by every user of the machine.
     env = {**os.environ, "DATABASE_URL": dsn}
-    processes = [
-        await asyncio.create_subprocess_exec(*command, env=env) for _ in range(workers)
-    ]
+    try:
+        processes = [
+            await asyncio.create_subprocess_exec(*command, env=env, pass_fds=fds)
+            for _ in range(config.workers)
+        ]
+    finally:
+        # Only the workers listen: once they have stopped, new connections are refused
+        # rather than left waiting in a backlog nobody accepts from.
+        for sock in listeners:
+            sock.close()
     logger.info("started workers", extra={"workers": [p.pid for p in processes]})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -621,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="serving processes (env AETHERMIND_WORKERS)"
     )
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--listen-fd", type=int, action="append", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from typing import Any
 
+import pytest
 import requests
 
 from tests.plugins.services import free_port, wait_for_port
@@ -162,7 +164,7 @@ def test_serve_with_two_workers_shares_one_port_and_stops_them_all(database_url:
     try:
         wait_for_port(port, timeout=60)
         headers = {"Content-Type": PROTOBUF, "Authorization": f"Bearer {created['key']['key']}"}
-        for _ in range(6):  # new connections each time: the kernel spreads them over workers
+        for _ in range(6):  # new connections each time: whichever worker is idle accepts
             response = requests.post(
                 f"http://127.0.0.1:{port}/v1/traces", data=protobuf_body(llm_spans(3)),
                 headers={**headers, "Connection": "close"}, timeout=30,
@@ -173,6 +175,10 @@ def test_serve_with_two_workers_shares_one_port_and_stops_them_all(database_url:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         assert not any(_alive(pid) for pid in workers)
+        # Nobody holds the shared listening socket any more: connections are refused, not
+        # left hanging in a backlog.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
         if process.poll() is None:
             process.kill()

@@ -78,9 +78,7 @@ class AethermindHandle:
         }
 
 
-_handles: weakref.WeakKeyDictionary[TracerProvider, AethermindHandle] = (
-    weakref.WeakKeyDictionary()
-)
+_handles: weakref.WeakKeyDictionary[TracerProvider, AethermindHandle] = weakref.WeakKeyDictionary()
 _handles_lock = threading.Lock()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import time
 import uuid
@@ -42,8 +43,11 @@ _LISTEN_RETRY_SECONDS = 1.0
 
 
 def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Application:
+    middlewares = [_request_context, _cors(config.cors_origins)]
+    if config.recycle_connection_every:
+        middlewares.insert(0, _recycle_connections(config.recycle_connection_every))
     app = web.Application(
-        middlewares=[_request_context, _cors(config.cors_origins)],
+        middlewares=middlewares,
         client_max_size=config.max_body_bytes,
         # We inflate request bodies ourselves, bounded, so a gzip bomb never fully inflates.
         handler_args={"auto_decompress": False},
@@ -217,6 +221,21 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
             },
         )
         request_id_var.reset(token)
+
+
+def _recycle_connections(every: int) -> Any:
+    """Close about one response in ``every`` with ``Connection: close`` (see the setting)."""
+    chance = 1.0 / every
+    draw = random.Random().random  # balancing, not security: any generator will do
+
+    @web.middleware
+    async def recycle(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if draw() < chance and not response.prepared:
+            response.force_close()
+        return response
+
+    return recycle
 
 
 def _cors(origins: tuple[str, ...]) -> Any:

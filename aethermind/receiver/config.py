@@ -44,10 +44,16 @@ class ReceiverConfig:
     auth_max_failures_per_minute: int = 30
     overrides_ttl_seconds: float = 30.0
     shutdown_grace_seconds: float = 30.0
-    # Serving processes sharing the port (SO_REUSEPORT), supervised by `aethermind serve`.
+    # Serving processes sharing one listening socket, supervised by `aethermind serve`.
     # Python runs one core per process; with PostgreSQL on the same box, 2 is a good start.
     workers: int = 1
-    reuse_port: bool = False
+    # Set in a worker: the listening sockets its supervisor bound and handed down.
+    listen_fds: tuple[int, ...] = ()
+    # With several workers, a response closes its keep-alive connection with probability
+    # 1/N, so clients reconnect now and then and the idle worker, first to accept, takes
+    # them: a handful of long-lived connections cannot pin most of the load on one process.
+    # 0 never closes. Stateless on purpose: no per-connection bookkeeping.
+    recycle_connection_every: int = 0
     decode_limits: DecodeLimits = field(default=DEFAULT_LIMITS)
     # Budget alerts (receiver/alerts.py): how often each replica compares month-to-date cost
     # with the budgets (0 turns the loop off), the per-request webhook timeout, the attempts
@@ -61,6 +67,11 @@ class ReceiverConfig:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ReceiverConfigError(f"port must be 1-65535, got {self.port}")
+        if self.recycle_connection_every < 0:
+            raise ReceiverConfigError(
+                "recycle_connection_every must be >= 0 (0: never), got"
+                f" {self.recycle_connection_every}"
+            )
         for name in ("max_body_bytes", "max_inflight_requests", "workers"):
             if getattr(self, name) <= 0:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")

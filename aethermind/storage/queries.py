@@ -255,9 +255,7 @@ async def aggregates(
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         records = await conn.fetch(sql, *params, timeout=timeout)
     # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
-    return [
-        _row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]
-    ]
+    return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
 
 
 _SPAN_COLUMNS = (
