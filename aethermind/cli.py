@@ -498,8 +498,8 @@ async def cmd_serve(args: argparse.Namespace) -> None:
         await run_until_signal(create_app(config, provide_pool), config)
 
 
-RECYCLE_CONNECTION_EVERY = 32
-"""Workers close about one keep-alive connection in 32 responses, so connections rebalance."""
+RECYCLE_CONNECTION_EVERY = 8
+"""Workers close about one keep-alive connection in 8 responses, so connections rebalance."""
 
 
 async def _supervise_workers(args: argparse.Namespace, dsn: str, config: ReceiverConfig) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -299,6 +300,8 @@ async def run(args: argparse.Namespace) -> None:
         server.terminate()
         server.wait(timeout=60)
         await embedded.stop()
+        if not args.keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main() -> None:
@@ -308,6 +311,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--requests", type=int, default=9000)
     parser.add_argument("--workers", type=int, default=1, help="aethermind serve --workers")
+    parser.add_argument("--keep-data", action="store_true", help="keep the database directory")
     asyncio.run(run(parser.parse_args()))
 
 
