@@ -200,7 +200,11 @@ async def run(args: argparse.Namespace) -> None:
         def server_rss_mib() -> float:
             # The supervisor and its workers: what the receiver holds in all.
             total = 0
-            for member in [process, *process.children(recursive=True)]:
+            try:
+                members = [process, *process.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return 0.0  # the server is stopping
+            for member in members:
                 try:
                     total += member.memory_info().rss
                 except psutil.NoSuchProcess:
@@ -309,7 +313,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--overload-seconds", type=int, default=60)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=9000)
+    parser.add_argument("--requests", type=int, default=14000)
     parser.add_argument("--workers", type=int, default=1, help="aethermind serve --workers")
     parser.add_argument("--keep-data", action="store_true", help="keep the database directory")
     asyncio.run(run(parser.parse_args()))
