@@ -47,6 +47,7 @@ from aiohttp import web
 
 from aethermind import __version__
 from aethermind.receiver.config import ReceiverConfig
+from aethermind.receiver.metrics import ReceiverMetrics
 from aethermind.receiver.state import SERVICES
 from aethermind.storage import budgets
 from aethermind.storage.scope import PoolOrConnection
@@ -516,9 +517,10 @@ async def run_alert_loop(
     policy: RetryPolicy,
     session: aiohttp.ClientSession,
     clock: Clock = _utcnow,
+    metrics: ReceiverMetrics | None = None,
 ) -> None:
     """Check budgets every ``interval_seconds`` (the first one interval after start) until
-    cancelled. A failed check is logged and the loop goes on."""
+    cancelled. A failed check is logged, counted, and the loop goes on."""
     while True:
         await asyncio.sleep(interval_seconds)
         try:
@@ -527,7 +529,13 @@ async def run_alert_loop(
             raise
         except Exception as exc:
             logger.warning("budget check failed", extra=_error_fields(exc))
+            if metrics is not None:
+                metrics.budget_checks.labels("failed").inc()
             continue
+        if metrics is not None:
+            metrics.budget_checks.labels("failed" if result.errors else "ok").inc()
+            metrics.budget_alerts.labels("delivered").inc(len(result.delivered))
+            metrics.budget_alerts.labels("failed").inc(len(result.failed))
         if result.alerts:
             logger.info(
                 "budget check done",
@@ -554,6 +562,7 @@ def alert_loop_ctx(config: ReceiverConfig) -> Callable[[web.Application], AsyncI
                     interval_seconds=config.alert_check_seconds,
                     policy=RetryPolicy.from_config(config),
                     session=session,
+                    metrics=app[SERVICES].metrics,
                 ),
                 name="aethermind-budget-alerts",
             )

@@ -96,3 +96,15 @@ class ReceiverMetrics:
             "Requests answered 503 because storage failed",
             registry=r,
         )
+        self.budget_checks = Counter(
+            "aethermind_budget_checks",
+            "Budget checks by this process, by outcome (ok, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.budget_alerts = Counter(
+            "aethermind_budget_alerts",
+            "Budget alert webhook deliveries, by outcome (delivered, failed: retried later)",
+            ["outcome"],
+            registry=r,
+        )

@@ -53,6 +53,9 @@ async def test_the_receiver_announces_a_crossed_threshold_once(
         " (threshold 50%)"
     ]
     assert Decimal(webhook.calls[0].body["month_to_date_usd"]) == Decimal("0.0055")
+    metrics = await (await receiver.session.get(f"{receiver.url}/metrics")).text()
+    assert 'aethermind_budget_alerts_total{outcome="delivered"} 1.0' in metrics
+    assert 'aethermind_budget_checks_total{outcome="ok"}' in metrics
 
 
 async def test_alert_check_seconds_zero_turns_the_loop_off(
