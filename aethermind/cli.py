@@ -417,8 +417,15 @@ async def cmd_budget_set(args: argparse.Namespace) -> None:
         thresholds = None if args.thresholds is None else parse_thresholds(args.thresholds)
     except ValueError as exc:
         raise CliError(f"--thresholds: {exc}") from exc
+    raw_url = args.webhook_url
+    if raw_url == "-":
+        # From standard input, so the secret in the URL never sits in argv (which `ps` shows
+        # to every user of the machine) or in shell history.
+        raw_url = sys.stdin.readline().strip()
+        if not raw_url:
+            raise CliError("--webhook-url -: expected the URL on standard input, got nothing")
     try:
-        webhook_url = None if args.webhook_url is None else validate_webhook_url(args.webhook_url)
+        webhook_url = None if raw_url is None else validate_webhook_url(raw_url)
     except ValueError as exc:
         raise CliError(f"--webhook-url: {exc}") from exc
     async with open_pool(args) as pool:
@@ -734,7 +741,10 @@ def build_parser() -> argparse.ArgumentParser:
     bset.add_argument("--org", required=True)
     bset.add_argument("--monthly-usd", required=True, help="monthly limit in USD")
     bset.add_argument("--thresholds", help="alert percentages (default 50,80,100)")
-    bset.add_argument("--webhook-url", help="Slack-compatible webhook (needed for a new budget)")
+    bset.add_argument(
+        "--webhook-url",
+        help="Slack-compatible webhook (needed for a new budget); '-' reads it from stdin",
+    )
     bset.set_defaults(handler=cmd_budget_set)
     bshow = budget.add_parser("show", help="budget, month-to-date cost and alert status")
     _common(bshow)

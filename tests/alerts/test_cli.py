@@ -125,11 +125,11 @@ async def test_budget_show_without_a_budget_or_organization_is_an_error(
 
 
 def test_budget_commands_as_a_process_print_one_json_document(database_url: str) -> None:
-    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "aethermind.cli", *argv, "--database-url", database_url,
              "--json"],
-            capture_output=True, text=True, timeout=120, check=False,
+            input=stdin, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 
     assert run("org", "create", "Acme").returncode == 0
@@ -137,6 +137,15 @@ def test_budget_commands_as_a_process_print_one_json_document(database_url: str)
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["budget"]["thresholds"] == [50, 80, 100]
     assert "s3cr3t" not in created.stdout + created.stderr
+    # The URL can come from standard input, so its secret never shows in `ps`.
+    from_stdin = run(
+        "budget", "set", "--org", "acme", "--monthly-usd", "60", "--webhook-url", "-",
+        stdin=HOOK.replace("hooks.slack.com", "hooks.example.com") + "\n",
+    )  # fmt: skip
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert json.loads(from_stdin.stdout)["budget"]["webhook_host"] == "hooks.example.com"
+    empty = run("budget", "set", "--org", "acme", "--monthly-usd", "60", "--webhook-url", "-")
+    assert empty.returncode == 2 and "standard input" in json.loads(empty.stdout)["error"]
     refused = run("budget", "set", "--org", "acme", "--monthly-usd", "-5")
     assert refused.returncode == 2
     assert "--monthly-usd" in json.loads(refused.stdout)["error"]
