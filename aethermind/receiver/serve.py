@@ -15,6 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from aethermind.receiver.config import ReceiverConfig
+from aethermind.receiver.listener import BalancedSockSite
+from aethermind.receiver.state import SERVICES
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +66,13 @@ def listening_sites(runner: web.AppRunner, config: ReceiverConfig) -> list[web.B
     """The sockets a worker was handed, else a fresh listener on host and port."""
     context = tls_context(config)
     if config.listen_fds:
+        services = runner.app[SERVICES]
+
+        def busy() -> bool:
+            return services.inflight > 0
+
         return [
-            web.SockSite(runner, socket.socket(fileno=fd), ssl_context=context)
+            BalancedSockSite(runner, socket.socket(fileno=fd), busy=busy, ssl_context=context)
             for fd in config.listen_fds
         ]
     return [web.TCPSite(runner, config.host, config.port, ssl_context=context, backlog=1024)]
@@ -78,7 +85,7 @@ def bind_shared_listeners(host: str, port: int) -> list[socket.socket]:
     hashes each new connection to a SO_REUSEPORT socket whatever its process is doing, so a
     few long-lived client connections can load one worker with twice the other's work
     (measured: a 66/34 split at half load). On a shared socket the worker that is idle
-    accepts first.
+    accepts first (``listener.BalancedSockSite``).
     """
     listeners: list[socket.socket] = []
     seen: set[tuple[int, Any]] = set()
