@@ -21,7 +21,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from aethermind.receiver import dashboard, ingest, openapi, ops, query
+from aethermind.receiver import admin, dashboard, ingest, openapi, ops, query
 from aethermind.receiver.alerts import alert_loop_ctx
 from aethermind.receiver.auth import FailureThrottle, KeyCache
 from aethermind.receiver.coalesce import WriteCoalescer
@@ -61,6 +61,9 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     app.router.add_get("/v1/aggregates", query.aggregates)
     app.router.add_get("/v1/traces/{trace_id}", query.trace)
     app.router.add_get("/v1/top-traces", query.top_traces)
+    app.router.add_get("/v1/keys", admin.list_keys)
+    app.router.add_post("/v1/keys", admin.create_key)
+    app.router.add_delete("/v1/keys/{key_id}", admin.revoke_key)
     app.router.add_get(openapi.OPENAPI_PATH, openapi.serve)
     ops.add_routes(app)
     dashboard.add_routes(app)
@@ -258,7 +261,7 @@ def _cors(origins: tuple[str, ...]) -> Any:
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             headers.update(
                 {
-                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
                     "Access-Control-Allow-Headers": "Authorization, Content-Type, "
                     "Content-Encoding, x-api-key, X-Request-Id",
                     "Access-Control-Max-Age": "600",

@@ -72,7 +72,12 @@ class ReceiverConfig:
                 "recycle_connection_every must be >= 0 (0: never), got"
                 f" {self.recycle_connection_every}"
             )
-        for name in ("max_body_bytes", "max_inflight_requests", "workers"):
+        for name in (
+            "max_body_bytes",
+            "max_inflight_requests",
+            "workers",
+            "auth_max_failures_per_minute",
+        ):
             if getattr(self, name) <= 0:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.alert_check_seconds < 0:
@@ -107,6 +112,7 @@ class ReceiverConfig:
             ("max_body_bytes", int),
             ("max_inflight_requests", int),
             ("write_timeout_seconds", float),
+            ("auth_max_failures_per_minute", int),
             ("keep_all_spans", bool),
             ("workers", int),
             ("tls_cert", str),

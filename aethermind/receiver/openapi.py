@@ -33,8 +33,9 @@ them, and answers usage and cost queries per organization.
 **Keys.** Every `/v1/` route takes an API key (a string starting `aether_`) as
 `Authorization: Bearer <key>` or `x-api-key: <key>`. A key has scopes: `ingest` (write
 telemetry: `POST /v1/traces`, `POST /v1/ingest`), `read` (query: `GET /v1/aggregates`,
-`GET /v1/traces/{trace_id}`, `GET /v1/top-traces`) and `admin` (manage keys and prices, CLI
-only). The organization is always the key's; no parameter can choose another. A missing or
+`GET /v1/traces/{trace_id}`, `GET /v1/top-traces`) and `admin` (manage the organization's
+keys: `GET`/`POST /v1/keys`, `DELETE /v1/keys/{key_id}`; prices and budgets are set with the
+CLI). The organization is always the key's; no parameter can choose another. A missing or
 unknown key is a 401, a revoked key or one without the route's scope a 403; an address that
 keeps presenting bad keys gets 429 with `Retry-After` for a while.
 
@@ -79,6 +80,12 @@ _DECIMAL: Final = {
 }
 _INSTANT: Final = {"type": "string", "format": "date-time", "examples": ["2026-11-01T00:00:00Z"]}
 _EMPTY: Final = {"type": "string", "maxLength": 0}
+_SCOPE_LIST: Final = {
+    "type": "array",
+    "items": {"type": "string", "enum": ["ingest", "read", "admin"]},
+    "minItems": 1,
+    "uniqueItems": True,
+}
 # Epoch milliseconds past this are beyond OTLP's int64 nanoseconds.
 _MAX_EPOCH_MS: Final = MAX_TIME_UNIX_NANO // 1_000_000
 
@@ -154,6 +161,10 @@ def _query_errors() -> dict[str, Schema]:
         ),
         "503": _json_error("Storage unavailable; retry after `Retry-After` seconds.", _RETRY_AFTER),
     }
+
+
+def _admin_errors() -> dict[str, Schema]:
+    return {**_query_errors(), **_auth_errors(_json_error, "admin")}
 
 
 def _content_encoding_parameter() -> Schema:
@@ -306,6 +317,66 @@ def _paths() -> Schema:
                 "responses": {
                     "200": _response("The traces.", {JSON: _schema("TopTracesResponse")}),
                     **_query_errors(),
+                },
+            }
+        },
+        "/v1/keys": {
+            "get": {
+                "operationId": "listKeys",
+                "tags": ["admin"],
+                "summary": "The organization's keys",
+                "description": (
+                    "Every key of the key's organization, revoked ones included, oldest first; "
+                    "never the keys themselves. Scope `admin`."
+                ),
+                "security": _SECURITY,
+                "responses": {
+                    "200": _response("The keys.", {JSON: _schema("KeyList")}),
+                    **_admin_errors(),
+                },
+            },
+            "post": {
+                "operationId": "createKey",
+                "tags": ["admin"],
+                "summary": "Create a key in the organization",
+                "description": (
+                    "A new key with the given scopes, in the admin key's organization. The "
+                    "full key is in this answer only. Scope `admin`."
+                ),
+                "security": _SECURITY,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _schema("NewKeyRequest")}},
+                },
+                "responses": {
+                    "201": _response("The new key.", {JSON: _schema("CreatedKey")}),
+                    **_admin_errors(),
+                },
+            },
+        },
+        "/v1/keys/{key_id}": {
+            "delete": {
+                "operationId": "revokeKey",
+                "tags": ["admin"],
+                "summary": "Revoke a key of the organization",
+                "description": (
+                    "Revokes the key (again is harmless: the first time is kept); every "
+                    "replica refuses it within seconds. Scope `admin`."
+                ),
+                "security": _SECURITY,
+                "parameters": [
+                    {
+                        "name": "key_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The key's id (as listed), not the key.",
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "responses": {
+                    "200": _response("The revoked key.", {JSON: _schema("ApiKey")}),
+                    "404": _json_error("No key with this id in the key's organization."),
+                    **_admin_errors(),
                 },
             }
         },
@@ -871,6 +942,61 @@ def _schemas() -> Schema:
             },
             "additionalProperties": False,
         },
+        "ApiKey": {
+            "type": "object",
+            "required": [
+                "id",
+                "organization_id",
+                "public_id",
+                "scopes",
+                "name",
+                "created_at",
+                "last_used_at",
+                "revoked_at",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "organization_id": {"type": "string", "format": "uuid"},
+                "public_id": {"type": "string", "description": "The lookup part of the key."},
+                "scopes": _SCOPE_LIST,
+                "name": _nullable_type("string"),
+                "created_at": _INSTANT,
+                "last_used_at": _nullable_type("string", format="date-time"),
+                "revoked_at": _nullable_type("string", format="date-time"),
+            },
+            "additionalProperties": False,
+        },
+        "KeyList": {
+            "type": "object",
+            "required": ["keys"],
+            "properties": {"keys": {"type": "array", "items": _schema("ApiKey")}},
+            "additionalProperties": False,
+        },
+        "NewKeyRequest": {
+            "type": "object",
+            "required": ["scopes"],
+            "properties": {
+                "scopes": _SCOPE_LIST,
+                "name": {"type": "string", "maxLength": 200, "pattern": "^[^\\x00]*$"},
+            },
+            "additionalProperties": False,
+        },
+        "CreatedKey": {
+            "type": "object",
+            "required": ["id", "key", "scopes", "organization_id", "name"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "key": {
+                    "type": "string",
+                    "pattern": "^aether_",
+                    "description": "The full key: shown in this answer only, store it now.",
+                },
+                "scopes": _SCOPE_LIST,
+                "organization_id": {"type": "string", "format": "uuid"},
+                "name": _nullable_type("string"),
+            },
+            "additionalProperties": False,
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -935,6 +1061,7 @@ def build_document() -> dict[str, Any]:
         "tags": [
             {"name": "ingest", "description": "Write telemetry (scope `ingest`)."},
             {"name": "query", "description": "Read usage and cost (scope `read`)."},
+            {"name": "admin", "description": "Manage the organization's keys (scope `admin`)."},
             {"name": "operations", "description": "Health, readiness, metrics; no key."},
             {"name": "dashboard", "description": "The web page; no key."},
         ],

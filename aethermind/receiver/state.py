@@ -35,6 +35,9 @@ class Services:
     # answering (health checks, small requests) and a burst of hostile 16 MiB bodies cannot
     # multiply the decoder's memory by the number of requests in flight.
     large_decodes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    # Creating a key runs bcrypt (~0.2 s of CPU) in a worker thread; one at a time, so an
+    # admin key creating keys in a loop cannot take the threads that check keys on ingest.
+    key_hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     inflight: int = 0
     draining: bool = False
 

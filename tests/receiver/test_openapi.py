@@ -27,6 +27,7 @@ from schemathesis.checks import (
 )
 
 from aethermind.receiver.openapi import build_document
+from aethermind.storage.tenants import create_key
 from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.receiver.helpers import JSON, llm_spans, protobuf_body, random_trace_id
 
@@ -165,6 +166,13 @@ FUZZ_GROUPS: dict[str, list[Fuzz]] = {
         ("POST", "/v1/ingest", POSITIVE, 80),
         ("POST", "/v1/ingest", NEGATIVE, 40),
     ],
+    "admin": [
+        ("GET", "/v1/keys", POSITIVE, 5),
+        ("POST", "/v1/keys", POSITIVE, 12),
+        ("POST", "/v1/keys", NEGATIVE, 25),
+        ("DELETE", "/v1/keys/{key_id}", POSITIVE, 10),
+        ("DELETE", "/v1/keys/{key_id}", NEGATIVE, 10),
+    ],
     "otlp-and-operations": [
         ("POST", "/v1/traces", POSITIVE, 40),
         ("GET", "/healthz", POSITIVE, 3),
@@ -229,7 +237,10 @@ def run_schemathesis(
 def auth_for(receiver: RunningReceiver, method: str, path: str) -> dict[str, str]:
     if not path.startswith("/v1/"):
         return {}
-    key = receiver.acme.ingest_key if method == "POST" else receiver.acme.read_key
+    if path.startswith("/v1/keys"):
+        key = receiver.extra["admin_key"]
+    else:
+        key = receiver.acme.ingest_key if method == "POST" else receiver.acme.read_key
     return {"Authorization": f"Bearer {key}"}
 
 
@@ -240,6 +251,7 @@ async def test_generated_requests_get_documented_answers_and_never_a_5xx(
     receiver = fuzzed_receiver
     # Data in the default range (the last 30 days), so aggregates have rows to shape.
     await post_events(receiver, now_events(6))
+    _, receiver.extra["admin_key"] = await create_key(receiver.pool, receiver.acme.id, ["admin"])
     document = await fetch_document(receiver)
     failures: list[str] = []
     for method, path, mode, examples in FUZZ_GROUPS[group]:

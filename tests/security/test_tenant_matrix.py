@@ -45,6 +45,9 @@ EXPECTED = {
     "GET /v1/aggregates": by_scope("read"),
     "GET /v1/traces/{id}": by_scope("read"),
     "GET /v1/top-traces": by_scope("read"),
+    "GET /v1/keys": by_scope("admin"),
+    "POST /v1/keys": {**by_scope("admin"), "admin": 201},
+    "DELETE /v1/keys/{key}": by_scope("admin"),
     "GET /dashboard": OPEN,
     "GET /healthz": OPEN,
     "GET /readyz": OPEN,
@@ -143,6 +146,16 @@ def call(
     method, path = route.split(" ")
     url = target.url + path.replace("{id}", org.trace_id)
     since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    if method == "DELETE":
+        # A throwaway key of this organization each time, so revoking never touches the
+        # matrix's own keys.
+        url = target.url + path.replace("{key}", str(throwaway_key(target, org)))
+        return requests.delete(url, headers=headers, params=params, timeout=30)
+    if path == "/v1/keys" and method == "POST":
+        body = json.dumps({"scopes": ["read"], "name": "matrix"}).encode()
+        return requests.post(
+            url, data=body, headers={**headers, "Content-Type": JSON}, params=params, timeout=30
+        )
     if method == "POST":
         if path == "/v1/traces":
             body, ctype = traces_body(org), JSON
@@ -156,6 +169,16 @@ def call(
         if path == "/v1/aggregates":
             params.setdefault("group_by", "service")
     return requests.get(url, headers=headers, params=params, timeout=30)
+
+
+def throwaway_key(target: Target, org: Org) -> UUID:
+    async def make() -> UUID:
+        config = DatabaseConfig(database_url=target.database_url, min_pool_size=1, max_pool_size=1)
+        async with Database(config) as pool:
+            record, _ = await create_key(pool, org.id, ["read"], name="throwaway")
+        return record.id
+
+    return run_async(make())
 
 
 def org_of_rows(target: Target, column: str, values: list[str]) -> Counter[str]:
@@ -231,6 +254,8 @@ def check_only_own_data(route: str, document: Any, org: Org, other: Org) -> None
     elif route == "GET /v1/traces/{id}":
         assert document["trace_id"] == org.trace_id
         assert {s["span_id"] for s in document["spans"]} <= set(org.span_ids)
+    elif route == "GET /v1/keys":
+        assert {k["organization_id"] for k in document["keys"]} == {str(org.id)}
     elif route == "GET /v1/top-traces":
         ids = {t["trace_id"] for t in document["traces"]}
         assert org.trace_id in ids and other.trace_id not in ids
@@ -314,6 +339,18 @@ def test_ids_in_bodies_queries_and_headers_never_pick_the_organization(
     assert before_b == after_b
     assert org_of_rows(target, "span_id", [b.span_ids[0]])[a.slug] == 1
     outcomes["A re-sends B's trace and span ids"] = response.status_code
+    # Keys: A's admin key on one of B's key ids finds nothing, and B's key keeps working.
+    b_key = throwaway_key(target, b)
+    response = requests.delete(
+        f"{target.url}/v1/keys/{b_key}",
+        headers={**headers_for(a, "admin"), "X-Organization-Id": str(b.id)},
+        params={"organization_id": str(b.id)},
+        timeout=30,
+    )
+    outcomes["A's admin key revokes B's key id"] = response.status_code
+    assert response.status_code == 404
+    [row] = owner_fetch(target.database_url, "SELECT revoked_at FROM api_keys WHERE id = $1", b_key)
+    assert row["revoked_at"] is None
     print(f"\n[security] spoofing attempts: {outcomes}; every row landed in the key's organization")
 
 
