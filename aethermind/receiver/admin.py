@@ -1,24 +1,26 @@
-"""Key management for keys with the ``admin`` scope: list, create and revoke the keys of the
-key's own organization (``GET/POST /v1/keys``, ``DELETE /v1/keys/{key_id}``).
+"""What keys with the ``admin`` scope manage, for their own organization only: its keys
+(``GET/POST /v1/keys``, ``DELETE /v1/keys/{key_id}``) and its price overrides
+(``GET/POST /v1/prices``, ``DELETE /v1/prices/{price_id}``).
 
 The organization is the admin key's, and row-level security scopes every statement to it,
-so a key id of another organization is simply not found. Prices and budgets stay with the
-CLI (operator work).
+so an id of another organization is simply not found. Budgets stay with the CLI.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from aethermind.receiver.errors import BadRequest, NotFound
-from aethermind.receiver.query import jsonable, reading
+from aethermind.receiver.query import jsonable, parse_time, reading
 from aethermind.receiver.security import authenticate
 from aethermind.receiver.state import SERVICES
-from aethermind.storage import keys, tenants
+from aethermind.storage import keys, prices, tenants
 
 MAX_KEY_NAME_LENGTH = 200
 MAX_BODY_BYTES = 4096
@@ -59,11 +61,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     verified = await authenticate(request, "admin")
     services = request.app[SERVICES]
-    raw_id = request.match_info["key_id"]
-    try:
-        key_id = UUID(raw_id)
-    except ValueError:
-        raise BadRequest("path parameter 'key_id' must be a key id (a UUID)") from None
+    key_id = _uuid_param(request, "key_id", "a key id (a UUID)")
     async with reading(services):
         record = await tenants.revoke_key(
             services.pool, key_id, organization_id=verified.organization_id,
@@ -74,14 +72,132 @@ async def revoke_key(request: web.Request) -> web.Response:
     return web.json_response(jsonable(record.as_dict()))
 
 
+MONEY_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+# The same shapes the OpenAPI document gives, so the schema and the server agree exactly.
+_MONEY = re.compile(r"^[0-9]{1,7}(\.[0-9]{1,12})?$")
+_DATE_TIME = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+MAX_PATTERN_LENGTH = 200
+
+
+async def list_prices(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "admin")
+    services = request.app[SERVICES]
+    async with reading(services):
+        stored = await prices.list_prices(
+            services.pool, verified.organization_id, timeout=services.config.write_timeout_seconds
+        )
+    return web.json_response({"prices": [price_document(p) for p in stored]})
+
+
+async def create_price(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "admin")
+    services = request.app[SERVICES]
+    fields = _parse_new_price(await _json_body(request))
+    async with reading(services):
+        price = await prices.create_price(
+            services.pool, verified.organization_id,
+            timeout=services.config.write_timeout_seconds, **fields,
+        )  # fmt: skip
+    # This process prices with it from the next request; other replicas within their
+    # overrides TTL (30 s by default). `aethermind reprice` applies it to stored spans.
+    services.policies.forget(verified.organization_id)
+    return web.json_response(price_document(price), status=201)
+
+
+async def delete_price(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "admin")
+    services = request.app[SERVICES]
+    price_id = _uuid_param(request, "price_id", "a price id (a UUID)")
+    async with reading(services):
+        deleted = await prices.delete_price(
+            services.pool, verified.organization_id, price_id,
+            timeout=services.config.write_timeout_seconds,
+        )  # fmt: skip
+    if not deleted:
+        raise NotFound(f"no price {price_id} in this organization")
+    services.policies.forget(verified.organization_id)
+    return web.Response(status=204)
+
+
+def price_document(price: prices.ModelPrice) -> dict[str, Any]:
+    """A price override as the API shows it: money as decimal strings."""
+    document: dict[str, Any] = jsonable(
+        {
+            "id": price.id,
+            "organization_id": price.organization_id,
+            "provider": price.provider,
+            "model_pattern": price.model_pattern,
+            **{name: getattr(price, name) for name in MONEY_FIELDS},
+            "valid_from": price.valid_from,
+            "created_at": price.created_at,
+        }
+    )
+    return document
+
+
+def _parse_new_price(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be an object: {"model_pattern": ..., ...}')
+    unknown = sorted(set(body) - {"model_pattern", "provider", "valid_from", *MONEY_FIELDS})
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}")
+    fields: dict[str, Any] = {"model_pattern": _text(body, "model_pattern")}
+    if "provider" in body:
+        fields["provider"] = _text(body, "provider")
+    for name in MONEY_FIELDS:
+        required = name in ("input_per_mtok", "output_per_mtok")
+        fields[name] = _money(body, name, required=required)
+    if "valid_from" in body:
+        raw_from = body["valid_from"]
+        if not isinstance(raw_from, str) or not _DATE_TIME.fullmatch(raw_from):
+            raise BadRequest(
+                "'valid_from' must be an RFC 3339 date-time, e.g. 2026-11-01T00:00:00Z"
+            )
+        fields["valid_from"] = parse_time("valid_from", raw_from)
+    return fields
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_PATTERN_LENGTH or "\x00" in value:
+        raise BadRequest(f"'{name}' must be a non-empty string of at most {MAX_PATTERN_LENGTH}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"'{name}' is not valid UTF-8") from None
+    return value
+
+
+def _money(body: dict[str, Any], name: str, *, required: bool) -> Decimal | None:
+    """USD per million tokens, as a decimal string (money is never a JSON number here)."""
+    if name not in body:
+        if required:
+            raise BadRequest(f"'{name}' is required (USD per million tokens, e.g. \"2.50\")")
+        return None
+    value = body[name]
+    if not isinstance(value, str) or not _MONEY.fullmatch(value):
+        raise BadRequest(f"'{name}' must be a decimal string under 10000000 such as \"2.50\"")
+    return Decimal(value)
+
+
+def _uuid_param(request: web.Request, name: str, what: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise BadRequest(f"path parameter '{name}' must be {what}") from None
+
+
 async def _json_body(request: web.Request) -> Any:
     if request.content_type != "application/json":
-        raise BadRequest("send the new key's description as application/json")
+        raise BadRequest("send the body as application/json")
     raw = await request.content.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"the body is over {MAX_BODY_BYTES} bytes")
     try:
-        return json.loads(raw or b"{}")
+        # Numbers as Decimal: a price sent as a JSON number is read exactly, never as float.
+        return json.loads(raw or b"{}", parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
 

@@ -34,9 +34,10 @@ them, and answers usage and cost queries per organization.
 `Authorization: Bearer <key>` or `x-api-key: <key>`. A key has scopes: `ingest` (write
 telemetry: `POST /v1/traces`, `POST /v1/ingest`), `read` (query: `GET /v1/aggregates`,
 `GET /v1/traces/{trace_id}`, `GET /v1/top-traces`) and `admin` (manage the organization's
-keys: `GET`/`POST /v1/keys`, `DELETE /v1/keys/{key_id}`; prices and budgets are set with the
-CLI). The organization is always the key's; no parameter can choose another. A missing or
-unknown key is a 401, a revoked key or one without the route's scope a 403; an address that
+keys and price overrides: `GET`/`POST /v1/keys`, `DELETE /v1/keys/{key_id}`,
+`GET`/`POST /v1/prices`, `DELETE /v1/prices/{price_id}`; budgets are set with the CLI).
+The organization is always the key's; no parameter can choose another. A missing or unknown
+key is a 401, a revoked key or one without the route's scope a 403; an address that
 keeps presenting bad keys gets 429 with `Retry-After` for a while.
 
 **Money** is a decimal string (`"0.0125"`), never a float; `null` means no span of the
@@ -80,6 +81,18 @@ _DECIMAL: Final = {
 }
 _INSTANT: Final = {"type": "string", "format": "date-time", "examples": ["2026-11-01T00:00:00Z"]}
 _EMPTY: Final = {"type": "string", "maxLength": 0}
+_MONEY_FIELDS: Final = (
+    "input_per_mtok",
+    "output_per_mtok",
+    "cache_read_per_mtok",
+    "cache_write_per_mtok",
+)
+_PATTERN_TEXT: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": "^[^\\x00]*$",
+}
 _SCOPE_LIST: Final = {
     "type": "array",
     "items": {"type": "string", "enum": ["ingest", "read", "admin"]},
@@ -376,6 +389,62 @@ def _paths() -> Schema:
                 "responses": {
                     "200": _response("The revoked key.", {JSON: _schema("ApiKey")}),
                     "404": _json_error("No key with this id in the key's organization."),
+                    **_admin_errors(),
+                },
+            }
+        },
+        "/v1/prices": {
+            "get": {
+                "operationId": "listPrices",
+                "tags": ["admin"],
+                "summary": "The organization's price overrides",
+                "description": (
+                    "Prices (USD per million tokens) that replace genai-prices' for models "
+                    "matching a pattern, from `valid_from` on; oldest first. Scope `admin`."
+                ),
+                "security": _SECURITY,
+                "responses": {
+                    "200": _response("The overrides.", {JSON: _schema("PriceList")}),
+                    **_admin_errors(),
+                },
+            },
+            "post": {
+                "operationId": "createPrice",
+                "tags": ["admin"],
+                "summary": "Add a price override",
+                "description": (
+                    "Spans received from now on are priced with it (other replicas within "
+                    "30 s); `aethermind reprice` applies it to stored spans. Scope `admin`."
+                ),
+                "security": _SECURITY,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _schema("NewPriceRequest")}},
+                },
+                "responses": {
+                    "201": _response("The new override.", {JSON: _schema("Price")}),
+                    **_admin_errors(),
+                },
+            },
+        },
+        "/v1/prices/{price_id}": {
+            "delete": {
+                "operationId": "deletePrice",
+                "tags": ["admin"],
+                "summary": "Delete a price override",
+                "security": _SECURITY,
+                "parameters": [
+                    {
+                        "name": "price_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The override's id (as listed).",
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "responses": {
+                    "204": _response("Deleted."),
+                    "404": _json_error("No override with this id in the key's organization."),
                     **_admin_errors(),
                 },
             }
@@ -997,6 +1066,59 @@ def _schemas() -> Schema:
             },
             "additionalProperties": False,
         },
+        "Price": {
+            "type": "object",
+            "required": [
+                "id",
+                "organization_id",
+                "provider",
+                "model_pattern",
+                *_MONEY_FIELDS,
+                "valid_from",
+                "created_at",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "organization_id": {"type": "string", "format": "uuid"},
+                "provider": _nullable_type("string"),
+                "model_pattern": {
+                    "type": "string",
+                    "description": "A model name or an fnmatch pattern (`gpt-4o*`).",
+                },
+                **{name: _nullable(_DECIMAL) for name in _MONEY_FIELDS},
+                "valid_from": _INSTANT,
+                "created_at": _INSTANT,
+            },
+            "additionalProperties": False,
+        },
+        "PriceList": {
+            "type": "object",
+            "required": ["prices"],
+            "properties": {"prices": {"type": "array", "items": _schema("Price")}},
+            "additionalProperties": False,
+        },
+        "NewPriceRequest": {
+            "type": "object",
+            "required": ["model_pattern", "input_per_mtok", "output_per_mtok"],
+            "properties": {
+                "model_pattern": _PATTERN_TEXT,
+                "provider": _PATTERN_TEXT,
+                **{
+                    name: {
+                        "type": "string",
+                        "pattern": r"^[0-9]{1,7}(\.[0-9]{1,12})?$",
+                        "description": "USD per million tokens, at most 1000000.",
+                        "examples": ["2.50"],
+                    }
+                    for name in _MONEY_FIELDS
+                },
+                "valid_from": {
+                    **_INSTANT,
+                    "description": "From when the price applies (default: now).",
+                },
+            },
+            "additionalProperties": False,
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -1061,7 +1183,10 @@ def build_document() -> dict[str, Any]:
         "tags": [
             {"name": "ingest", "description": "Write telemetry (scope `ingest`)."},
             {"name": "query", "description": "Read usage and cost (scope `read`)."},
-            {"name": "admin", "description": "Manage the organization's keys (scope `admin`)."},
+            {
+                "name": "admin",
+                "description": "Manage the organization's keys and prices (scope `admin`).",
+            },
             {"name": "operations", "description": "Health, readiness, metrics; no key."},
             {"name": "dashboard", "description": "The web page; no key."},
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 
@@ -127,3 +128,79 @@ async def test_bad_key_ids_and_bodies_are_400_not_500(receiver: RunningReceiver)
         f"{receiver.url}/v1/keys", data=b"scopes=read", headers=headers
     )
     assert response.status == 400
+
+
+async def test_an_admin_key_sets_a_price_that_prices_the_next_spans(
+    receiver: RunningReceiver,
+) -> None:
+    headers = await admin_headers(receiver)
+    created = await receiver.session.post(
+        f"{receiver.url}/v1/prices",
+        json={
+            "model_pattern": "acme-private-*",
+            "input_per_mtok": "2.00",
+            "output_per_mtok": "8.00",
+            "valid_from": "2020-01-01T00:00:00Z",
+        },
+        headers=headers,
+    )
+    assert created.status == 201
+    price = await created.json()
+    assert price["input_per_mtok"] == "2.00" and price["cache_read_per_mtok"] is None
+
+    # 1,000 input and 1,000 output tokens of a model genai-prices does not know.
+    spans = llm_spans(1, model="acme-private-7b", input_tokens=1000)
+    response = await receiver.session.post(
+        receiver.traces_url,
+        data=protobuf_body(spans),
+        headers=receiver.acme.ingest_headers(**{"Content-Type": PROTOBUF}),
+    )
+    assert response.status == 200
+    [row] = [r for r in await receiver.rows(receiver.acme) if r["model"] == "acme-private-7b"]
+    output_tokens = row["output_tokens"]
+    assert row["cost"] == (Decimal(1000) * 2 + Decimal(output_tokens) * 8) / 1_000_000
+
+    listed = await (await receiver.session.get(f"{receiver.url}/v1/prices", headers=headers)).json()
+    assert [p["id"] for p in listed["prices"]] == [price["id"]]
+    deleted = await receiver.session.delete(
+        f"{receiver.url}/v1/prices/{price['id']}", headers=headers
+    )
+    assert deleted.status == 204
+    again = await receiver.session.delete(
+        f"{receiver.url}/v1/prices/{price['id']}", headers=headers
+    )
+    assert again.status == 404
+    # Another organization's admin never sees it.
+    globex = await admin_headers(receiver, "globex")
+    theirs = await (await receiver.session.get(f"{receiver.url}/v1/prices", headers=globex)).json()
+    assert theirs == {"prices": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"input_per_mtok": "1", "output_per_mtok": "1"}, "'model_pattern'"),
+        ({"model_pattern": "m", "output_per_mtok": "1"}, "'input_per_mtok' is required"),
+        ({"model_pattern": "m", "input_per_mtok": 1.5, "output_per_mtok": "1"}, "decimal string"),
+        ({"model_pattern": "m", "input_per_mtok": "-1", "output_per_mtok": "1"}, "decimal"),
+        ({"model_pattern": "m", "input_per_mtok": "1e3", "output_per_mtok": "1"}, "decimal"),
+        ({"model_pattern": "m", "input_per_mtok": "NaN", "output_per_mtok": "1"}, "decimal"),
+        (
+            {
+                "model_pattern": "m",
+                "input_per_mtok": "1",
+                "output_per_mtok": "1",
+                "valid_from": "x",
+            },
+            "RFC 3339",
+        ),
+        ({"model_pattern": "m", "input_per_mtok": "1", "output_per_mtok": "1", "x": 1}, "'x'"),
+    ],
+)
+async def test_bad_price_requests_get_a_clear_400(
+    receiver: RunningReceiver, body: object, message: str
+) -> None:
+    headers = await admin_headers(receiver)
+    response = await receiver.session.post(f"{receiver.url}/v1/prices", json=body, headers=headers)
+    assert response.status == 400
+    assert message in (await response.json())["error"]["message"]

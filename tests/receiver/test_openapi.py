@@ -172,6 +172,11 @@ FUZZ_GROUPS: dict[str, list[Fuzz]] = {
         ("POST", "/v1/keys", NEGATIVE, 25),
         ("DELETE", "/v1/keys/{key_id}", POSITIVE, 10),
         ("DELETE", "/v1/keys/{key_id}", NEGATIVE, 10),
+        ("GET", "/v1/prices", POSITIVE, 5),
+        ("POST", "/v1/prices", POSITIVE, 25),
+        ("POST", "/v1/prices", NEGATIVE, 40),
+        ("DELETE", "/v1/prices/{price_id}", POSITIVE, 8),
+        ("DELETE", "/v1/prices/{price_id}", NEGATIVE, 8),
     ],
     "otlp-and-operations": [
         ("POST", "/v1/traces", POSITIVE, 40),
@@ -237,7 +242,7 @@ def run_schemathesis(
 def auth_for(receiver: RunningReceiver, method: str, path: str) -> dict[str, str]:
     if not path.startswith("/v1/"):
         return {}
-    if path.startswith("/v1/keys"):
+    if path.startswith(("/v1/keys", "/v1/prices")):
         key = receiver.extra["admin_key"]
     else:
         key = receiver.acme.ingest_key if method == "POST" else receiver.acme.read_key

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +22,7 @@ import requests
 
 from aethermind.storage.config import DatabaseConfig
 from aethermind.storage.database import Database
+from aethermind.storage.prices import create_price
 from aethermind.storage.tenants import create_key, create_organization, revoke_key
 from tests.faults.load import genai_request
 from tests.faults.serving import owner_fetch
@@ -48,6 +50,9 @@ EXPECTED = {
     "GET /v1/keys": by_scope("admin"),
     "POST /v1/keys": {**by_scope("admin"), "admin": 201},
     "DELETE /v1/keys/{key}": by_scope("admin"),
+    "GET /v1/prices": by_scope("admin"),
+    "POST /v1/prices": {**by_scope("admin"), "admin": 201},
+    "DELETE /v1/prices/{price}": {**by_scope("admin"), "admin": 204},
     "GET /dashboard": OPEN,
     "GET /healthz": OPEN,
     "GET /readyz": OPEN,
@@ -147,10 +152,20 @@ def call(
     url = target.url + path.replace("{id}", org.trace_id)
     since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     if method == "DELETE":
-        # A throwaway key of this organization each time, so revoking never touches the
-        # matrix's own keys.
-        url = target.url + path.replace("{key}", str(throwaway_key(target, org)))
+        # A throwaway key or price of this organization each time, so revoking never
+        # touches the matrix's own keys.
+        if "{key}" in path:
+            url = target.url + path.replace("{key}", str(throwaway_key(target, org)))
+        else:
+            url = target.url + path.replace("{price}", str(throwaway_price(target, org)))
         return requests.delete(url, headers=headers, params=params, timeout=30)
+    if path == "/v1/prices" and method == "POST":
+        body = json.dumps(
+            {"model_pattern": "matrix-*", "input_per_mtok": "1", "output_per_mtok": "2"}
+        ).encode()
+        return requests.post(
+            url, data=body, headers={**headers, "Content-Type": JSON}, params=params, timeout=30
+        )
     if path == "/v1/keys" and method == "POST":
         body = json.dumps({"scopes": ["read"], "name": "matrix"}).encode()
         return requests.post(
@@ -177,6 +192,18 @@ def throwaway_key(target: Target, org: Org) -> UUID:
         async with Database(config) as pool:
             record, _ = await create_key(pool, org.id, ["read"], name="throwaway")
         return record.id
+
+    return run_async(make())
+
+
+def throwaway_price(target: Target, org: Org) -> UUID:
+    async def make() -> UUID:
+        config = DatabaseConfig(database_url=target.database_url, min_pool_size=1, max_pool_size=1)
+        async with Database(config) as pool:
+            price = await create_price(
+                pool, org.id, "throwaway-*", input_per_mtok=Decimal(1), output_per_mtok=Decimal(1)
+            )
+        return price.id
 
     return run_async(make())
 
@@ -256,6 +283,8 @@ def check_only_own_data(route: str, document: Any, org: Org, other: Org) -> None
         assert {s["span_id"] for s in document["spans"]} <= set(org.span_ids)
     elif route == "GET /v1/keys":
         assert {k["organization_id"] for k in document["keys"]} == {str(org.id)}
+    elif route == "GET /v1/prices":
+        assert {p["organization_id"] for p in document["prices"]} <= {str(org.id)}
     elif route == "GET /v1/top-traces":
         ids = {t["trace_id"] for t in document["traces"]}
         assert org.trace_id in ids and other.trace_id not in ids
