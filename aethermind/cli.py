@@ -390,15 +390,18 @@ async def cmd_price_delete(args: argparse.Namespace) -> None:
 
 
 def _price_doc(price: Any) -> dict[str, Any]:
+    """The fields of ``GET /v1/prices`` (the Price schema), so scripts can use either."""
     return {
         "id": str(price.id),
         "organization_id": str(price.organization_id),
+        "provider": price.provider,
         "model_pattern": price.model_pattern,
         "input_per_mtok": price.input_per_mtok,
         "output_per_mtok": price.output_per_mtok,
         "cache_read_per_mtok": price.cache_read_per_mtok,
         "cache_write_per_mtok": price.cache_write_per_mtok,
         "valid_from": price.valid_from,
+        "created_at": price.created_at,
     }
 
 

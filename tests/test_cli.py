@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from aethermind.receiver.openapi import build_document
 from tests.plugins.services import free_port, wait_for_port
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
 
@@ -248,6 +249,9 @@ def test_price_override_then_reprice_prices_a_private_model(database_url: str) -
         "--output-per-mtok", "1.20", "--from", "2026-01-01", database_url=database_url,
     )  # fmt: skip
     assert price["model_pattern"] == "house-model-*"
+    # The same fields as the API's Price schema.
+    schema = build_document()["components"]["schemas"]["Price"]
+    assert set(price) == set(schema["properties"])
     assert [
         p["id"]
         for p in run_cli("price", "list", "--org", "private", database_url=database_url)["prices"]
