@@ -359,7 +359,7 @@ async def cmd_price_set(args: argparse.Namespace) -> None:
             cache_write_per_mtok=_money(args.cache_write_per_mtok, "--cache-write-per-mtok"),
             valid_from=_time(args.from_, "--from"),
         )
-    document = _price_doc(price)
+    document = price.as_dict()
     emit(args, document, lambda: print(f"price {price.id} for {price.model_pattern} set"))
 
 
@@ -369,7 +369,7 @@ async def cmd_price_list(args: argparse.Namespace) -> None:
     async with open_pool(args) as pool:
         org = await _organization(pool, args.org)
         prices = await list_prices(pool, org.id)
-    docs = [_price_doc(p) for p in prices]
+    docs = [p.as_dict() for p in prices]
     emit(
         args,
         {"prices": docs},
@@ -387,22 +387,6 @@ async def cmd_price_delete(args: argparse.Namespace) -> None:
     if not deleted:
         raise CliError(f"no price {args.price_id!r} in organization {args.org!r}")
     emit(args, {"deleted": args.price_id}, lambda: print(f"price {args.price_id} deleted"))
-
-
-def _price_doc(price: Any) -> dict[str, Any]:
-    """The fields of ``GET /v1/prices`` (the Price schema), so scripts can use either."""
-    return {
-        "id": str(price.id),
-        "organization_id": str(price.organization_id),
-        "provider": price.provider,
-        "model_pattern": price.model_pattern,
-        "input_per_mtok": price.input_per_mtok,
-        "output_per_mtok": price.output_per_mtok,
-        "cache_read_per_mtok": price.cache_read_per_mtok,
-        "cache_write_per_mtok": price.cache_write_per_mtok,
-        "valid_from": price.valid_from,
-        "created_at": price.created_at,
-    }
 
 
 async def cmd_budget_set(args: argparse.Namespace) -> None:

@@ -72,7 +72,6 @@ async def revoke_key(request: web.Request) -> web.Response:
     return web.json_response(jsonable(record.as_dict()))
 
 
-MONEY_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 # The same shapes the OpenAPI document gives, so the schema and the server agree exactly.
 _MONEY = re.compile(r"^[0-9]{1,7}(\.[0-9]{1,12})?$")
 _DATE_TIME = re.compile(
@@ -123,30 +122,20 @@ async def delete_price(request: web.Request) -> web.Response:
 
 def price_document(price: prices.ModelPrice) -> dict[str, Any]:
     """A price override as the API shows it: money as decimal strings."""
-    document: dict[str, Any] = jsonable(
-        {
-            "id": price.id,
-            "organization_id": price.organization_id,
-            "provider": price.provider,
-            "model_pattern": price.model_pattern,
-            **{name: getattr(price, name) for name in MONEY_FIELDS},
-            "valid_from": price.valid_from,
-            "created_at": price.created_at,
-        }
-    )
+    document: dict[str, Any] = jsonable(price.as_dict())
     return document
 
 
 def _parse_new_price(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest('the body must be an object: {"model_pattern": ..., ...}')
-    unknown = sorted(set(body) - {"model_pattern", "provider", "valid_from", *MONEY_FIELDS})
+    unknown = sorted(set(body) - {"model_pattern", "provider", "valid_from", *prices.PRICE_FIELDS})
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r}")
     fields: dict[str, Any] = {"model_pattern": _text(body, "model_pattern")}
     if "provider" in body:
         fields["provider"] = _text(body, "provider")
-    for name in MONEY_FIELDS:
+    for name in prices.PRICE_FIELDS:
         required = name in ("input_per_mtok", "output_per_mtok")
         fields[name] = _money(body, name, required=required)
     if "valid_from" in body:
@@ -163,6 +152,11 @@ def _text(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not 0 < len(value) <= MAX_PATTERN_LENGTH or "\x00" in value:
         raise BadRequest(f"'{name}' must be a non-empty string of at most {MAX_PATTERN_LENGTH}")
+    return _utf8(value, name)
+
+
+def _utf8(value: str, name: str) -> str:
+    """``value`` if PostgreSQL text can hold it (no unpaired surrogates from JSON escapes)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -196,8 +190,7 @@ async def _json_body(request: web.Request) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"the body is over {MAX_BODY_BYTES} bytes")
     try:
-        # Numbers as Decimal: a price sent as a JSON number is read exactly, never as float.
-        return json.loads(raw or b"{}", parse_float=Decimal)
+        return json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
 
@@ -222,9 +215,4 @@ def _parse_new_key(body: Any) -> tuple[tuple[str, ...], str | None]:
         not isinstance(name, str) or len(name) > MAX_KEY_NAME_LENGTH or "\x00" in name
     ):
         raise BadRequest(f"'name' must be a string of at most {MAX_KEY_NAME_LENGTH} characters")
-    if isinstance(name, str):
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest("'name' is not valid UTF-8") from None
-    return scopes, name
+    return scopes, None if name is None else _utf8(name, "name")

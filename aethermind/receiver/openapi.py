@@ -16,6 +16,7 @@ from aiohttp import web
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
 from aethermind.receiver.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.rows import SPAN_KINDS, STATUS_CODES
+from aethermind.storage.prices import PRICE_FIELDS
 from aethermind.storage.queries import FILTER_KEYS, GRANULARITIES, GROUP_KEYS
 from aethermind.storage.writer import TOKEN_COLUMNS
 
@@ -81,12 +82,6 @@ _DECIMAL: Final = {
 }
 _INSTANT: Final = {"type": "string", "format": "date-time", "examples": ["2026-11-01T00:00:00Z"]}
 _EMPTY: Final = {"type": "string", "maxLength": 0}
-_MONEY_FIELDS: Final = (
-    "input_per_mtok",
-    "output_per_mtok",
-    "cache_read_per_mtok",
-    "cache_write_per_mtok",
-)
 _PATTERN_TEXT: Final = {
     "type": "string",
     "minLength": 1,
@@ -1073,7 +1068,7 @@ def _schemas() -> Schema:
                 "organization_id",
                 "provider",
                 "model_pattern",
-                *_MONEY_FIELDS,
+                *PRICE_FIELDS,
                 "valid_from",
                 "created_at",
             ],
@@ -1085,7 +1080,7 @@ def _schemas() -> Schema:
                     "type": "string",
                     "description": "A model name or an fnmatch pattern (`gpt-4o*`).",
                 },
-                **{name: _nullable(_DECIMAL) for name in _MONEY_FIELDS},
+                **{name: _nullable(_DECIMAL) for name in PRICE_FIELDS},
                 "valid_from": _INSTANT,
                 "created_at": _INSTANT,
             },
@@ -1110,7 +1105,7 @@ def _schemas() -> Schema:
                         "description": "USD per million tokens, at most 1000000.",
                         "examples": ["2.50"],
                     }
-                    for name in _MONEY_FIELDS
+                    for name in PRICE_FIELDS
                 },
                 "valid_from": {
                     **_INSTANT,

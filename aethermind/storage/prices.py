@@ -12,7 +12,8 @@ from uuid import UUID
 
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 
-_PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+"""The money columns of an override, USD per million tokens."""
 _COLUMNS = (
     "id, organization_id, provider, model_pattern, input_per_mtok, output_per_mtok,"
     " cache_read_per_mtok, cache_write_per_mtok, valid_from, created_at"
@@ -31,6 +32,19 @@ class ModelPrice:
     cache_write_per_mtok: Decimal | None
     valid_from: datetime
     created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """The override as the API and ``aethermind price ... --json`` show it (money and
+        instants still as Decimal and datetime: each caller renders them)."""
+        return {
+            "id": str(self.id),
+            "organization_id": str(self.organization_id),
+            "provider": self.provider,
+            "model_pattern": self.model_pattern,
+            **{name: getattr(self, name) for name in PRICE_FIELDS},
+            "valid_from": self.valid_from,
+            "created_at": self.created_at,
+        }
 
 
 def _check(prices: dict[str, Decimal | None]) -> None:
@@ -107,11 +121,11 @@ async def update_price(
     **changes: Any,
 ) -> ModelPrice | None:
     """Change some fields of an override; returns None when it does not exist here."""
-    allowed = {"provider", "model_pattern", "valid_from", *_PRICE_FIELDS}
+    allowed = {"provider", "model_pattern", "valid_from", *PRICE_FIELDS}
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}; allowed: {sorted(allowed)}")
-    _check({k: v for k, v in changes.items() if k in _PRICE_FIELDS})
+    _check({k: v for k, v in changes.items() if k in PRICE_FIELDS})
     if not changes:
         raise ValueError("nothing to update")
     names = sorted(changes)
