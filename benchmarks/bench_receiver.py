@@ -177,6 +177,7 @@ def describe(name: str, result: LoadResult) -> str:
 
 async def run(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="aethermind-bench-"))
+    data_dir.chmod(0o711)  # as root, the server's own OS user must enter it
     common = ["--data-dir", str(data_dir)]
     created = json.loads(
         subprocess.run(

@@ -287,6 +287,7 @@ async def main() -> None:
         await run(args.database_url, args.batches, args.rounds)
         return
     with tempfile.TemporaryDirectory(prefix="aethermind-bench-") as tmp:
+        Path(tmp).chmod(0o711)  # as root, the server's own OS user must enter it
         server = EmbeddedPostgres(Path(tmp) / "data")
         url = await server.start(timeout=120)
         print(f"embedded PostgreSQL at {url}")

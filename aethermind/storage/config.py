@@ -24,8 +24,15 @@ ENV_COMMAND_TIMEOUT = "AETHERMIND_DB_COMMAND_TIMEOUT"
 APP_NAME = "aethermind"
 
 
+ROOT_DATA_DIR = Path("/var/lib") / APP_NAME
+
+
 def default_data_dir() -> Path:
-    """The per-user directory the embedded database lives in when nothing else is said."""
+    """Where the embedded database lives when nothing else is said: the user's data
+    directory, or for root ``/var/lib/aethermind``, because the server then runs as another OS
+    user who could not enter root's home directory (mode 0700)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return ROOT_DATA_DIR
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 

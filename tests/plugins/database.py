@@ -3,7 +3,9 @@ embedded one started once per session in a temp dir. The schema is migrated once
 template database; each test that asks for ``database_url`` or ``pool`` gets a fresh copy
 (``CREATE DATABASE ... TEMPLATE``), so tests never see each other's rows.
 
-Fixtures: ``postgres_admin_url`` (session: the server's maintenance database, for tests
+Fixtures: ``reachable_tmp_path`` (a temp dir the embedded server's OS user can enter, for
+tests that start their own server: as root, pytest's own temp dirs are private to root),
+``postgres_admin_url`` (session: the server's maintenance database, for tests
 that create databases themselves), ``database_url`` (a fresh migrated database), ``pool``
 (an ``asyncpg.Pool`` on it, connections running as the application role),
 ``empty_database_url`` (a fresh database with no schema, for migration tests).
@@ -13,9 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,18 +60,37 @@ async def _admin(url: str, *statements: str) -> None:
         await conn.close()
 
 
+@contextlib.contextmanager
+def reachable_temp_dir() -> Iterator[Path]:
+    """A fresh directory under the system temp dir that others may enter but not list
+    (0711), removed afterwards: an embedded server run as its own OS user can live in it."""
+    directory = Path(tempfile.mkdtemp(prefix="aethermind-test-"))
+    directory.chmod(0o711)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def reachable_tmp_path() -> Iterator[Path]:
+    with reachable_temp_dir() as directory:
+        yield directory
+
+
 @pytest.fixture(scope="session")
-def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_admin_url() -> Iterator[str]:
     url = os.environ.get(ENV_TEST_DATABASE_URL)
     if url:
         yield url
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-postgres") / "data")
-    server.start_sync(timeout=120)
-    try:
-        yield server.dsn()
-    finally:
-        server.stop_sync(timeout=60)
+    with reachable_temp_dir() as directory:
+        server = EmbeddedPostgres(directory / "data")
+        server.start_sync(timeout=120)
+        try:
+            yield server.dsn()
+        finally:
+            server.stop_sync(timeout=60)
 
 
 @pytest.fixture(scope="session")

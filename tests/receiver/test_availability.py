@@ -21,8 +21,10 @@ from tests.plugins.receiver import TEST_CONFIG, make_tenant
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
 
 
-async def test_database_stopped_then_restarted_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "db")
+async def test_database_stopped_then_restarted_loses_and_doubles_nothing(
+    reachable_tmp_path: Path,
+) -> None:
+    server = EmbeddedPostgres(reachable_tmp_path / "db")
     dsn = await server.start()
     database = Database(DatabaseConfig(database_url=dsn, max_pool_size=4, connect_timeout=2))
     pool = await database.open()

@@ -54,8 +54,8 @@ def node_script() -> list[str]:
     missing = [p for p in PACKAGES if not (JS_DIR / "node_modules" / p / "package.json").is_file()]
     if missing:
         pytest.fail(
-            f"tests/js/node_modules lacks {', '.join(missing)}: run `npm ci --prefix tests/js` "
-            "from the repository root (CI does it before pytest)",
+            f"tests/js/node_modules lacks {', '.join(missing)}: run `bash scripts/test.sh` "
+            "(it installs them), or `npm ci --prefix tests/js` from the repository root",
             pytrace=False,
         )
     return [node, str(SCRIPT)]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shutil
+import stat
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,7 +15,14 @@ import pytest
 
 from aethermind.storage.config import DatabaseConfig, default_data_dir
 from aethermind.storage.database import Database
-from aethermind.storage.embedded import EmbeddedPostgres, _read_postmaster_pid
+from aethermind.storage.embedded import (
+    EmbeddedPostgres,
+    EmbeddedPostgresError,
+    _bin_dir,
+    _binaries_for,
+    _read_postmaster_pid,
+    _server_user,
+)
 
 
 def test_config_prefers_argument_then_env_then_default(tmp_path: Path) -> None:
@@ -82,9 +93,9 @@ def _start_in_child(data_dir: str, queue: multiprocessing.Queue) -> None:  # typ
 
 
 async def test_embedded_server_starts_is_reused_and_only_its_starter_stops_it(
-    tmp_path: Path,
+    reachable_tmp_path: Path,
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = reachable_tmp_path / "data"
     first = Database(DatabaseConfig(data_dir=data_dir))
     pool = await first.open()
     assert first.embedded is not None and first.embedded.started_here
@@ -121,7 +132,8 @@ def _race_start(data_dir: str, queue: multiprocessing.Queue) -> None:  # type: i
     server.stop_sync()
 
 
-def test_two_processes_starting_at_once_share_one_server(tmp_path: Path) -> None:
+def test_two_processes_starting_at_once_share_one_server(reachable_tmp_path: Path) -> None:
+    tmp_path = reachable_tmp_path
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_race_start, args=(str(tmp_path / "d"), queue)) for _ in range(2)]
@@ -132,3 +144,56 @@ def test_two_processes_starting_at_once_share_one_server(tmp_path: Path) -> None
         p.join(60)
     assert results[0][0] == results[1][0]
     assert sorted(started for _, started in results) == [False, True]
+
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="as a normal user the server runs as that user: nothing to reach"
+)
+
+
+@needs_root
+def test_root_refuses_a_data_dir_the_server_user_cannot_reach_and_changes_no_permissions(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    with pytest.raises(EmbeddedPostgresError, match="--data-dir") as raised:
+        EmbeddedPostgres(private / "aethermind").start_sync(timeout=30)
+    assert str(private) in str(raised.value)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert not (private / "aethermind").exists()
+
+
+@needs_root
+def test_root_default_data_dir_is_outside_roots_home() -> None:
+    assert default_data_dir() == Path("/var/lib/aethermind")
+
+
+@needs_root
+def test_binaries_out_of_the_server_users_reach_are_copied_not_opened_up(
+    reachable_tmp_path: Path,
+) -> None:
+    tmp_path = reachable_tmp_path
+    private = tmp_path / "venv"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    shutil.copytree(_bin_dir().parent, private / "pginstall", symlinks=True)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o711)
+    user = _server_user()
+    assert user is not None
+
+    bin_dir = _binaries_for(private / "pginstall" / "bin", data_dir, user)
+
+    assert bin_dir == data_dir / "pginstall" / "bin"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    version = subprocess.run(
+        [str(bin_dir / "postgres"), "--version"],
+        user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+        capture_output=True, text=True, check=True, timeout=30, cwd="/",
+    )  # fmt: skip
+    assert "PostgreSQL" in version.stdout
+    # A second start reuses the copy.
+    assert _binaries_for(private / "pginstall" / "bin", data_dir, user) == bin_dir
