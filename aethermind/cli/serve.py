@@ -1,0 +1,133 @@
+"""``aethermind serve``: the receiver, its worker processes, and the first run's bootstrap."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from aethermind.cli.common import CliError, open_database
+
+if TYPE_CHECKING:
+    from aethermind.receiver.config import ReceiverConfig
+
+logger = logging.getLogger("aethermind.cli")
+
+
+async def cmd_serve(args: argparse.Namespace) -> None:
+    from aethermind.receiver.app import create_app
+    from aethermind.receiver.config import ReceiverConfig
+    from aethermind.receiver.serve import run_until_signal
+
+    config = ReceiverConfig.from_env(
+        host=args.host,
+        port=args.port,
+        keep_all_spans=args.keep_all_spans or None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        redis_url=args.redis_url,
+        cors_origins=args.cors_origin,
+        max_body_bytes=args.max_body_bytes,
+        workers=args.workers,
+        listen_fds=tuple(args.listen_fd) if args.listen_fd else None,
+        recycle_connection_every=RECYCLE_CONNECTION_EVERY if args.worker else None,
+    )
+    # A worker process serves only: its supervisor migrated and bootstrapped already.
+    async with open_database(args, migrate=not args.worker) as database:
+        if not args.worker:
+            await _bootstrap_default_organization(database.pool)
+        if config.workers > 1 and not args.worker:
+            await _supervise_workers(args, database.dsn, config)
+            return
+
+        @contextlib.asynccontextmanager
+        async def provide_pool() -> AsyncIterator[Any]:
+            yield database.pool  # owned here: closed after the app has drained
+
+        await run_until_signal(create_app(config, provide_pool), config)
+
+
+RECYCLE_CONNECTION_EVERY = 8
+"""Workers close about one keep-alive connection in 8 responses, so connections rebalance."""
+
+
+async def _supervise_workers(args: argparse.Namespace, dsn: str, config: ReceiverConfig) -> None:
+    """Run ``config.workers`` serving processes on listening sockets bound here and handed
+    down, with this process's database; forward SIGTERM/SIGINT to them and wait for them to
+    drain. If one dies, stop all and fail, so the orchestrator restarts the whole receiver."""
+    import signal
+
+    from aethermind.receiver.serve import bind_shared_listeners
+
+    forwarded = [
+        "--log-level", args.log_level,
+        *(["--host", args.host] if args.host else []),
+        *(["--port", str(args.port)] if args.port else []),
+        *(["--keep-all-spans"] if args.keep_all_spans else []),
+        *(["--tls-cert", args.tls_cert, "--tls-key", args.tls_key] if args.tls_cert else []),
+        *(["--redis-url", args.redis_url] if args.redis_url else []),
+        *[flag for origin in args.cors_origin or [] for flag in ("--cors-origin", origin)],
+        *(["--max-body-bytes", str(args.max_body_bytes)] if args.max_body_bytes else []),
+    ]  # fmt: skip
+    listeners = bind_shared_listeners(config.host, config.port)
+    fds = [sock.fileno() for sock in listeners]
+    forwarded += [flag for fd in fds for flag in ("--listen-fd", str(fd))]
+    command = [sys.executable, "-m", "aethermind.cli", "serve", "--worker", *forwarded]
+    # The URL goes by environment, not argv: argv is readable by every user of the machine.
+    env = {**os.environ, "DATABASE_URL": dsn}
+    try:
+        processes = [
+            await asyncio.create_subprocess_exec(*command, env=env, pass_fds=fds)
+            for _ in range(config.workers)
+        ]
+    finally:
+        # Only the workers listen: once they have stopped, new connections are refused
+        # rather than left waiting in a backlog nobody accepts from.
+        for sock in listeners:
+            sock.close()
+    logger.info("started workers", extra={"workers": [p.pid for p in processes]})
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    exits = [asyncio.ensure_future(p.wait()) for p in processes]
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopping, *exits], return_when=asyncio.FIRST_COMPLETED)
+    died = not stop.is_set()
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    await asyncio.gather(*exits)
+    stopping.cancel()
+    if died:
+        raise CliError("a worker process exited unexpectedly; stopped the others")
+
+
+async def _bootstrap_default_organization(pool: Any) -> None:
+    """On an empty database, create ``default`` and print its keys, this once only."""
+    from aethermind.storage.tenants import (
+        OrganizationExistsError,
+        create_key,
+        create_organization,
+        list_organizations,
+    )
+
+    if await list_organizations(pool):
+        return
+    try:
+        org = await create_organization(pool, "default", slug="default")
+    except OrganizationExistsError:
+        return  # another replica got there first
+    _, ingest_key = await create_key(pool, org.id, ["ingest"], name="default ingest")
+    _, read_key = await create_key(pool, org.id, ["read"], name="default read")
+    print(
+        "Created organization 'default'. Its keys are shown only this once:\n"
+        f"  ingest key: {ingest_key}\n"
+        f"  read key:   {read_key}",
+        flush=True,
+    )
