@@ -81,11 +81,26 @@ def test_serve_bootstraps_default_org_ingests_and_stops_cleanly_on_sigterm(
     try:
         wait_for_port(port, timeout=60)
         assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(3)]
-        ingest_key = banner[1].split()[-1]
-        read_key = banner[2].split()[-1]
-        assert ingest_key.startswith("aether_") and read_key.startswith("aether_")
+        banner = [process.stdout.readline()]
+        while not banner[-1].lstrip().startswith("API:"):  # the guide's last line
+            banner.append(process.stdout.readline())
+        labelled = {
+            line.split(":", 1)[0].strip(): line.split()[-1] for line in banner if "key:" in line
+        }
+        ingest_key, read_key = labelled["ingest key"], labelled["read key"]
+        admin_key = labelled["admin key"]
+        assert all(k.startswith("aether_") for k in (ingest_key, read_key, admin_key))
         base = f"http://127.0.0.1:{port}"
+        # The first run says what to do next, ready to paste.
+        guide = "".join(banner)
+        assert f"{base}/dashboard" in guide
+        assert f"export AETHERMIND_API_KEY={ingest_key}\n" in guide
+        assert f"export AETHERMIND_ENDPOINT={base}\n" in guide
+        assert "from aethermind import init_aethermind; init_aethermind()" in guide
+        admin = requests.get(
+            f"{base}/v1/keys", headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
+        )
+        assert admin.status_code == 200
         response = requests.post(
             f"{base}/v1/traces", data=protobuf_body(llm_spans(5)), timeout=30,
             headers={"Content-Type": PROTOBUF, "Authorization": f"Bearer {ingest_key}"},

@@ -40,7 +40,7 @@ async def cmd_serve(args: argparse.Namespace) -> None:
     # A worker process serves only: its supervisor migrated and bootstrapped already.
     async with open_database(args, migrate=not args.worker) as database:
         if not args.worker:
-            await _bootstrap_default_organization(database.pool)
+            await _bootstrap_default_organization(database.pool, config)
         if config.workers > 1 and not args.worker:
             await _supervise_workers(args, database.dsn, config)
             return
@@ -108,8 +108,9 @@ async def _supervise_workers(args: argparse.Namespace, dsn: str, config: Receive
         raise CliError("a worker process exited unexpectedly; stopped the others")
 
 
-async def _bootstrap_default_organization(pool: Any) -> None:
-    """On an empty database, create ``default`` and print its keys, this once only."""
+async def _bootstrap_default_organization(pool: Any, config: ReceiverConfig) -> None:
+    """On an empty database, create ``default`` with an ingest, a read and an admin key, and
+    print them (this once only) with what to do next."""
     from aethermind.storage.tenants import (
         OrganizationExistsError,
         create_key,
@@ -125,9 +126,35 @@ async def _bootstrap_default_organization(pool: Any) -> None:
         return  # another replica got there first
     _, ingest_key = await create_key(pool, org.id, ["ingest"], name="default ingest")
     _, read_key = await create_key(pool, org.id, ["read"], name="default read")
-    print(
-        "Created organization 'default'. Its keys are shown only this once:\n"
-        f"  ingest key: {ingest_key}\n"
-        f"  read key:   {read_key}",
-        flush=True,
-    )
+    _, admin_key = await create_key(pool, org.id, ["admin"], name="default admin")
+    print(first_run_guide(base_url(config), ingest_key, read_key, admin_key), flush=True)
+
+
+def base_url(config: ReceiverConfig) -> str:
+    """The address a person on this machine reaches the receiver at."""
+    host = config.host
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - naming the wildcard, not binding to it
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if config.tls_cert else "http"
+    return f"{scheme}://{host}:{config.port}"
+
+
+def first_run_guide(url: str, ingest_key: str, read_key: str, admin_key: str) -> str:
+    return f"""\
+Created organization 'default'. Its keys are shown only this once:
+  ingest key: {ingest_key}
+  read key:   {read_key}
+  admin key:  {admin_key}
+
+Next:
+  Dashboard:  {url}/dashboard   (paste the read key)
+  Send an app's LLM telemetry here:
+    export AETHERMIND_ENDPOINT={url}
+    export AETHERMIND_API_KEY={ingest_key}
+    # then, in the app (pip install aethermind):
+    from aethermind import init_aethermind; init_aethermind()
+  Query:  curl -H 'Authorization: Bearer {read_key}' {url}/v1/aggregates
+  API:    {url}/openapi.json   More keys: aethermind key create --org default --scope read
+"""

@@ -200,7 +200,7 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
                 headers=exc.headers,
             )
         except web.HTTPException as exc:
-            response = exc
+            response = exc if exc.status < 400 else _json_http_error(request, exc)
         except Exception:
             logger.exception("unhandled error", extra={"route": route_name})
             response = web.json_response(
@@ -227,6 +227,25 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
             },
         )
         request_id_var.reset(token)
+
+
+def _json_http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (no route: 404, wrong method: 405, ...) answered as JSON like
+    every other error, keeping their headers (``Allow`` on a 405)."""
+    if exc.status == 404:
+        message = f"no route for {request.method} {request.path}; see /openapi.json"
+    elif exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        message = f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
+    else:
+        message = exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+    return web.json_response(
+        {"error": {"status": exc.status, "message": message}}, status=exc.status, headers=headers
+    )
+
+
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 
 
 def _recycle_connections(every: int) -> Any:

@@ -188,12 +188,18 @@ async def trailing_slash(request: web.Request) -> web.Response:
     return web.Response(status=308, headers={"Location": "../dashboard", **_SECURITY_HEADERS})
 
 
+async def root(request: web.Request) -> web.Response:
+    # A person who opens the server's address wants the dashboard; relative, like above.
+    return web.Response(status=302, headers={"Location": "dashboard", **_SECURITY_HEADERS})
+
+
 def _not_found(message: str) -> web.Response:
     return web.json_response({"error": {"status": 404, "message": message}}, status=404)
 
 
 def add_routes(app: web.Application) -> None:
     app[ASSETS] = AssetStore()
+    app.router.add_get("/", root)
     app.router.add_get(DASHBOARD_PATH, page)
     app.router.add_get(DASHBOARD_PATH + "/", trailing_slash)
     app.router.add_get(STATIC_PREFIX + "{name}", static)

@@ -235,3 +235,28 @@ async def test_json_partial_success_message_names_the_problem(receiver: RunningR
     body = await response.json()
     assert body["partialSuccess"]["rejectedSpans"] == "1"
     assert "time" in body["partialSuccess"]["errorMessage"]
+
+
+async def test_the_root_redirects_to_the_dashboard(receiver: RunningReceiver) -> None:
+    response = await receiver.session.get(receiver.url + "/", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "dashboard"
+    followed = await receiver.session.get(receiver.url + "/")
+    assert followed.status == 200 and str(followed.url).endswith("/dashboard")
+
+
+async def test_unknown_routes_and_wrong_methods_answer_json_like_every_error(
+    receiver: RunningReceiver,
+) -> None:
+    missing = await receiver.session.get(receiver.url + "/v1/nothing-here")
+    assert missing.status == 404
+    assert missing.content_type == "application/json"
+    body = await missing.json()
+    assert body["error"]["status"] == 404 and "/v1/nothing-here" in body["error"]["message"]
+
+    wrong = await receiver.session.delete(receiver.url + "/v1/aggregates")
+    assert wrong.status == 405
+    assert wrong.content_type == "application/json"
+    assert "GET" in wrong.headers["Allow"]
+    body = await wrong.json()
+    assert body["error"]["status"] == 405 and "GET" in body["error"]["message"]
