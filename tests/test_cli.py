@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -168,6 +169,23 @@ def test_stats_matches_the_api_rows(database_url: str) -> None:
     )
     assert cli["rows"] == api["rows"]
     assert cli["rows"][0]["calls"] == 7
+    # Exact decimal strings, normalized: no float artefacts, no trailing zeros.
+    cost = cli["rows"][0]["cost_usd"]
+    assert cost == format(Decimal(cost).normalize(), "f") and "e" not in cost.lower()
+    assert all(
+        round(value, 3) == value for value in cli["rows"][0]["latency_ms"].values() if value
+    )
+
+    # For people: an 80-column table, with the command line's own column names.
+    table = subprocess.run(
+        [*CLI, "stats", "--org", "stats-org", "--database-url", database_url],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "COLUMNS": "80"},
+    ).stdout  # fmt: skip
+    lines = table.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, table
+    assert "Calls" in table and "Cost" in table and "cost_usd" not in table
+    assert " to " in lines[0] and lines[0].rstrip().endswith("UTC")
 
 
 def test_serve_with_two_workers_shares_one_port_and_stops_them_all(database_url: str) -> None:

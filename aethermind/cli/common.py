@@ -161,10 +161,24 @@ def stderr_console() -> Any:
 
 
 def add_common_flags(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (env DATABASE_URL)")
     parser.add_argument(
-        "--data-dir", default=None, help="embedded PostgreSQL directory (env AETHERMIND_DATA_DIR)"
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL URL (env DATABASE_URL; default: the embedded PostgreSQL)",
     )
-    parser.add_argument("--log-level", default="WARNING", help="stderr log level")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="where the embedded PostgreSQL lives (env AETHERMIND_DATA_DIR; default: a "
+        "per-user data directory, /var/lib/aethermind for root)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        metavar="LEVEL",
+        help="stderr log level: DEBUG, INFO, WARNING or ERROR",
+    )
     if json_flag:
-        parser.add_argument("--json", action="store_true", help="print one JSON document")
+        parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")

@@ -22,27 +22,60 @@ from aethermind.cli.commands import (
 )
 from aethermind.cli.common import add_common_flags
 from aethermind.cli.serve import cmd_serve
-from aethermind.cli.stats import cmd_stats
+from aethermind.cli.stats import FILTER_FLAGS, cmd_stats
+from aethermind.storage.queries import GRANULARITIES, GROUP_KEYS
+
+ORG_HELP = "organization slug (see `aethermind org list`)"
+FROM_HELP = "start, ISO 8601 date or date-time, UTC unless it says (default: 30 days before --to)"
+TO_HELP = "end, ISO 8601 date or date-time (default: now)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aethermind", description="LLM cost and usage telemetry")
     parser.add_argument("--version", action="version", version=f"aethermind {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the receiver (OTLP ingest, query API, dashboard)")
     add_common_flags(serve, json_flag=False)
     serve.set_defaults(log_level="INFO")
-    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="listen port (default 4318)")
-    serve.add_argument("--keep-all-spans", action="store_true", help="store non-GenAI spans too")
-    serve.add_argument("--tls-cert", default=None)
-    serve.add_argument("--tls-key", default=None)
-    serve.add_argument("--redis-url", default=None, help="shared rate limits (env REDIS_URL)")
-    serve.add_argument("--cors-origin", action="append", default=None, help="allowed origin")
-    serve.add_argument("--max-body-bytes", type=int, default=None)
     serve.add_argument(
-        "--workers", type=int, default=None, help="serving processes (env AETHERMIND_WORKERS)"
+        "--host", default=None, help="listen address (env AETHERMIND_HOST; default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="listen port (env AETHERMIND_PORT; default 4318)"
+    )
+    serve.add_argument(
+        "--keep-all-spans",
+        action="store_true",
+        help="store non-GenAI spans too (env AETHERMIND_KEEP_ALL_SPANS)",
+    )
+    serve.add_argument(
+        "--tls-cert", default=None, metavar="PEM", help="serve HTTPS with this certificate chain"
+    )
+    serve.add_argument("--tls-key", default=None, metavar="PEM", help="private key of --tls-cert")
+    serve.add_argument(
+        "--redis-url", default=None, help="Redis for rate limits shared by replicas (env REDIS_URL)"
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="let this browser origin call the API (repeatable; '*' for any)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest request body, also after decompression (default 16 MiB)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serving processes sharing the port (env AETHERMIND_WORKERS; default 1)",
     )
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--listen-fd", type=int, action="append", help=argparse.SUPPRESS)
@@ -53,54 +86,79 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(handler=cmd_migrate)
 
     org = sub.add_parser("org", help="organizations").add_subparsers(
-        dest="org_command", required=True
+        dest="org_command", required=True, metavar="COMMAND"
     )
     create = org.add_parser("create", help="create an organization and its first ingest key")
     add_common_flags(create)
-    create.add_argument("name")
-    create.add_argument("--slug")
-    create.add_argument("--plan", choices=["FREE", "PRO", "ENTERPRISE"], default="FREE")
-    create.add_argument("--rate-limit", type=int, help="spans per minute (default: the plan's)")
-    create.add_argument("--retention-days", type=int, help="default: the plan's")
-    create.add_argument("--capture-content", action="store_true", help="store prompt content")
+    create.add_argument("name", help="display name")
+    create.add_argument("--slug", help="short unique name for commands (default: from the name)")
+    create.add_argument(
+        "--plan", choices=["FREE", "PRO", "ENTERPRISE"], default="FREE", help="default FREE"
+    )
+    create.add_argument(
+        "--rate-limit", type=int, metavar="N", help="spans per minute (default: the plan's)"
+    )
+    create.add_argument(
+        "--retention-days", type=int, metavar="N", help="days of data kept (default: the plan's)"
+    )
+    create.add_argument(
+        "--capture-content", action="store_true", help="store prompt and completion content"
+    )
     create.set_defaults(handler=cmd_org_create)
     listing = org.add_parser("list", help="list organizations")
     add_common_flags(listing)
     listing.set_defaults(handler=cmd_org_list)
 
-    key = sub.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True)
+    key = sub.add_parser("key", help="API keys").add_subparsers(
+        dest="key_command", required=True, metavar="COMMAND"
+    )
     kcreate = key.add_parser("create", help="create a key (shown once)")
     add_common_flags(kcreate)
-    kcreate.add_argument("--org", required=True, help="organization slug")
-    kcreate.add_argument("--scope", action="append", choices=["ingest", "read", "admin"])
-    kcreate.add_argument("--name")
+    kcreate.add_argument("--org", required=True, help=ORG_HELP)
+    kcreate.add_argument(
+        "--scope",
+        action="append",
+        choices=["ingest", "read", "admin"],
+        help="what the key may do (repeatable; default ingest)",
+    )
+    kcreate.add_argument("--name", help="a label to recognise the key by")
     kcreate.set_defaults(handler=cmd_key_create)
     klist = key.add_parser("list", help="list an organization's keys")
     add_common_flags(klist)
-    klist.add_argument("--org", required=True)
+    klist.add_argument("--org", required=True, help=ORG_HELP)
     klist.set_defaults(handler=cmd_key_list)
     krevoke = key.add_parser("revoke", help="revoke a key by id")
     add_common_flags(krevoke)
-    krevoke.add_argument("key_id")
+    krevoke.add_argument("key_id", help="the key's id (from `key list`)")
     krevoke.set_defaults(handler=cmd_key_revoke)
 
     stats = sub.add_parser("stats", help="usage and cost, as GET /v1/aggregates reports it")
     add_common_flags(stats)
-    stats.add_argument("--org", required=True)
-    stats.add_argument("--from", dest="from_")
-    stats.add_argument("--to")
-    stats.add_argument("--group-by", default="provider,model")
-    stats.add_argument("--granularity", choices=["minute", "hour", "day", "week", "month"])
-    stats.add_argument("--provider")
-    stats.add_argument("--model")
-    stats.add_argument("--service")
+    stats.add_argument("--org", required=True, help=ORG_HELP)
+    stats.add_argument("--from", dest="from_", metavar="FROM", help=FROM_HELP)
+    stats.add_argument("--to", metavar="TO", help=TO_HELP)
+    stats.add_argument(
+        "--group-by",
+        default="provider,model",
+        metavar="KEYS",
+        help=f"comma list of {', '.join(GROUP_KEYS)} (default provider,model; '' for one total)",
+    )
+    stats.add_argument(
+        "--granularity",
+        choices=GRANULARITIES,
+        help="also split into time buckets",
+    )
+    for name in FILTER_FLAGS:
+        stats.add_argument(f"--{name}", metavar=name.upper(), help=f"only this {name}")
     stats.set_defaults(handler=cmd_stats)
 
     reprice = sub.add_parser("reprice", help="recompute stored costs with current prices")
     add_common_flags(reprice)
-    reprice.add_argument("--org", required=True)
-    reprice.add_argument("--from", dest="from_")
-    reprice.add_argument("--to")
+    reprice.add_argument("--org", required=True, help=ORG_HELP)
+    reprice.add_argument(
+        "--from", dest="from_", metavar="FROM", help="start, ISO 8601 (default: the beginning)"
+    )
+    reprice.add_argument("--to", metavar="TO", help=TO_HELP)
     reprice.set_defaults(handler=cmd_reprice)
 
     retention = sub.add_parser("retention", help="drop data past each organization's retention")
@@ -108,43 +166,58 @@ def build_parser() -> argparse.ArgumentParser:
     retention.set_defaults(handler=cmd_retention)
 
     price = sub.add_parser("price", help="per-organization price overrides").add_subparsers(
-        dest="price_command", required=True
+        dest="price_command", required=True, metavar="COMMAND"
     )
     pset = price.add_parser("set", help="add a price for models matching a pattern")
     add_common_flags(pset)
-    pset.add_argument("--org", required=True)
-    pset.add_argument("--model", required=True, help="model name or fnmatch pattern")
-    pset.add_argument("--input-per-mtok", required=True)
-    pset.add_argument("--output-per-mtok", required=True)
-    pset.add_argument("--cache-read-per-mtok")
-    pset.add_argument("--cache-write-per-mtok")
-    pset.add_argument("--from", dest="from_", help="valid from (default now)")
+    pset.add_argument("--org", required=True, help=ORG_HELP)
+    pset.add_argument(
+        "--model", required=True, metavar="PATTERN", help="model name or fnmatch pattern"
+    )
+    pset.add_argument(
+        "--input-per-mtok", required=True, metavar="USD", help="USD per 1M input tokens"
+    )
+    pset.add_argument(
+        "--output-per-mtok", required=True, metavar="USD", help="USD per 1M output tokens"
+    )
+    pset.add_argument(
+        "--cache-read-per-mtok", metavar="USD", help="USD per 1M cached input tokens read"
+    )
+    pset.add_argument(
+        "--cache-write-per-mtok", metavar="USD", help="USD per 1M input tokens written to cache"
+    )
+    pset.add_argument(
+        "--from", dest="from_", metavar="FROM", help="valid from, ISO 8601 (default now)"
+    )
     pset.set_defaults(handler=cmd_price_set)
-    plist = price.add_parser("list")
+    plist = price.add_parser("list", help="list an organization's price overrides")
     add_common_flags(plist)
-    plist.add_argument("--org", required=True)
+    plist.add_argument("--org", required=True, help=ORG_HELP)
     plist.set_defaults(handler=cmd_price_list)
-    pdelete = price.add_parser("delete")
+    pdelete = price.add_parser("delete", help="delete a price override")
     add_common_flags(pdelete)
-    pdelete.add_argument("--org", required=True)
-    pdelete.add_argument("price_id")
+    pdelete.add_argument("--org", required=True, help=ORG_HELP)
+    pdelete.add_argument("price_id", help="the override's id (from `price list`)")
     pdelete.set_defaults(handler=cmd_price_delete)
 
     budget = sub.add_parser("budget", help="monthly budget alerts").add_subparsers(
-        dest="budget_command", required=True
+        dest="budget_command", required=True, metavar="COMMAND"
     )
     bset = budget.add_parser("set", help="set an organization's monthly budget and webhook")
     add_common_flags(bset)
-    bset.add_argument("--org", required=True)
-    bset.add_argument("--monthly-usd", required=True, help="monthly limit in USD")
-    bset.add_argument("--thresholds", help="alert percentages (default 50,80,100)")
+    bset.add_argument("--org", required=True, help=ORG_HELP)
+    bset.add_argument("--monthly-usd", required=True, metavar="USD", help="monthly limit in USD")
+    bset.add_argument(
+        "--thresholds", metavar="PERCENTS", help="alert percentages (default 50,80,100)"
+    )
     bset.add_argument(
         "--webhook-url",
+        metavar="URL",
         help="Slack-compatible webhook (needed for a new budget); '-' reads it from stdin",
     )
     bset.set_defaults(handler=cmd_budget_set)
     bshow = budget.add_parser("show", help="budget, month-to-date cost and alert status")
     add_common_flags(bshow)
-    bshow.add_argument("--org", required=True)
+    bshow.add_argument("--org", required=True, help=ORG_HELP)
     bshow.set_defaults(handler=cmd_budget_show)
     return parser

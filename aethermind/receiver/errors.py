@@ -30,6 +30,16 @@ class BadRequest(HttpError):
     status = 400
 
 
+class InvalidParameter(BadRequest):
+    """A query parameter with a bad value. It keeps the parameter's name apart from the
+    problem, so the CLI can name its own flag (``--group-by``) instead of ``group_by``."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(f"parameter {parameter!r} {problem}")
+        self.parameter = parameter
+        self.problem = problem
+
+
 class Unauthorized(HttpError):
     status = 401
 

@@ -14,7 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
-from aethermind.receiver.errors import BadRequest, Unavailable, is_storage_unavailable
+from aethermind.receiver.errors import (
+    BadRequest,
+    InvalidParameter,
+    Unavailable,
+    is_storage_unavailable,
+)
 from aethermind.receiver.security import authenticate
 from aethermind.receiver.state import SERVICES, Services
 from aethermind.storage import queries
@@ -39,20 +44,20 @@ def parse_time(name: str, raw: str) -> datetime:
         in_range = EARLIEST <= moment <= LATEST
     except (ValueError, OverflowError):
         # The value is not echoed: whatever was pasted there (a key, say) stays out of answers.
-        raise BadRequest(f"parameter {name!r} must be an ISO 8601 date-time") from None
+        raise InvalidParameter(name, "must be an ISO 8601 date-time") from None
     if not in_range:
-        raise BadRequest(f"parameter {name!r} must be between 1970 and 2262")
+        raise InvalidParameter(name, "must be between 1970 and 2262")
     return moment
 
 
 def text_param(name: str, raw: str) -> str:
     """A free-text query value: no NUL or unpaired surrogates (PostgreSQL text refuses them)."""
     if "\x00" in raw or len(raw) > 512:
-        raise BadRequest(f"parameter {name!r} is not a valid value")
+        raise InvalidParameter(name, "is not a valid value")
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest(f"parameter {name!r} is not valid UTF-8") from None
+        raise InvalidParameter(name, "is not valid UTF-8") from None
     return raw
 
 
@@ -63,7 +68,7 @@ def parse_range(
     to = parse_time("to", params["to"]) if params.get("to") else now
     from_ = parse_time("from", params["from"]) if params.get("from") else to - DEFAULT_RANGE
     if to <= from_:
-        raise BadRequest("parameter 'to' must be after 'from'")
+        raise InvalidParameter("to", "must be after 'from'")
     return max(from_, EARLIEST), to
 
 
@@ -75,18 +80,18 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
     group_by = [g.strip() for g in params.get("group_by", "").split(",") if g.strip()]
     bad = [g for g in group_by if g not in queries.GROUP_KEYS]
     if bad:
-        raise BadRequest(
-            f"parameter 'group_by' has {bad[0]!r}; allowed: {', '.join(queries.GROUP_KEYS)}"
+        raise InvalidParameter(
+            "group_by", f"has {bad[0]!r}; allowed: {', '.join(queries.GROUP_KEYS)}"
         )
     if len(set(group_by)) != len(group_by):
-        raise BadRequest("parameter 'group_by' repeats a key")
+        raise InvalidParameter("group_by", "repeats a key")
     granularity = params.get("granularity") or None
     if granularity is not None and granularity not in queries.GRANULARITIES:
-        raise BadRequest(
-            f"parameter 'granularity' must be one of {', '.join(queries.GRANULARITIES)}"
+        raise InvalidParameter(
+            "granularity", f"must be one of {', '.join(queries.GRANULARITIES)}"
         )
     if granularity == "minute" and to - from_ > timedelta(days=7):
-        raise BadRequest("parameter 'granularity' minute allows ranges up to 7 days")
+        raise InvalidParameter("granularity", "minute allows ranges up to 7 days")
     filters = {name: text_param(name, params[name]) for name in _FILTERS if params.get(name)}
     return {
         "from_": from_,
@@ -98,9 +103,10 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """Money as decimal strings, instants as ISO 8601, ids as strings."""
+    """Money as exact decimal strings without exponent or trailing zeros ("0.01", not
+    "0.0100000"), instants as ISO 8601, ids as strings."""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return format(value.normalize(), "f") if value.is_finite() else str(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dict):

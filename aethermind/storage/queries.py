@@ -204,16 +204,23 @@ def _row(
     out["unpriced_calls"] = int(record["unpriced_calls"])
     if rollup:
         counts = [int(record[c]) for c in BUCKET_COLUMNS]
-        out["latency_ms"] = {
-            name: percentile(
+        latencies = [
+            percentile(
                 counts, q, minimum=record["latency_min_ms"], maximum=record["latency_max_ms"]
             )
-            for name, q in QUANTILES
-        }
+            for _, q in QUANTILES
+        ]
     else:
-        values = record["percentiles"] or [None, None, None]
-        out["latency_ms"] = {name: values[i] for i, (name, _) in enumerate(QUANTILES)}
+        latencies = record["percentiles"] or [None, None, None]
+    out["latency_ms"] = {
+        name: _microseconds(latencies[i]) for i, (name, _) in enumerate(QUANTILES)
+    }
     return out
+
+
+def _microseconds(milliseconds: float | None) -> float | None:
+    """Latency to the microsecond: finer digits are interpolation artefacts, not data."""
+    return None if milliseconds is None else round(milliseconds, 3)
 
 
 async def aggregates(
