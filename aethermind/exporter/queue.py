@@ -16,18 +16,36 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from aethermind.exporter.diagnose import ErrorAnswerRecorder
+
 logger = logging.getLogger(__name__)
+
+_MAX_REASONS_LOGGED = 32  # distinct reasons remembered, so the set stays small
 
 
 class CountingExporter(SpanExporter):
-    """Pass-through exporter that counts what was taken, shipped and failed; never raises."""
+    """Pass-through exporter that counts what was taken, shipped and failed; never raises.
 
-    def __init__(self, inner: SpanExporter) -> None:
+    A failure is logged at error level once per distinct reason (the server's own message
+    where ``answers`` recorded one), then at debug level, so a wrong key is one clear line,
+    not one a batch."""
+
+    def __init__(
+        self,
+        inner: SpanExporter,
+        *,
+        endpoint: str = "",
+        answers: ErrorAnswerRecorder | None = None,
+    ) -> None:
         self._inner = inner
+        self._endpoint = endpoint
+        self._answers = answers
         self._lock = threading.Lock()
+        self._reasons_logged: set[str] = set()
         self.taken = 0
         self.exported = 0
         self.failed = 0
+        self.failed_batches = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._lock:
@@ -37,13 +55,28 @@ class CountingExporter(SpanExporter):
         except Exception:
             logger.exception("aethermind: export raised", extra={"spans": len(spans)})
             result = SpanExportResult.FAILURE
+        answer = self._answers.take() if self._answers is not None else None
         with self._lock:
             if result is SpanExportResult.SUCCESS:
                 self.exported += len(spans)
-            else:
-                self.failed += len(spans)
-        if result is not SpanExportResult.SUCCESS:
-            logger.warning("aethermind: export failed", extra={"spans": len(spans)})
+                return result
+            self.failed += len(spans)
+            self.failed_batches += 1
+            reason = (
+                answer.describe()
+                if answer is not None
+                else "no HTTP answer (is the receiver running at that address?)"
+            )
+            first = reason not in self._reasons_logged
+            if first and len(self._reasons_logged) < _MAX_REASONS_LOGGED:
+                self._reasons_logged.add(reason)
+        (logger.error if first else logger.debug)(
+            "aethermind: export to %s failed: %s; %d spans dropped",
+            self._endpoint or "the exporter",
+            reason,
+            len(spans),
+            extra={"endpoint": self._endpoint, "reason": reason, "spans": len(spans)},
+        )
         return result
 
     def shutdown(self) -> None:

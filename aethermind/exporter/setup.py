@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from aethermind.exporter.config import ExporterConfig
+from aethermind.exporter.diagnose import ErrorAnswerRecorder
 from aethermind.exporter.processor import AethermindSpanProcessor
 from aethermind.exporter.queue import BoundedQueue, CountingExporter
 from aethermind.semconv import attributes as a
@@ -54,10 +56,18 @@ class AethermindHandle:
     queue: BoundedQueue
     instrumented: tuple[str, ...]
     _shutdown: bool = field(default=False, repr=False)
+    _failed_batches_seen: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.processor.force_flush(timeout_millis)
+        """Export what is queued; False when that timed out or when any export since the
+        previous ``force_flush`` failed (the reason is in the log, once)."""
+        flushed = self.processor.force_flush(timeout_millis)
+        with self._lock:
+            failed = self.exporter.failed_batches
+            clean = failed == self._failed_batches_seen
+            self._failed_batches_seen = failed
+        return flushed and clean
 
     def shutdown(self) -> None:
         """Flush and stop our pipeline; idempotent, and leaves the app's own processors alone."""
@@ -152,13 +162,18 @@ def _tracer_provider(explicit: TracerProvider | None, service_name: str | None) 
 def _build(
     config: ExporterConfig, provider: TracerProvider, exporter: SpanExporter | None
 ) -> AethermindHandle:
-    transport = exporter or OTLPSpanExporter(
-        endpoint=config.traces_endpoint,
-        headers={"Authorization": f"Bearer {config.api_key}"},
-        compression=Compression.Gzip,
-        timeout=config.export_timeout_seconds,
-    )
-    counting = CountingExporter(transport)
+    answers = ErrorAnswerRecorder()
+    if exporter is None:
+        session = requests.Session()
+        session.hooks["response"].append(answers)
+        exporter = OTLPSpanExporter(
+            endpoint=config.traces_endpoint,
+            headers={"Authorization": f"Bearer {config.api_key}"},
+            compression=Compression.Gzip,
+            timeout=config.export_timeout_seconds,
+            session=session,
+        )
+    counting = CountingExporter(exporter, endpoint=config.traces_endpoint, answers=answers)
     batch = BatchSpanProcessor(
         counting,
         # Slack above our own counted bound, so the SDK never drops uncounted.

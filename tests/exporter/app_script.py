@@ -46,7 +46,7 @@ def main() -> None:
     if mode == "plain":
         handle = init_aethermind(options["api_key"], options["endpoint"], service_name="shop")
         call_llms(options["provider_url"])
-        handle.force_flush()
+        out["flushed"] = handle.force_flush()
         out["stats"] = handle.stats
         out["instrumented"] = list(handle.instrumented)
         handle.shutdown()
@@ -79,6 +79,17 @@ def main() -> None:
             call_llms(options["provider_url"], anthropic_calls=False)
         out["calls_ok"] = True
         handle.force_flush()
+        out["stats"] = handle.stats
+        handle.shutdown()
+    elif mode == "wrong_key":
+        import logging
+
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        handle = init_aethermind(options["api_key"], options["endpoint"])
+        call_llms(options["provider_url"], anthropic_calls=False)
+        out["flushed"] = handle.force_flush()
+        call_llms(options["provider_url"], anthropic_calls=False)
+        out["flushed_again"] = handle.force_flush()
         out["stats"] = handle.stats
         handle.shutdown()
     elif mode == "fork":

@@ -33,6 +33,7 @@ async def run_app(**options: Any) -> dict[str, Any]:
     result = await asyncio.to_thread(run)
     assert result.returncode == 0, result.stderr[-3000:]
     document: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    document["_stderr"] = result.stderr
     return document
 
 
@@ -45,6 +46,7 @@ async def test_one_call_is_one_priced_row_for_each_sdk(
     )  # fmt: skip
     assert out["instrumented"] == ["openai", "anthropic"]
     assert out["stats"]["exported"] == 2
+    assert out["flushed"] is True
     rows = await receiver.rows(receiver.acme)
     by_provider = {r["provider"]: r for r in rows}
     # Two calls, two rows: the Anthropic SDK's own span is not shipped beside the
@@ -120,3 +122,20 @@ def test_a_missing_key_is_a_clear_error_at_init(monkeypatch: pytest.MonkeyPatch)
         init_aethermind(endpoint="http://127.0.0.1:4318")
     with pytest.raises(ConfigError, match="start with"):
         init_aethermind("sk-not-ours", "http://127.0.0.1:4318")
+
+
+async def test_a_wrong_key_is_logged_once_with_the_servers_reason_and_flush_reports_it(
+    receiver: RunningReceiver, fake_provider: FakeProvider
+) -> None:
+    wrong_key = "aether_nope_" + "x" * 40
+    out = await run_app(
+        mode="wrong_key", api_key=wrong_key, endpoint=receiver.url,
+        provider_url=fake_provider.base_url,
+    )  # fmt: skip
+    assert out["flushed"] is False and out["flushed_again"] is False
+    assert out["stats"]["export_failed"] == 2
+    ours = [line for line in out["_stderr"].splitlines() if "aethermind: export to" in line]
+    assert len(ours) == 1, out["_stderr"]  # once, not once a batch
+    assert f"{receiver.url}/v1/traces" in ours[0]
+    assert "HTTP 401: unknown API key" in ours[0]
+    assert wrong_key not in out["_stderr"] and "x" * 40 not in out["_stderr"]
