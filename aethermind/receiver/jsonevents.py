@@ -11,12 +11,15 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aethermind.receiver.otlp import MAX_TIME_UNIX_NANO, DecodedSpan, MalformedBodyError
 from aethermind.semconv import attributes as a
+
+T = TypeVar("T")
 
 # Event field -> the semconv attribute it becomes; the normalizer does the rest.
 _TEXT_FIELDS = {
@@ -35,7 +38,16 @@ _COUNT_FIELDS = {
     "total_tokens": a.GEN_AI_USAGE_TOTAL_TOKENS,
 }
 _MAX_TEXT = 1024
-_MAX_ERRORS_REPORTED = 20
+_MAX_ERRORS_REPORTED = 50
+"""Problems listed per request (each event's every problem, until this many in all)."""
+
+
+class InvalidEvent(ValueError):
+    """Every problem of one event, each as (field path, what is wrong)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {why}" for path, why in problems))
+        self.problems = problems
 
 
 @dataclass(slots=True)
@@ -44,10 +56,12 @@ class ParsedEvents:
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def reject(self, index: int, why: str) -> None:
+    def reject(self, index: int, problems: list[tuple[str, str]]) -> None:
         self.rejected += 1
-        if len(self.errors) < _MAX_ERRORS_REPORTED:
-            self.errors.append(f"events[{index}]: {why}")
+        for path, why in problems:
+            if len(self.errors) >= _MAX_ERRORS_REPORTED:
+                return
+            self.errors.append(f"events[{index}]{'.' + path if path else ''}: {why}")
 
 
 def events_to_spans(body: bytes, *, max_events: int) -> ParsedEvents:
@@ -60,37 +74,52 @@ def events_to_spans(body: bytes, *, max_events: int) -> ParsedEvents:
     parsed = ParsedEvents()
     for index, event in enumerate(document["events"]):
         if index >= max_events:
-            parsed.reject(index, f"over the limit of {max_events} events per request")
+            parsed.reject(index, [("", f"over the limit of {max_events} events per request")])
             continue
         try:
             parsed.spans.append(_event_span(event))
-        except ValueError as exc:
-            parsed.reject(index, str(exc))
+        except InvalidEvent as exc:
+            parsed.reject(index, exc.problems)
     return parsed
+
+
+class _Problems:
+    """Collects what is wrong with one event's fields instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def check(self, name: str, parse: Callable[[Any], T], value: Any) -> T | None:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            self.found.append((name, str(exc)))
+            return None
 
 
 def _event_span(event: Any) -> DecodedSpan:
     if not isinstance(event, dict):
-        raise ValueError("an event must be a JSON object")
+        raise InvalidEvent([("", "an event must be a JSON object")])
+    problems = _Problems()
     attributes: dict[str, Any] = {}
     for name, attribute in _TEXT_FIELDS.items():
         value = event.get(name)
-        if value is not None:
-            attributes[attribute] = _text(name, value)
-    if a.GEN_AI_REQUEST_MODEL not in attributes:
-        raise ValueError('"model" is required')
+        if value is not None and (text := problems.check(name, _text, value)) is not None:
+            attributes[attribute] = text
+    if event.get("model") is None:
+        problems.found.append(("model", "is required"))
     attributes.setdefault(a.GEN_AI_OPERATION_NAME, "chat")
     for name, attribute in _COUNT_FIELDS.items():
         value = event.get(name)
-        if value is not None:
-            attributes[attribute] = _count(name, value)
+        if value is not None and (count := problems.check(name, _count, value)) is not None:
+            attributes[attribute] = count
     cost = event.get("cost")
-    if cost is not None:
-        attributes[a.GEN_AI_USAGE_COST] = _number("cost", cost)
+    if cost is not None and (amount := problems.check("cost", _number, cost)) is not None:
+        attributes[a.GEN_AI_USAGE_COST] = amount
     extra = event.get("attributes")
-    if extra is not None:
-        if not isinstance(extra, dict):
-            raise ValueError('"attributes" must be an object')
+    if extra is not None and not isinstance(extra, dict):
+        problems.found.append(("attributes", "must be an object"))
+    elif extra is not None:
         for key, value in extra.items():
             if isinstance(value, (str, int, float, bool)) and key not in attributes:
                 if isinstance(value, float) and not math.isfinite(value):
@@ -100,20 +129,20 @@ def _event_span(event: Any) -> DecodedSpan:
                 attributes[storable(str(key)[:256])] = (
                     storable(value[:_MAX_TEXT]) if isinstance(value, str) else value
                 )
-    start = _timestamp_ns(event.get("timestamp"))
-    duration = event.get("duration_ms", event.get("latency_ms"))
-    duration_ns = 0 if duration is None else int(_number("duration_ms", duration) * 1_000_000)
-    end = min(start + duration_ns, MAX_TIME_UNIX_NANO)
+    start = problems.check("timestamp", _timestamp_ns, event.get("timestamp"))
+    duration_name = "duration_ms" if "duration_ms" in event else "latency_ms"
+    duration = event.get(duration_name)
+    duration_ms = 0.0 if duration is None else problems.check(duration_name, _number, duration)
+    resource: dict[str, Any] = {}
+    for name, key in (("service", a.SERVICE_NAME), ("environment", a.DEPLOYMENT_ENVIRONMENT_NAME)):
+        if event.get(name) is not None and (text := problems.check(name, _text, event[name])):
+            resource[key] = text
+    ids = _ids(event, problems)
+    if problems.found or start is None or duration_ms is None or ids is None:
+        raise InvalidEvent(problems.found)
+    end = min(start + int(duration_ms * 1_000_000), MAX_TIME_UNIX_NANO)
     failed = event.get("status") in ("error", "ERROR") or a.ERROR_TYPE in attributes
-    resource = {
-        key: _text(key, event[name])
-        for name, key in (
-            ("service", a.SERVICE_NAME),
-            ("environment", a.DEPLOYMENT_ENVIRONMENT_NAME),
-        )
-        if event.get(name) is not None
-    }
-    trace_id, span_id = _ids(event)
+    trace_id, span_id = ids
     return DecodedSpan(
         trace_id=trace_id,
         span_id=span_id,
@@ -132,13 +161,19 @@ def _event_span(event: Any) -> DecodedSpan:
     )
 
 
-def _ids(event: dict[str, Any]) -> tuple[str, str]:
+def _ids(event: dict[str, Any], problems: _Problems) -> tuple[str, str] | None:
     trace_id = event.get("trace_id")
-    span_id = event.get("span_id") or event.get("id")
+    span_field = "span_id" if event.get("span_id") else "id"
+    span_id = event.get(span_field)
+    bad = False
     if trace_id is not None and not _is_hex(trace_id, 32):
-        raise ValueError('"trace_id" must be 32 hex characters')
+        problems.found.append(("trace_id", "must be 32 hex characters, not all zero"))
+        bad = True
     if span_id is not None and not _is_hex(span_id, 16):
-        raise ValueError('"span_id" (or "id") must be 16 hex characters')
+        problems.found.append((span_field, "must be 16 hex characters, not all zero"))
+        bad = True
+    if bad:
+        return None
     if trace_id is None or span_id is None:
         digest = hashlib.sha256(
             json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode()
@@ -157,9 +192,9 @@ def _is_hex(value: Any, length: int) -> bool:
         return False
 
 
-def _text(name: str, value: Any) -> str:
+def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f'"{name}" must be a non-empty string')
+        raise ValueError("must be a non-empty string")
     return storable(value[:_MAX_TEXT])
 
 
@@ -172,44 +207,44 @@ def storable(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
 
 
-def _count(name: str, value: Any) -> int:
+def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f'"{name}" must be a number')
+        raise ValueError("must be a number")
     if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
-        raise ValueError(f'"{name}" must be a whole number')
+        raise ValueError("must be a whole number")
     if not 0 <= value <= 10**12:
-        raise ValueError(f'"{name}" must be between 0 and 10^12')
+        raise ValueError("must be between 0 and 10^12")
     return int(value)
 
 
-def _number(name: str, value: Any) -> float:
+def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f'"{name}" must be a number')
+        raise ValueError("must be a number")
     number = float(value)
     if not math.isfinite(number) or number < 0 or number > 1e12:
-        raise ValueError(f'"{name}" must be a finite, non-negative number')
+        raise ValueError("must be a finite, non-negative number")
     return number
 
 
 def _timestamp_ns(value: Any) -> int:
     if value is None:
-        raise ValueError('"timestamp" is required (ISO 8601 or epoch milliseconds)')
+        raise ValueError("is required (ISO 8601 or epoch milliseconds)")
     if isinstance(value, bool):
-        raise ValueError('"timestamp" must be ISO 8601 text or epoch milliseconds')
+        raise ValueError("must be ISO 8601 text or epoch milliseconds")
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or not 0 < value <= MAX_TIME_UNIX_NANO // 1_000_000:
-            raise ValueError('"timestamp" is out of range')
+            raise ValueError("is out of range")
         ns = int(value * 1_000_000)
     elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError('"timestamp" is not ISO 8601') from None
+            raise ValueError("is not ISO 8601") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         ns = int(moment.timestamp() * 1_000_000) * 1000
     else:
-        raise ValueError('"timestamp" must be ISO 8601 text or epoch milliseconds')
+        raise ValueError("must be ISO 8601 text or epoch milliseconds")
     if not 0 < ns <= MAX_TIME_UNIX_NANO:
-        raise ValueError('"timestamp" is out of range')
+        raise ValueError("is out of range")
     return ns

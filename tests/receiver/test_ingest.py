@@ -189,3 +189,44 @@ async def test_json_ingest_for_clients_without_opentelemetry(receiver: RunningRe
         Decimal("0.0055"),
         812.0,
     )
+
+
+async def test_json_ingest_reports_every_invalid_field_of_an_event_with_its_path(
+    receiver: RunningReceiver,
+) -> None:
+    bad = {
+        "model": "",
+        "input_tokens": -5,
+        "output_tokens": "many",
+        "cost": "free",
+        "timestamp": "yesterday",
+        "trace_id": "xyz",
+        "service": 7,
+    }
+    good = {"model": "gpt-4o", "provider": "openai", "timestamp": 1764500000000}
+    response = await receiver.session.post(
+        f"{receiver.url}/v1/ingest", json={"events": [good, bad, "not an event"]},
+        headers=receiver.acme.ingest_headers(),
+    )  # fmt: skip
+    assert response.status == 200
+    body = await response.json()
+    assert (body["accepted"], body["rejected"]) == (1, 2)
+    paths = [error.split(":", 1)[0] for error in body["errors"]]
+    assert paths == [
+        "events[1].model",
+        "events[1].input_tokens",
+        "events[1].output_tokens",
+        "events[1].cost",
+        "events[1].timestamp",
+        "events[1].service",
+        "events[1].trace_id",
+        "events[2]",
+    ], body["errors"]
+
+    # Bounded: a request full of broken events gets a bounded list back.
+    many = [bad] * 40
+    response = await receiver.session.post(
+        f"{receiver.url}/v1/ingest", json={"events": many}, headers=receiver.acme.ingest_headers()
+    )
+    body = await response.json()
+    assert body["rejected"] == 40 and len(body["errors"]) == 50
