@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import re
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -121,10 +122,16 @@ async def api(receiver: RunningReceiver, path: str, **params: str) -> Any:
 
 
 def usd(decimal: str) -> str:
-    """The dashboard's money format, stated independently: exact digits, at least cents."""
-    whole, _, fraction = decimal.partition(".")
-    fraction = fraction.rstrip("0").ljust(2, "0")
-    return f"${int(whole):,}.{fraction}"
+    """The dashboard's money format, stated independently: cents from $100 up, else four
+    significant digits, at least two decimals (the exact amount is in data-value)."""
+    amount = Decimal(decimal)
+    if amount == 0:
+        return "$0.00"
+    if amount >= 100:
+        return f"${amount:,.2f}"
+    rounded = amount.quantize(Decimal(1).scaleb(amount.adjusted() - 3), rounding=ROUND_HALF_UP)
+    whole, _, fraction = format(rounded, "f").partition(".")
+    return f"${int(whole):,}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 async def open_dashboard(page: Page, receiver: RunningReceiver, key: str) -> None:
@@ -234,8 +241,23 @@ async def test_dashboard_shows_the_api_totals_and_opens_a_trace_into_its_spans(
     unknown = next(r for r in breakdown if r["group"] == UNKNOWN_MODEL)
     assert unknown["cells"][6]["text"] == "—"
 
-    # The cost chart stacks one series per model; the latency chart has p50 and p95.
-    assert await page.evaluate("document.getElementById('chart-cost').data.length") == 3
+    # The cost chart stacks one series per priced model (the house model has no bars, so it
+    # is not in the legend either); the latency chart has p50 and p95.
+    assert sorted(
+        await page.evaluate("document.getElementById('chart-cost').data.map((t) => t.name)")
+    ) == ["gpt-4o", "gpt-4o-mini"]
+    # Plotly's toolbar sits above the plotting area, never over the bars.
+    for chart in ("chart-cost", "chart-tokens", "chart-latency"):
+        overlap = await page.evaluate(
+            f"""(() => {{
+              const chart = document.getElementById({chart!r});
+              const bar = chart.querySelector('.modebar');
+              const plot = chart.querySelector('.cartesianlayer .bg, .draglayer .nsewdrag');
+              if (!bar || !plot) return 'missing';
+              return bar.getBoundingClientRect().bottom - plot.getBoundingClientRect().top;
+            }})()"""
+        )
+        assert overlap != "missing" and overlap <= 0, (chart, overlap)
     assert await page.evaluate(
         "document.getElementById('chart-latency').data.map((t) => t.name)"
     ) == ["p50", "p95"]
@@ -271,6 +293,7 @@ async def test_dashboard_shows_the_api_totals_and_opens_a_trace_into_its_spans(
     assert await page.evaluate("document.activeElement.id") == "trace-title"
 
     await page.screenshot(ARTIFACTS / "dashboard-trace.png")
+
     await page.click("#close-trace")
     assert await page.evaluate("document.getElementById('trace-panel').hidden")
 
@@ -478,3 +501,47 @@ async def test_plotly_is_served_from_the_installed_package_with_caching(
     async with receiver.session.get(f"{receiver.url}/dashboard/", allow_redirects=False) as r:
         assert r.status == 308
         assert r.headers["Location"] == "../dashboard"
+
+
+async def test_at_1400_px_a_trace_with_long_names_shows_every_column_without_scrolling(
+    receiver: RunningReceiver, page: Page
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider, tracer = _tracer("support-bot", exporter)
+    now = time.time_ns()
+    model = "ft:gpt-4o-mini-2024-07-18:acme-corporation:support-triage-v3:AbCdEf12"
+    root = tracer.start_span("answer ticket", start_time=now - 10 * MINUTE_NS)
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    inside = set_span_in_context(root)
+    for step in range(3):
+        _chat(tracer, model, 1_000, 100, start_ns=now - (9 - step) * MINUTE_NS,
+              duration_ms=1_500, context=inside, fail=step == 2)  # fmt: skip
+    root.end(end_time=now - 5 * MINUTE_NS)
+    spans = list(exporter.get_finished_spans())
+    provider.shutdown()
+    await ingest(receiver, spans)
+
+    await page.send(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+    )
+    await open_dashboard(page, receiver, receiver.acme.read_key)
+    await wait_until_drawn(page)
+    await page.click(f'button.trace-link[data-trace-id="{trace_id}"]')
+    await page.wait_for("document.getElementById('trace-panel').dataset.state === 'ready'")
+    fits = await page.evaluate(
+        """(() => {
+          const panel = document.getElementById('trace-panel');
+          const wrap = panel.querySelector('.table-wrap');
+          const bars = [...panel.querySelectorAll('#trace-spans td.timeline')];
+          return {scrolls: wrap.scrollWidth > wrap.clientWidth,
+                  panelScrolls: panel.scrollWidth > panel.clientWidth,
+                  timelineRight: Math.max(...bars.map((b) => b.getBoundingClientRect().right)),
+                  panelRight: panel.getBoundingClientRect().right,
+                  rows: bars.length};
+        })()"""
+    )
+    await page.screenshot(ARTIFACTS / "dashboard-trace-1400.png")
+    assert fits["rows"] == 3
+    assert not fits["scrolls"] and not fits["panelScrolls"], fits
+    assert fits["timelineRight"] <= fits["panelRight"], fits

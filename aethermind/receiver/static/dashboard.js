@@ -84,14 +84,26 @@
   // ---------------------------------------------------------------- formatting
 
   /** "$1,234.5678" from the API's decimal string, exactly: trailing zeros trimmed, no rounding. */
+  /**
+   * Money for people, as the CLI shows it: cents from $100 up, else four significant
+   * digits, at least two decimals ($1,234.57, $1.284, $0.50, $0.009). The exact decimal
+   * stays in the element's data-value and its tooltip.
+   */
   function formatUsd(decimal) {
     if (decimal === null || decimal === undefined) return "—";
-    const text = String(decimal);
-    const negative = text.startsWith("-");
-    const [whole, fraction = ""] = text.replace(/^[-+]/, "").split(".");
-    let digits = fraction.replace(/0+$/, "");
-    if (digits.length < 2) digits = digits.padEnd(2, "0");
-    return `${negative ? "-" : ""}$${groupThousands(whole)}.${digits}`;
+    const amount = Number(decimal);
+    if (!Number.isFinite(amount) || amount === 0) return "$0.00";
+    const sign = amount < 0 ? "-" : "";
+    const abs = Math.abs(amount);
+    const decimals = abs >= 100 ? 2 : Math.max(2, 3 - Math.floor(Math.log10(abs)));
+    const [whole, fraction = ""] = abs.toFixed(decimals).split(".");
+    const shown = abs >= 100 ? fraction : fraction.replace(/0+$/, "").padEnd(2, "0");
+    return `${sign}$${groupThousands(whole)}.${shown}`;
+  }
+
+  /** The API's exact amount, for a tooltip beside the rounded one. */
+  function exactUsd(decimal) {
+    return decimal === null || decimal === undefined ? "" : `exactly $${decimal}`;
   }
 
   function groupThousands(digits) {
@@ -429,7 +441,9 @@
         cell(formatInt(row.input_tokens), { value: row.input_tokens, numeric: true }),
         cell(formatInt(row.output_tokens), { value: row.output_tokens, numeric: true }),
         cell(formatInt(row.total_tokens), { value: row.total_tokens, numeric: true }),
-        cell(formatUsd(row.cost_usd), { value: row.cost_usd, numeric: true }),
+        cell(formatUsd(row.cost_usd), {
+          value: row.cost_usd, numeric: true, title: exactUsd(row.cost_usd),
+        }),
         cell(formatInt(row.unpriced_calls), { value: row.unpriced_calls, numeric: true }),
         cell(formatMs(row.latency_ms?.p95), { value: row.latency_ms?.p95 ?? null, numeric: true }),
       );
@@ -472,7 +486,9 @@
         cell(formatUsd(trace.cost_usd), {
           value: trace.cost_usd,
           numeric: true,
-          title: trace.unpriced_calls ? `${trace.unpriced_calls} unpriced spans not included` : "",
+          title: trace.unpriced_calls
+            ? `${trace.unpriced_calls} unpriced spans not included`
+            : exactUsd(trace.cost_usd),
         }),
       );
       return tr;
@@ -490,7 +506,8 @@
 
   function layout(extra) {
     return {
-      margin: { l: 64, r: 16, t: 8, b: 40 },
+      // Room above the plot for Plotly's toolbar, so it never covers the tallest bars.
+      margin: { l: 64, r: 16, t: 36, b: 40 },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: "system-ui, -apple-system, Segoe UI, sans-serif", size: 12, color: "#243040" },
@@ -541,7 +558,10 @@
       if (!byGroup.has(name)) byGroup.set(name, []);
       byGroup.get(name).push(row);
     }
-    const data = [...byGroup].map(([name, points]) => ({
+    // A group with no known price has no bars: it stays out of the legend too (the
+    // totals and the breakdown table count its unpriced calls).
+    const priced = [...byGroup].filter(([, points]) => points.some((row) => row.cost_usd !== null));
+    const data = priced.map(([name, points]) => ({
       type: "bar",
       name: plotlyText(name),
       // Each bar spans its bucket: centred on the bucket's middle, 90% of its width.
@@ -590,7 +610,7 @@
       layout: layout({
         barmode: "stack",
         hovermode: "closest",
-        margin: { l: 140, r: 16, t: 8, b: 40 },
+        margin: { l: 140, r: 16, t: 36, b: 40 },
         legend: { orientation: "h", x: 0, y: -0.18, yanchor: "top", traceorder: "normal" },
         xaxis: { gridcolor: "#e6eaf0", rangemode: "tozero" },
         yaxis: { type: "category", autorange: "reversed", automargin: true },
@@ -756,7 +776,9 @@
         cell(formatUsd(span.cost_usd), {
           value: span.cost_usd,
           numeric: true,
-          title: span.cost_usd === null && model ? "no known price for this model" : "",
+          title: span.cost_usd === null && model
+            ? "no known price for this model"
+            : exactUsd(span.cost_usd),
         }),
         timelineCell(positions[index]),
       );
