@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -53,11 +52,12 @@ async def load_price_overrides(
     return tuple(
         PriceOverride(
             model_pattern=price.model_pattern,
-            input_per_mtok=price.input_per_mtok or Decimal(0),
-            output_per_mtok=price.output_per_mtok or Decimal(0),
+            input_per_mtok=price.input_per_mtok,
+            output_per_mtok=price.output_per_mtok,
             cache_read_per_mtok=price.cache_read_per_mtok,
             cache_write_per_mtok=price.cache_write_per_mtok,
             valid_from=price.valid_from,
+            provider=price.provider,
         )
         for price in stored
     )

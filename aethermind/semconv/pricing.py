@@ -31,7 +31,7 @@ from genai_prices.types import (
     TimeOfDateConstraint,
 )
 
-from aethermind.semconv.providers import prices_provider_id, split_model_prefix
+from aethermind.semconv.providers import prices_provider_id, same_provider, split_model_prefix
 from aethermind.semconv.record import UNKNOWN_COST, Cost, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -55,15 +55,18 @@ class PriceOverride:
     """An organization's own price for models matching ``model_pattern`` (fnmatch, case-blind).
 
     Used for fine-tunes, private deployments and negotiated rates. Prices are USD per million
-    tokens; a missing cache price means cached tokens cost the input price.
+    tokens; a missing cache price means cached tokens cost the input price. A missing input
+    or output price leaves the spans it matches unpriced (an unknown price is never $0).
+    With ``provider`` set it applies only to spans of that provider.
     """
 
     model_pattern: str
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
+    input_per_mtok: Decimal | None
+    output_per_mtok: Decimal | None
     cache_read_per_mtok: Decimal | None = None
     cache_write_per_mtok: Decimal | None = None
     valid_from: datetime | None = None
+    provider: str | None = None
 
     def __post_init__(self) -> None:
         for name in _OVERRIDE_PRICE_FIELDS:
@@ -73,10 +76,17 @@ class PriceOverride:
                     f"price override {self.model_pattern!r}: {name} must be >= 0, got {value}"
                 )
 
-    def applies(self, model: str, start_time_unix_nano: int) -> bool:
+    def applies(self, model: str, provider: str | None, start_time_unix_nano: int) -> bool:
         if self.valid_from is not None and start_time_unix_nano < _unix_nano(self.valid_from):
             return False
+        if self.provider is not None and not same_provider(self.provider, provider):
+            return False
         return fnmatch.fnmatchcase(model.lower(), self.model_pattern.lower())
+
+    @property
+    def complete(self) -> bool:
+        """Both token prices known: only then can it price a call."""
+        return self.input_per_mtok is not None and self.output_per_mtok is not None
 
     def model_price(self) -> ModelPrice:
         return ModelPrice(
@@ -262,7 +272,9 @@ class PriceBook:
             return _fallback(record)
         inputs = record.input_tokens or 0
         if overrides:
-            override = _pick_override(overrides, model, start_ns)
+            override = _pick_override(overrides, model, record.provider, start_ns)
+            if override is not None and not override.complete:
+                return _fallback(record)
             if override is not None:
                 priced = self._overrides.get(override)
                 if priced is None:
@@ -360,11 +372,11 @@ def _fallback(record: UsageRecord) -> Cost:
 
 
 def _pick_override(
-    overrides: Sequence[PriceOverride], model: str, start_ns: int
+    overrides: Sequence[PriceOverride], model: str, provider: str | None, start_ns: int
 ) -> PriceOverride | None:
     best: PriceOverride | None = None
     for override in overrides:
-        if not override.applies(model, start_ns):
+        if not override.applies(model, provider, start_ns):
             continue
         if best is None or _valid_from_ns(override) > _valid_from_ns(best):
             best = override

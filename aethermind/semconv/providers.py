@@ -61,6 +61,18 @@ def prices_provider_id(provider: str | None) -> str | None:
     return PRICES_PROVIDER_BY_NAME.get(provider.strip().lower())
 
 
+def same_provider(named: str, reported: str | None) -> bool:
+    """Whether a span's ``reported`` provider is the one an override ``named``: the same
+    name, case-blind, or two names genai-prices knows as one provider (``azure.ai.openai``
+    and ``azure``, say)."""
+    if not reported:
+        return False
+    if named.strip().lower() == reported.strip().lower():
+        return True
+    named_id = prices_provider_id(named)
+    return named_id is not None and named_id == prices_provider_id(reported)
+
+
 def split_model_prefix(model: str) -> tuple[str | None, str]:
     """``"anthropic/claude-x"`` -> ``("anthropic", "claude-x")``; unprefixed names unchanged.
 

@@ -198,6 +198,47 @@ def test_organization_override_wins_for_matching_models_from_its_date() -> None:
     assert book.price(record, before, overrides=[override]).price_model_id != "override:ft:gpt-4o*"
 
 
+def test_an_override_for_one_provider_leaves_the_same_model_from_another_alone() -> None:
+    override = PriceOverride(
+        model_pattern="llama-3.1-70b*",
+        input_per_mtok=Decimal("0.5"),
+        output_per_mtok=Decimal("0.75"),
+        provider="groq",
+    )
+    book = PriceBook()
+
+    def priced_by(provider: str) -> str | None:
+        record = UsageRecord(
+            provider=provider, request_model="llama-3.1-70b-versatile",
+            input_tokens=1000, output_tokens=100,
+        )  # fmt: skip
+        return book.price(record, AT_NS, overrides=[override]).price_model_id
+
+    assert priced_by("groq") == "override:llama-3.1-70b*"
+    assert priced_by("GROQ") == "override:llama-3.1-70b*"
+    assert priced_by("together") != "override:llama-3.1-70b*"
+    # genai-prices' names for one provider are one provider.
+    azure = PriceOverride(
+        model_pattern="my-deployment", input_per_mtok=Decimal(1), output_per_mtok=Decimal(2),
+        provider="azure",
+    )  # fmt: skip
+    record = UsageRecord(
+        provider="azure.ai.openai", request_model="my-deployment", input_tokens=10, output_tokens=1
+    )
+    assert book.price(record, AT_NS, overrides=[azure]).price_model_id == "override:my-deployment"
+
+
+def test_an_override_missing_a_token_price_leaves_its_models_unpriced_never_free() -> None:
+    override = PriceOverride(
+        model_pattern="house-model", input_per_mtok=None, output_per_mtok=Decimal("2")
+    )
+    record = UsageRecord(
+        provider="openai", request_model="house-model", input_tokens=1000, output_tokens=100
+    )
+    cost = PriceBook().price(record, AT_NS, overrides=[override])
+    assert cost.total is None and cost.source == "unknown"
+
+
 def test_agent_spans_are_not_priced_as_model_calls() -> None:
     record = UsageRecord(operation="invoke_agent", request_model="gpt-4o", is_llm_call=False)
     assert PriceBook().price(record, AT_NS).source == "unknown"
