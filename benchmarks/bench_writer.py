@@ -39,17 +39,15 @@ import asyncpg
 from aethermind.storage.database import create_pool
 from aethermind.storage.embedded import EmbeddedPostgres
 from aethermind.storage.migrate import migrate
-from aethermind.storage.rows import COLUMNS, TelemetryRow
-from aethermind.storage.scope import owner_transaction, tenant_transaction
-from aethermind.storage.writer import (
-    _PG_TYPES,
+from aethermind.storage.rollups import (
     ROLLUP_KEYS,
     TOKEN_COLUMNS,
-    ensure_partitions,
     rollup_aggregates_sql,
     rollup_upsert_sql,
-    write_rows,
 )
+from aethermind.storage.scope import owner_transaction, tenant_transaction
+from aethermind.storage.span_row import COLUMNS, PG_TYPES, TelemetryRow
+from aethermind.storage.writer import PartitionCache, ensure_partitions, write_rows
 
 BATCH = 512
 MODELS = [
@@ -144,7 +142,7 @@ def with_database(url: str, name: str) -> str:
 
 def _unnest_sql() -> str:
     quoted = ", ".join(f'"{c}"' for c in COLUMNS)
-    arrays = ", ".join(f"${i + 2}::{_PG_TYPES[c]}[]" for i, c in enumerate(COLUMNS))
+    arrays = ", ".join(f"${i + 2}::{PG_TYPES[c]}[]" for i, c in enumerate(COLUMNS))
     returning = ", ".join(
         (
             '"timestamp"',
@@ -170,12 +168,13 @@ def _unnest_sql() -> str:
 
 
 UNNEST_SQL = _unnest_sql()
+PARTITIONS = PartitionCache()  # as the receiver's writer keeps one
 GETTERS = [attrgetter(c) for c in COLUMNS]
 
 
 async def write_rows_via_unnest(pool: Any, org: uuid.UUID, rows: Sequence[TelemetryRow]) -> int:
     """The alternative bulk path: one array parameter per column, unnest server-side."""
-    await ensure_partitions(pool, [r.timestamp for r in rows])
+    await ensure_partitions(pool, [r.timestamp for r in rows], partitions=PARTITIONS)
     columns = [[get(r) for r in rows] for get in GETTERS]
     async with tenant_transaction(pool, org) as conn:
         inserted: int = await conn.fetchval(UNNEST_SQL, org, *columns)
@@ -209,7 +208,7 @@ async def run(admin_url: str, batch_count: int, rounds: int) -> None:
             )
             await conn.execute(
                 "CREATE TABLE bench_raw (organization_id uuid, "
-                + ", ".join(f'"{c}" {_PG_TYPES[c]}' for c in COLUMNS)
+                + ", ".join(f'"{c}" {PG_TYPES[c]}' for c in COLUMNS)
                 + ")"
             )
             await conn.execute("GRANT INSERT ON bench_raw TO aethermind_app")
@@ -227,13 +226,13 @@ async def run(admin_url: str, batch_count: int, rounds: int) -> None:
                 )
 
         async def writer(batch: list[TelemetryRow]) -> None:
-            await write_rows(pool, org, batch)
+            await write_rows(pool, org, batch, partitions=PARTITIONS)
 
         async def unnest(batch: list[TelemetryRow]) -> None:
             await write_rows_via_unnest(pool, org, batch)
 
         # Warm up: partitions, prepared statements, caches.
-        await write_rows(pool, org, build_rows(BATCH, seed=999))
+        await write_rows(pool, org, build_rows(BATCH, seed=999), partitions=PARTITIONS)
         await write_rows_via_unnest(pool, org, build_rows(BATCH, seed=998))
         await raw_copy(build_rows(BATCH, seed=997))
 

@@ -241,7 +241,7 @@ def test_price_override_then_reprice_prices_a_private_model(database_url: str) -
     from aethermind.semconv import UNKNOWN_COST, UsageRecord
     from aethermind.storage.config import DatabaseConfig
     from aethermind.storage.database import Database
-    from aethermind.storage.rows import row_from_usage
+    from aethermind.storage.span_row import row_from_usage
     from aethermind.storage.writer import write_rows
 
     org = run_cli("org", "create", "Private", database_url=database_url)["organization"]

@@ -20,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from aethermind.receiver.errors import is_bad_data
-from aethermind.storage.writer import write_record_groups
+from aethermind.storage.writer import PartitionCache, write_record_groups
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class WriteCoalescer:
 
     def __init__(self, pool: Any, *, max_rows: int = 8192, timeout: float | None = None):
         self._pool = pool
+        self._partitions = PartitionCache()
         self._max_rows = max_rows
         self._timeout = timeout
         self._queues: dict[UUID, list[_Pending]] = {}
@@ -89,7 +90,11 @@ class WriteCoalescer:
     async def _write(self, organization_id: UUID, taken: list[_Pending]) -> None:
         try:
             counts = await write_record_groups(
-                self._pool, organization_id, [p.records for p in taken], timeout=self._timeout
+                self._pool,
+                organization_id,
+                [p.records for p in taken],
+                partitions=self._partitions,
+                timeout=self._timeout,
             )
         except Exception as exc:
             if is_bad_data(exc) and len(taken) > 1:

@@ -18,7 +18,7 @@ from aethermind.receiver.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.rows import SPAN_KINDS, STATUS_CODES
 from aethermind.storage.prices import PRICE_FIELDS
 from aethermind.storage.queries import FILTER_KEYS, GRANULARITIES, GROUP_KEYS
-from aethermind.storage.writer import TOKEN_COLUMNS
+from aethermind.storage.rollups import TOKEN_COLUMNS
 
 OPENAPI_PATH: Final = "/openapi.json"
 OPENAPI_VERSION: Final = "3.1.0"
@@ -522,6 +522,23 @@ def _paths() -> Schema:
                     "308": _response(
                         "Permanent redirect to `../dashboard` (relative, so a path prefix "
                         "in front of the server is kept).",
+                        headers={
+                            "Location": {"required": True, "schema": {"type": "string"}},
+                        },
+                    ),
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "operationId": "redirectRoot",
+                "tags": ["dashboard"],
+                "summary": "Redirects to the dashboard page",
+                "security": _NO_SECURITY,
+                "responses": {
+                    "302": _response(
+                        "Redirect to `dashboard` (relative, so a path prefix in front of the "
+                        "server is kept).",
                         headers={
                             "Location": {"required": True, "schema": {"type": "string"}},
                         },

@@ -26,7 +26,7 @@ from aethermind.storage import queries
 
 DEFAULT_RANGE = timedelta(days=30)
 _TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
-_FILTERS = ("provider", "model", "service", "operation", "environment")
+_FILTERS = queries.FILTER_KEYS
 _KNOWN_PARAMS = frozenset({"from", "to", "group_by", "granularity", "limit", *_FILTERS})
 
 

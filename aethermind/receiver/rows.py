@@ -14,7 +14,7 @@ from typing import Any
 from aethermind.receiver.otlp import DecodedSpan
 from aethermind.semconv import PriceBook, PriceOverride, UsageRecord, normalize
 from aethermind.semconv.filtering import shippable_attributes
-from aethermind.storage.rows import record_from_usage
+from aethermind.storage.span_row import copy_row
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
@@ -26,7 +26,7 @@ class Conversion:
     """The rows to store and what happened to the rest."""
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    """In the writer's ``COLUMNS`` order (``storage.rows.record_from_usage``)."""
+    """``storage.span_row.CopyRow`` tuples, as the writer's COPY takes them."""
     dropped_not_genai: int = 0
 
 
@@ -71,7 +71,7 @@ def spans_to_rows(
         start = span.start_time_unix_nano
         cost = price_book.price(record, start, overrides=policy.overrides)
         result.rows.append(
-            record_from_usage(
+            copy_row(
                 record,
                 cost,
                 trace_id=span.trace_id,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aethermind.storage.config import DatabaseConfig
 from aethermind.storage.database import Database
-from aethermind.storage.rows import TelemetryRow, row_from_usage
 from aethermind.storage.scope import owner_transaction, tenant_transaction
+from aethermind.storage.span_row import TelemetryRow, row_from_usage
 from aethermind.storage.writer import write_rows
 
 __all__ = [

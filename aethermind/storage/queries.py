@@ -17,18 +17,19 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
+from aethermind.storage.dimensions import DIMENSIONS
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
-from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
-from aethermind.storage.writer import (
+from aethermind.storage.rollups import (
     IS_ERROR_SQL,
     IS_UNPRICED_SQL,
     ROLLUP_SUMS,
     TOKEN_COLUMNS,
     rollup_aggregates_sql,
 )
+from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
 
-GROUP_KEYS: tuple[str, ...] = ("provider", "model", "service", "operation", "environment")
-FILTER_KEYS: tuple[str, ...] = ("provider", "model", "service", "operation", "environment")
+GROUP_KEYS: tuple[str, ...] = DIMENSIONS
+FILTER_KEYS: tuple[str, ...] = DIMENSIONS
 GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 Source = Literal["auto", "rollup", "raw"]
@@ -212,9 +213,7 @@ def _row(
         ]
     else:
         latencies = record["percentiles"] or [None, None, None]
-    out["latency_ms"] = {
-        name: _microseconds(latencies[i]) for i, (name, _) in enumerate(QUANTILES)
-    }
+    out["latency_ms"] = {name: _microseconds(latencies[i]) for i, (name, _) in enumerate(QUANTILES)}
     return out
 
 

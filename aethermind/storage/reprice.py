@@ -14,9 +14,10 @@ from typing import Any
 from uuid import UUID
 
 from aethermind.semconv.record import Cost, UsageRecord
-from aethermind.storage.rows import usage_from_row
+from aethermind.storage.dimensions import DIMENSIONS
+from aethermind.storage.rollups import ROLLUP_TABLES
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
-from aethermind.storage.writer import ROLLUP_TABLES
+from aethermind.storage.span_row import COST_COLUMNS, PG_TYPES, cost_values, usage_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -25,16 +26,21 @@ PriceFn = Callable[[UsageRecord, datetime], Cost]
 ProgressFn = Callable[[int, int], None]
 """Called after each batch with (spans examined so far, spans in the range)."""
 
-_COST_FIELDS = (
-    "cost",
-    "cost_input",
-    "cost_cache_read",
-    "cost_cache_write",
-    "cost_output",
-    "cost_source",
-    "price_model_id",
-)
-_DIMS = ("provider", "model", "service", "operation", "environment")
+_COST_FIELDS = COST_COLUMNS
+_COST = COST_COLUMNS.index("cost")
+_SOURCE = COST_COLUMNS.index("cost_source")
+_DIMS = DIMENSIONS
+
+
+_UPDATE_COSTS_SQL = f"""
+    UPDATE telemetry_events t
+       SET {", ".join(f"{c} = u.{c}" for c in COST_COLUMNS)}
+      FROM unnest($2::timestamptz[], $3::text[], $4::text[],
+                  {", ".join(f"${i + 5}::{PG_TYPES[c]}[]" for i, c in enumerate(COST_COLUMNS))})
+           AS u(ts, trace_id, span_id, {", ".join(COST_COLUMNS)})
+     WHERE t.organization_id = $1 AND t."timestamp" = u.ts
+       AND t.trace_id = u.trace_id AND t.span_id = u.span_id"""
+"""Sets every cost column of the spans named by (start time, trace id, span id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +50,9 @@ class RepriceResult:
 
 
 def _new_costs(row: Any, cost: Cost) -> tuple[Any, ...]:
-    """The cost columns as the writer would store them for this cost (see row_from_usage)."""
-    priced = cost.source != "unknown" and cost.total is not None
-    is_llm = row["cost_source"] is not None
-    source = cost.source if (is_llm or priced) else None
-    if not priced:
-        return (None, None, None, None, None, source, cost.price_model_id)
-    return (
-        cost.total,
-        cost.input,
-        cost.cache_read,
-        cost.cache_write,
-        cost.output,
-        source,
-        cost.price_model_id,
-    )
+    """The cost columns as the writer would store them for this cost."""
+    values = cost_values(cost, is_llm_call=row["cost_source"] is not None)
+    return tuple(values[c] for c in COST_COLUMNS)
 
 
 def _pricing_flags(cost: Decimal | None, source: str | None) -> tuple[Decimal, int, int]:
@@ -128,8 +122,8 @@ async def reprice(
                 if new == old:
                     continue
                 updates.append((row["timestamp"], row["trace_id"], row["span_id"], *new))
-                old_flags = _pricing_flags(old[0], old[5])
-                new_flags = _pricing_flags(new[0], new[5])
+                old_flags = _pricing_flags(old[_COST], old[_SOURCE])
+                new_flags = _pricing_flags(new[_COST], new[_SOURCE])
                 delta = deltas[(row["hour"], *(row[d] for d in _DIMS))]
                 for i in range(3):
                     delta[i] += new_flags[i] - old_flags[i]
@@ -159,20 +153,7 @@ async def _apply(
     timeout: float | None,
 ) -> None:
     columns = list(zip(*updates, strict=True))
-    await conn.execute(
-        """
-        UPDATE telemetry_events t
-           SET cost = u.cost, cost_input = u.ci, cost_cache_read = u.ccr,
-               cost_cache_write = u.ccw, cost_output = u.co, cost_source = u.src,
-               price_model_id = u.pm
-          FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::numeric[], $6::numeric[],
-                      $7::numeric[], $8::numeric[], $9::numeric[], $10::text[], $11::text[])
-               AS u(ts, trace_id, span_id, cost, ci, ccr, ccw, co, src, pm)
-         WHERE t.organization_id = $1 AND t."timestamp" = u.ts
-           AND t.trace_id = u.trace_id AND t.span_id = u.span_id
-        """,
-        org, *(list(c) for c in columns), timeout=timeout,
-    )  # fmt: skip
+    await conn.execute(_UPDATE_COSTS_SQL, org, *(list(c) for c in columns), timeout=timeout)
     for table, time_column in ROLLUP_TABLES:
         merged: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
         for (hour, *dims), delta in deltas.items():
@@ -181,20 +162,25 @@ async def _apply(
             for i in range(3):
                 target[i] += delta[i]
         keys = sorted(merged)
+        width = len(_DIMS)
+        arrays = ", ".join(
+            [
+                "$2::timestamptz[]",
+                *(f"${i + 3}::text[]" for i in range(width)),
+                *(f"${width + 3 + i}::{t}[]" for i, t in enumerate(("numeric", "int8", "int8"))),
+            ]
+        )
+        same_keys = " AND ".join(f"r.{d} = d.{d}" for d in _DIMS)
         await conn.execute(
             f"""
             UPDATE {table} r
                SET cost = r.cost + d.cost, priced_calls = r.priced_calls + d.priced,
                    unpriced_calls = r.unpriced_calls + d.unpriced
-              FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
-                          $7::text[], $8::numeric[], $9::bigint[], $10::bigint[])
-                   AS d(t, provider, model, service, operation, environment, cost, priced, unpriced)
-             WHERE r.organization_id = $1 AND r.{time_column} = d.t AND r.provider = d.provider
-               AND r.model = d.model AND r.service = d.service AND r.operation = d.operation
-               AND r.environment = d.environment
+              FROM unnest({arrays}) AS d(t, {", ".join(_DIMS)}, cost, priced, unpriced)
+             WHERE r.organization_id = $1 AND r.{time_column} = d.t AND {same_keys}
             """,
             org,
-            *([k[i] for k in keys] for i in range(6)),
+            *([k[i] for k in keys] for i in range(width + 1)),
             [merged[k][0] for k in keys],
             [merged[k][1] for k in keys],
             [merged[k][2] for k in keys],

@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from aethermind.storage.rollups import ROLLUP_TABLES
 from aethermind.storage.scope import PoolOrConnection, owner_transaction
-from aethermind.storage.writer import ROLLUP_TABLES
 
 logger = logging.getLogger(__name__)
 

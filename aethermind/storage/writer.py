@@ -12,20 +12,26 @@ server work (the partitioned insert with its indexes) is the same for both.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
-from aethermind.storage.histogram import BUCKET_COLUMNS
-from aethermind.storage.rows import COLUMNS, TelemetryRow
+from aethermind.storage.rollups import (
+    DAILY_UPSERT,
+    ROLLUP_KEYS,
+    TOKEN_COLUMNS,
+    rollup_aggregates_sql,
+    rollup_regroup_sql,
+    rollup_upsert_sql,
+)
 from aethermind.storage.scope import ORG_SETTING, PoolOrConnection, connection
+from aethermind.storage.span_row import COLUMNS, MONEY_COLUMNS, PG_TYPES, TelemetryRow, as_copy_row
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PartitionCache",
     "TelemetryRow",
     "ensure_partitions",
     "write_record_groups",
@@ -33,165 +39,24 @@ __all__ = [
     "write_rows",
 ]
 
-# One definition of "error" and "unpriced", shared with the raw-row queries.
-IS_ERROR_SQL = "(status = 'ERROR' OR error_type IS NOT NULL)"
-IS_UNPRICED_SQL = "(cost IS NULL AND cost_source = 'unknown')"
-
-_PG_TYPES: dict[str, str] = {
-    "trace_id": "text",
-    "span_id": "text",
-    "name": "text",
-    "timestamp": "timestamptz",
-    "parent_span_id": "text",
-    "kind": "text",
-    "duration_ms": "float8",
-    "status": "text",
-    "error_type": "text",
-    "service": "text",
-    "environment": "text",
-    "provider": "text",
-    "operation": "text",
-    "request_model": "text",
-    "response_model": "text",
-    "input_tokens": "int8",
-    "output_tokens": "int8",
-    "cache_read_tokens": "int8",
-    "cache_write_tokens": "int8",
-    "reasoning_tokens": "int8",
-    "total_tokens": "int8",
-    "cost": "numeric",
-    "cost_input": "numeric",
-    "cost_cache_read": "numeric",
-    "cost_cache_write": "numeric",
-    "cost_output": "numeric",
-    "cost_source": "text",
-    "price_model_id": "text",
-    "provided_cost": "numeric",
-    "attributes": "jsonb",
-    "resource_attributes": "jsonb",
-}
-assert set(_PG_TYPES) == set(COLUMNS), "every TelemetryRow field needs a PostgreSQL type"
-
-ROLLUP_KEYS = ("provider", "model", "service", "operation", "environment")
-TOKEN_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-)
-ROLLUP_SUMS = (
-    "calls",
-    "errors",
-    *TOKEN_COLUMNS,
-    "cost",
-    "priced_calls",
-    "unpriced_calls",
-    "latency_count",
-    "latency_sum_ms",
-    *BUCKET_COLUMNS,
-)
-
-
-def rollup_aggregates_sql(source: str) -> str:
-    """SELECT list + FROM + GROUP BY that turns span rows in ``source`` into rollup rows
-    (hour, the five dimensions, then the measures in ``ROLLUP_SUMS`` order, min, max)."""
-    bucket = "width_bucket(duration_ms, aethermind_latency_bounds())"
-    buckets = ",\n        ".join(
-        f"count(*) FILTER (WHERE {bucket} = {i}) AS {col}" for i, col in enumerate(BUCKET_COLUMNS)
-    )
-    tokens = ",\n        ".join(f"coalesce(sum({c}), 0) AS {c}" for c in TOKEN_COLUMNS)
-    dims = ", ".join(f"coalesce({k}, '') AS {k}" for k in ROLLUP_KEYS)
-    return f"""
-        SELECT date_trunc('hour', "timestamp", 'UTC') AS hour, {dims},
-        count(*) AS calls,
-        count(*) FILTER (WHERE {IS_ERROR_SQL}) AS errors,
-        {tokens},
-        coalesce(sum(cost), 0) AS cost,
-        count(cost) AS priced_calls,
-        count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls,
-        count(duration_ms) AS latency_count,
-        coalesce(sum(duration_ms), 0) AS latency_sum_ms,
-        {buckets},
-        min(duration_ms) AS latency_min_ms,
-        max(duration_ms) AS latency_max_ms
-        FROM {source}
-        GROUP BY 1, 2, 3, 4, 5, 6"""
-
-
-def rollup_regroup_sql(source: str, unit: str) -> str:
-    """Rows shaped like ``rollup_aggregates_sql`` summed into coarser ``unit`` buckets
-    (e.g. ``day``); the time column keeps the name ``hour`` so shapes stay the same."""
-    sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_SUMS)
-    return f"""
-        SELECT date_trunc('{unit}', hour, 'UTC') AS hour, {", ".join(ROLLUP_KEYS)}, {sums},
-               min(latency_min_ms) AS latency_min_ms, max(latency_max_ms) AS latency_max_ms
-          FROM {source}
-         GROUP BY 1, 2, 3, 4, 5, 6"""
-
-
-ROLLUP_TABLES: tuple[tuple[str, str], ...] = (
-    ("usage_rollup_hourly", "hour"),
-    ("usage_rollup_daily", "day"),
-)
-"""Rollup tables and their time column, finest first."""
-
-
-def rollup_upsert_sql(
-    source_cte: str,
-    *,
-    table: str = "usage_rollup_hourly",
-    time_column: str = "hour",
-    sign: str = "+",
-) -> str:
-    """INSERT into a rollup table from a CTE shaped like ``rollup_aggregates_sql`` (time
-    column named ``hour``), adding to existing rows. Rows go in key order so concurrent
-    writers lock rollup rows in the same order and cannot deadlock."""
-    cols = [
-        "organization_id",
-        time_column,
-        *ROLLUP_KEYS,
-        *ROLLUP_SUMS,
-        "latency_min_ms",
-        "latency_max_ms",
-    ]
-    sets = [f"{c} = r.{c} {sign} excluded.{c}" for c in ROLLUP_SUMS]
-    sets.append("latency_min_ms = least(r.latency_min_ms, excluded.latency_min_ms)")
-    sets.append("latency_max_ms = greatest(r.latency_max_ms, excluded.latency_max_ms)")
-    select_cols = ", ".join(
-        ["$1::uuid", "hour", *ROLLUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
-    )
-    return f"""
-        INSERT INTO {table} AS r ({", ".join(cols)})
-        SELECT {select_cols} FROM {source_cte}
-        ORDER BY hour, {", ".join(ROLLUP_KEYS)}
-        ON CONFLICT (organization_id, {time_column}, {", ".join(ROLLUP_KEYS)}) DO UPDATE SET
-            {", ".join(sets)}"""
-
-
 STAGING_TABLE = "aethermind_staging"
 # Per session, emptied at every commit, so it never holds rows between batches. Creating it
 # "if not exists" at the start of each write costs a catalog lookup, and works on any
 # connection (including behind a transaction-mode pooler).
 # Money travels as decimal text and is cast here: asyncpg's binary numeric encoding costs
 # about 1.5 µs a value, five or six values a span, which the cast in PostgreSQL does not.
-_MONEY = frozenset(c for c in COLUMNS if _PG_TYPES[c] == "numeric")
 # "batch" numbers the groups of one grouped write, to count each group's new rows.
 STAGING_COLUMNS = (*COLUMNS, "batch")
 CREATE_STAGING_SQL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} ("
-    + ", ".join(f'"{c}" {"text" if c in _MONEY else _PG_TYPES[c]}' for c in COLUMNS)
+    + ", ".join(f'"{c}" {"text" if c in MONEY_COLUMNS else PG_TYPES[c]}' for c in COLUMNS)
     + ", batch integer) ON COMMIT DELETE ROWS"
 )
 
 
-DAILY_UPSERT = rollup_upsert_sql("agg_daily", table="usage_rollup_daily", time_column="day")
-
-
 def _insert_sql() -> str:
     quoted = ", ".join(f'"{c}"' for c in COLUMNS)
-    selected = ", ".join(f'"{c}"::numeric' if c in _MONEY else f'"{c}"' for c in COLUMNS)
+    selected = ", ".join(f'"{c}"::numeric' if c in MONEY_COLUMNS else f'"{c}"' for c in COLUMNS)
     returned = (
         '"timestamp"',
         "trace_id",
@@ -220,36 +85,21 @@ def _insert_sql() -> str:
 
 
 INSERT_SQL = _insert_sql()
-_RECORD = attrgetter(*COLUMNS)
 _TIMESTAMP = COLUMNS.index("timestamp")
 
 
-class _MonthCache:
-    """Months known to have a partition, per pool (or connection) object.
+class PartitionCache:
+    """The months known to have a ``telemetry_events`` partition in one database, so a
+    batch whose months are all known skips the partition check. Owned by whatever owns the
+    writes to that database (the receiver's write coalescer; a benchmark); a write without
+    one checks every time.
 
-    asyncpg pools cannot be weakly referenced, so entries are keyed by identity, hold their
-    pool, and the least recently used is dropped past a handful (a process has one pool;
-    tests make many). A month dropped by retention elsewhere is harmless: its rows land in
-    the default partition, and they are past retention anyway.
+    A month dropped by retention elsewhere is harmless: its rows land in the default
+    partition, and they are past retention anyway.
     """
 
-    def __init__(self, capacity: int = 8) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[int, tuple[Any, set[tuple[int, int]]]] = OrderedDict()
-
-    def months_for(self, owner: Any) -> set[tuple[int, int]]:
-        key = id(owner)
-        entry = self._entries.get(key)
-        if entry is None or entry[0] is not owner:
-            entry = (owner, set())
-            self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-        return entry[1]
-
-
-_known_months = _MonthCache()
+    def __init__(self) -> None:
+        self.months: set[tuple[int, int]] = set()
 
 
 def _month(ts: datetime) -> tuple[int, int]:
@@ -263,12 +113,15 @@ def _next_month(month: tuple[int, int]) -> tuple[int, int]:
 
 
 async def ensure_partitions(
-    pool_or_conn: PoolOrConnection, instants: Sequence[datetime], *, timeout: float | None = None
+    pool_or_conn: PoolOrConnection,
+    instants: Sequence[datetime],
+    *,
+    partitions: PartitionCache | None = None,
+    timeout: float | None = None,
 ) -> int:
     """Make sure the monthly partitions for ``instants`` exist, and the month after the
-    latest (so a month's first batch never waits on DDL). Cached per pool; returns the
-    number of partitions created."""
-    known = _known_months.months_for(pool_or_conn)
+    latest (so a month's first batch never waits on DDL). Returns the number created."""
+    known = partitions.months if partitions is not None else set()
     months = {_month(ts) for ts in instants}
     if months:
         months.add(_next_month(max(months)))
@@ -294,6 +147,7 @@ async def write_rows(
     organization_id: UUID | str,
     rows: Sequence[TelemetryRow],
     *,
+    partitions: PartitionCache | None = None,
     timeout: float | None = None,
 ) -> int:
     """Store ``rows`` for ``organization_id`` in one transaction; return how many were new.
@@ -302,19 +156,12 @@ async def write_rows(
     do not touch the rollup. When this returns, the rows and the rollup are committed.
     """
     return await write_records(
-        pool_or_conn, organization_id, [_copy_record(r) for r in rows], timeout=timeout
+        pool_or_conn,
+        organization_id,
+        [as_copy_row(r) for r in rows],
+        partitions=partitions,
+        timeout=timeout,
     )
-
-
-_MONEY_INDEXES = tuple(i for i, c in enumerate(COLUMNS) if c in _MONEY)
-
-
-def _copy_record(row: TelemetryRow) -> tuple[Any, ...]:
-    values = list(_RECORD(row))
-    for i in _MONEY_INDEXES:
-        if values[i] is not None:
-            values[i] = str(values[i])
-    return tuple(values)
 
 
 async def write_records(
@@ -322,14 +169,14 @@ async def write_records(
     organization_id: UUID | str,
     records: Sequence[tuple[Any, ...]],
     *,
+    partitions: PartitionCache | None = None,
     timeout: float | None = None,
 ) -> int:
-    """``write_rows`` for rows already laid out as COPY records: tuples in ``COLUMNS``
-    order with money as decimal text (``rows.record_from_usage`` builds them; the receiver's
-    hot path skips a row object per span).
+    """``write_rows`` for rows already laid out for COPY (``span_row.CopyRow``: tuples in
+    ``COLUMNS`` order, money as decimal text), as the receiver's hot path builds them.
     """
     (inserted,) = await write_record_groups(
-        pool_or_conn, organization_id, [records], timeout=timeout
+        pool_or_conn, organization_id, [records], partitions=partitions, timeout=timeout
     )
     return inserted
 
@@ -339,6 +186,7 @@ async def write_record_groups(
     organization_id: UUID | str,
     groups: Sequence[Sequence[tuple[Any, ...]]],
     *,
+    partitions: PartitionCache | None = None,
     timeout: float | None = None,
 ) -> list[int]:
     """Store several groups of COPY records of one organization in ONE transaction, and
@@ -353,7 +201,10 @@ async def write_record_groups(
         return [0] * len(groups)
     org = str(UUID(str(organization_id)))  # validated, so it can be inlined below
     await ensure_partitions(
-        pool_or_conn, [r[_TIMESTAMP] for g in groups for r in g], timeout=timeout
+        pool_or_conn,
+        [r[_TIMESTAMP] for g in groups for r in g],
+        partitions=partitions,
+        timeout=timeout,
     )
     staged = [(*r, batch) for batch, g in enumerate(groups) for r in g]
     async with connection(pool_or_conn) as conn, conn.transaction():

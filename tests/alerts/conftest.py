@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from aethermind.receiver.alerts import CheckResult, RetryPolicy, check_budgets
-from aethermind.storage.rows import TelemetryRow
+from aethermind.storage.span_row import TelemetryRow
 from aethermind.storage.tenants import Organization, create_organization
 from aethermind.storage.writer import write_rows
 from tests.plugins.services import free_port

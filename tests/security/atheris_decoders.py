@@ -31,7 +31,7 @@ with atheris.instrument_imports():
     from aethermind.receiver.otlp import OtlpRequestError, decode_traces
     from aethermind.receiver.rows import TenantPolicy, spans_to_rows
     from aethermind.semconv import default_price_book
-    from aethermind.storage.rows import COLUMNS
+    from aethermind.storage.span_row import COLUMNS
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

@@ -11,8 +11,8 @@ from uuid import UUID
 
 import asyncpg
 
-from aethermind.storage.rows import TelemetryRow
 from aethermind.storage.scope import owner_transaction
+from aethermind.storage.span_row import TelemetryRow
 
 BASE_TIME = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 

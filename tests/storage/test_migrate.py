@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 
 from aethermind.storage.migrate import load_migrations, migrate, pending_migrations
+from aethermind.storage.span_row import COLUMNS, PG_TYPES
 
 
 async def test_migrate_applies_everything_once_then_nothing(empty_database_url: str) -> None:
@@ -40,3 +42,18 @@ def test_migration_files_are_numbered_and_ordered() -> None:
     names = [m.name for m in load_migrations()]
     assert names == sorted(names)
     assert names[0] == "0001_schema"
+
+
+async def test_the_stored_span_declaration_is_the_tables_columns_in_order(pool: Any) -> None:
+    """``span_row.TelemetryRow`` owns the columns: the migrations must have made exactly
+    those, in that order and of those types (besides the id, the tenant and the generated
+    model column, which the writer never fills)."""
+    rows = await pool.fetch(
+        """SELECT column_name, udt_name FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = 'telemetry_events'
+            ORDER BY ordinal_position"""
+    )
+    table = [(r["column_name"], r["udt_name"]) for r in rows]
+    filled = [c for c in table if c[0] not in {"id", "organization_id", "model"}]
+    assert filled == [(name, PG_TYPES[name]) for name in COLUMNS]
+    assert {"id", "organization_id", "model"} <= {name for name, _ in table}

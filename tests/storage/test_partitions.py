@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aethermind.storage.scope import owner_transaction
-from aethermind.storage.writer import ensure_partitions, write_rows
+from aethermind.storage.writer import PartitionCache, ensure_partitions, write_rows
 from tests.storage.factories import create_org, make_rows, owner_fetch
 
 
@@ -52,14 +52,16 @@ async def test_rows_in_the_default_partition_move_when_their_month_is_created(po
     assert row["model"] == "m"
 
 
-async def test_partition_checks_are_cached_per_pool(pool: Any) -> None:
+async def test_partition_checks_are_cached_by_their_owner(pool: Any) -> None:
     when = [datetime(2024, 5, 5, tzinfo=UTC)]
-    assert await ensure_partitions(pool, when) == 2
+    partitions = PartitionCache()
+    assert await ensure_partitions(pool, when, partitions=partitions) == 2
     async with owner_transaction(pool) as conn:
         await conn.execute("DROP TABLE telemetry_events_p202405")
     # Cached: no catalog round trip, so the drop goes unnoticed...
-    assert await ensure_partitions(pool, when) == 0
+    assert await ensure_partitions(pool, when, partitions=partitions) == 0
     # ...and an insert for that month still succeeds, into the default partition.
     org = await create_org(pool, "acme")
-    assert await write_rows(pool, org, make_rows(1, start=when[0])) == 1
+    rows = make_rows(1, start=when[0])
+    assert await write_rows(pool, org, rows, partitions=partitions) == 1
     assert await partition_counts(pool) == {"telemetry_events_default": 1}

@@ -11,8 +11,8 @@ import pytest
 
 from aethermind.semconv.record import Cost, UsageRecord
 from aethermind.storage.histogram import BUCKET_COLUMNS, LATENCY_BOUNDS_MS
-from aethermind.storage.rows import TelemetryRow, row_from_usage
 from aethermind.storage.scope import tenant_transaction
+from aethermind.storage.span_row import TelemetryRow, row_from_usage
 from aethermind.storage.writer import write_rows
 from tests.storage.factories import create_org, make_rows, owner_fetch
 

@@ -1,0 +1,114 @@
+"""The hourly and daily rollups: their columns, and the SQL that turns stored spans into
+rollup rows and adds (or subtracts) them. The writer adds each committed batch's rows in the
+same statement; repricing moves them by its deltas; queries read them.
+"""
+
+from __future__ import annotations
+
+from aethermind.storage.dimensions import DIMENSIONS
+from aethermind.storage.histogram import BUCKET_COLUMNS
+
+# One definition of "error" and "unpriced", shared with the raw-row queries.
+IS_ERROR_SQL = "(status = 'ERROR' OR error_type IS NOT NULL)"
+IS_UNPRICED_SQL = "(cost IS NULL AND cost_source = 'unknown')"
+
+ROLLUP_KEYS = DIMENSIONS
+"""The rollup tables' key columns besides organization and time: every dimension."""
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+)
+ROLLUP_SUMS = (
+    "calls",
+    "errors",
+    *TOKEN_COLUMNS,
+    "cost",
+    "priced_calls",
+    "unpriced_calls",
+    "latency_count",
+    "latency_sum_ms",
+    *BUCKET_COLUMNS,
+)
+
+
+def rollup_aggregates_sql(source: str) -> str:
+    """SELECT list + FROM + GROUP BY that turns span rows in ``source`` into rollup rows
+    (hour, the five dimensions, then the measures in ``ROLLUP_SUMS`` order, min, max)."""
+    bucket = "width_bucket(duration_ms, aethermind_latency_bounds())"
+    buckets = ",\n        ".join(
+        f"count(*) FILTER (WHERE {bucket} = {i}) AS {col}" for i, col in enumerate(BUCKET_COLUMNS)
+    )
+    tokens = ",\n        ".join(f"coalesce(sum({c}), 0) AS {c}" for c in TOKEN_COLUMNS)
+    dims = ", ".join(f"coalesce({k}, '') AS {k}" for k in ROLLUP_KEYS)
+    return f"""
+        SELECT date_trunc('hour', "timestamp", 'UTC') AS hour, {dims},
+        count(*) AS calls,
+        count(*) FILTER (WHERE {IS_ERROR_SQL}) AS errors,
+        {tokens},
+        coalesce(sum(cost), 0) AS cost,
+        count(cost) AS priced_calls,
+        count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls,
+        count(duration_ms) AS latency_count,
+        coalesce(sum(duration_ms), 0) AS latency_sum_ms,
+        {buckets},
+        min(duration_ms) AS latency_min_ms,
+        max(duration_ms) AS latency_max_ms
+        FROM {source}
+        GROUP BY 1, 2, 3, 4, 5, 6"""
+
+
+def rollup_regroup_sql(source: str, unit: str) -> str:
+    """Rows shaped like ``rollup_aggregates_sql`` summed into coarser ``unit`` buckets
+    (e.g. ``day``); the time column keeps the name ``hour`` so shapes stay the same."""
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_SUMS)
+    return f"""
+        SELECT date_trunc('{unit}', hour, 'UTC') AS hour, {", ".join(ROLLUP_KEYS)}, {sums},
+               min(latency_min_ms) AS latency_min_ms, max(latency_max_ms) AS latency_max_ms
+          FROM {source}
+         GROUP BY 1, 2, 3, 4, 5, 6"""
+
+
+ROLLUP_TABLES: tuple[tuple[str, str], ...] = (
+    ("usage_rollup_hourly", "hour"),
+    ("usage_rollup_daily", "day"),
+)
+"""Rollup tables and their time column, finest first."""
+
+
+def rollup_upsert_sql(
+    source_cte: str,
+    *,
+    table: str = "usage_rollup_hourly",
+    time_column: str = "hour",
+    sign: str = "+",
+) -> str:
+    """INSERT into a rollup table from a CTE shaped like ``rollup_aggregates_sql`` (time
+    column named ``hour``), adding to existing rows. Rows go in key order so concurrent
+    writers lock rollup rows in the same order and cannot deadlock."""
+    cols = [
+        "organization_id",
+        time_column,
+        *ROLLUP_KEYS,
+        *ROLLUP_SUMS,
+        "latency_min_ms",
+        "latency_max_ms",
+    ]
+    sets = [f"{c} = r.{c} {sign} excluded.{c}" for c in ROLLUP_SUMS]
+    sets.append("latency_min_ms = least(r.latency_min_ms, excluded.latency_min_ms)")
+    sets.append("latency_max_ms = greatest(r.latency_max_ms, excluded.latency_max_ms)")
+    select_cols = ", ".join(
+        ["$1::uuid", "hour", *ROLLUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
+    )
+    return f"""
+        INSERT INTO {table} AS r ({", ".join(cols)})
+        SELECT {select_cols} FROM {source_cte}
+        ORDER BY hour, {", ".join(ROLLUP_KEYS)}
+        ON CONFLICT (organization_id, {time_column}, {", ".join(ROLLUP_KEYS)}) DO UPDATE SET
+            {", ".join(sets)}"""
+
+
+DAILY_UPSERT = rollup_upsert_sql("agg_daily", table="usage_rollup_daily", time_column="day")

@@ -1,0 +1,261 @@
+"""The stored span: ``telemetry_events``'s columns declared once (name, order, Python type,
+PostgreSQL type), and the one function that fills them from a span's normalized usage.
+
+Everything that touches the columns reads them from here: the row builder, the writer's COPY
+and staging table, repricing, and the test that compares this declaration with the table.
+Adding a column means: a field here, a migration, and the line in ``copy_row`` that fills it.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from aethermind.semconv.record import Cost, UsageRecord
+
+SPAN_STATUSES = frozenset({"UNSET", "OK", "ERROR"})
+
+
+# Each field's metadata: its PostgreSQL type, and whether a price decides it (reprice).
+_TEXT = {"pg_type": "text", "cost": False}
+_TIMESTAMPTZ = {"pg_type": "timestamptz", "cost": False}
+_FLOAT8 = {"pg_type": "float8", "cost": False}
+_INT8 = {"pg_type": "int8", "cost": False}
+_NUMERIC = {"pg_type": "numeric", "cost": False}
+_JSONB = {"pg_type": "jsonb", "cost": False}
+_COST_NUMERIC = {"pg_type": "numeric", "cost": True}
+_COST_TEXT = {"pg_type": "text", "cost": True}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelemetryRow:
+    """One ``telemetry_events`` row, minus ``id`` (assigned by the database), ``model``
+    (a generated column: response model, else request model) and ``organization_id``
+    (given to the writer once per batch, so a batch can never mix tenants). Field order is
+    the table's column order.
+
+    ``timestamp`` is the span's start time and must be timezone-aware. ``trace_id`` and
+    ``span_id`` are lowercase hex (32 and 16 characters in OTLP). ``cost`` is None when the
+    span could not be priced. ``cost_source`` is ``computed``/``provided``/``unknown``, or
+    None for spans that are not model calls (agent and tool spans): those never count as
+    unpriced.
+    """
+
+    trace_id: str = field(metadata=_TEXT)
+    span_id: str = field(metadata=_TEXT)
+    parent_span_id: str | None = field(default=None, metadata=_TEXT)
+    name: str = field(metadata=_TEXT)
+    kind: str | None = field(default=None, metadata=_TEXT)
+    timestamp: datetime = field(metadata=_TIMESTAMPTZ)
+    duration_ms: float | None = field(default=None, metadata=_FLOAT8)
+    status: str = field(default="UNSET", metadata=_TEXT)
+    error_type: str | None = field(default=None, metadata=_TEXT)
+    service: str | None = field(default=None, metadata=_TEXT)
+    environment: str | None = field(default=None, metadata=_TEXT)
+    provider: str | None = field(default=None, metadata=_TEXT)
+    operation: str | None = field(default=None, metadata=_TEXT)
+    request_model: str | None = field(default=None, metadata=_TEXT)
+    response_model: str | None = field(default=None, metadata=_TEXT)
+    input_tokens: int | None = field(default=None, metadata=_INT8)
+    output_tokens: int | None = field(default=None, metadata=_INT8)
+    cache_read_tokens: int | None = field(default=None, metadata=_INT8)
+    cache_write_tokens: int | None = field(default=None, metadata=_INT8)
+    reasoning_tokens: int | None = field(default=None, metadata=_INT8)
+    total_tokens: int | None = field(default=None, metadata=_INT8)
+    cost: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    cost_input: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    cost_cache_read: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    cost_cache_write: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    cost_output: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    cost_source: str | None = field(default=None, metadata=_COST_TEXT)
+    price_model_id: str | None = field(default=None, metadata=_COST_TEXT)
+    provided_cost: Decimal | None = field(default=None, metadata=_NUMERIC)
+    attributes: Mapping[str, Any] = field(default_factory=dict, metadata=_JSONB)
+    resource_attributes: Mapping[str, Any] = field(default_factory=dict, metadata=_JSONB)
+
+    def __post_init__(self) -> None:
+        if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
+            raise ValueError(f"timestamp must be timezone-aware (span {self.span_id!r})")
+        if not self.trace_id or not self.span_id:
+            raise ValueError("trace_id and span_id must be non-empty")
+        if self.status not in SPAN_STATUSES:
+            raise ValueError(f"status must be one of {sorted(SPAN_STATUSES)}, got {self.status!r}")
+
+    @property
+    def model(self) -> str | None:
+        """What the database's generated ``model`` column will hold."""
+        return self.response_model or self.request_model
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TelemetryRow))
+"""The ``telemetry_events`` columns a span fills, in table order."""
+PG_TYPES: dict[str, str] = {f.name: f.metadata["pg_type"] for f in fields(TelemetryRow)}
+"""Each column's PostgreSQL type, as the table declares it."""
+MONEY_COLUMNS: frozenset[str] = frozenset(c for c, t in PG_TYPES.items() if t == "numeric")
+COST_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TelemetryRow) if f.metadata["cost"])
+"""The columns a price decides (what ``reprice`` rewrites), in table order."""
+
+def _copy_row_type() -> Any:
+    # Made in a function so mypy takes it as the dynamic type it is (fields from the declaration).
+    return namedtuple("CopyRow", COLUMNS)
+
+
+CopyRow: Any = _copy_row_type()
+"""A stored span laid out for the writer's COPY: a plain tuple in ``COLUMNS`` order, built by
+keyword (so a column added above and not filled in ``copy_row`` fails at once), money as
+decimal text (asyncpg's binary numeric encoding costs about 1.5 µs a value; the staging
+table takes text and PostgreSQL casts it)."""
+
+
+def cost_values(cost: Cost, *, is_llm_call: bool) -> dict[str, Any]:
+    """The ``COST_COLUMNS`` for a span priced at ``cost``: the one rule of what a priced,
+    unpriced or non-model span stores. Unpriced keeps no amounts; a span that is not a model
+    call keeps no cost source, so it never counts as an unpriced call."""
+    priced = cost.total is not None and cost.source != "unknown"
+    return {
+        "cost": cost.total if priced else None,
+        "cost_input": cost.input if priced else None,
+        "cost_cache_read": cost.cache_read if priced else None,
+        "cost_cache_write": cost.cache_write if priced else None,
+        "cost_output": cost.output if priced else None,
+        "cost_source": cost.source if (is_llm_call or priced) else None,
+        "price_model_id": cost.price_model_id,
+    }
+
+
+def copy_row(
+    usage: UsageRecord,
+    cost: Cost,
+    *,
+    trace_id: str,
+    span_id: str,
+    name: str,
+    timestamp: datetime,
+    parent_span_id: str | None,
+    kind: str | None,
+    duration_ms: float | None,
+    status: str,
+    attributes: Mapping[str, Any],
+    resource_attributes: Mapping[str, Any],
+) -> Any:
+    """The stored span for one span's normalized ``usage`` and its ``cost``, as a
+    ``CopyRow``.
+
+    A span whose usage carries ``error_type`` is stored with status ``ERROR`` even when the
+    instrumentation left the OTel status unset. ``total_tokens`` falls back to input + output
+    when the span gave both but no total. The caller vouches for what
+    ``TelemetryRow.__post_init__`` would check (an aware timestamp, non-empty ids, a known
+    status), as the receiver's decoder guarantees.
+    """
+    total = usage.total_tokens
+    if total is None and usage.input_tokens is not None and usage.output_tokens is not None:
+        total = usage.input_tokens + usage.output_tokens
+    costs = cost_values(cost, is_llm_call=usage.is_llm_call)
+    return CopyRow(
+        trace_id=trace_id,
+        span_id=span_id,
+        name=name,
+        timestamp=timestamp,
+        parent_span_id=parent_span_id,
+        kind=kind,
+        duration_ms=duration_ms,
+        status="ERROR" if usage.error_type is not None else status,
+        error_type=usage.error_type,
+        service=usage.service,
+        environment=usage.environment,
+        provider=usage.provider,
+        operation=usage.operation,
+        request_model=usage.request_model,
+        response_model=usage.response_model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        total_tokens=total,
+        cost=_text(costs["cost"]),
+        cost_input=_text(costs["cost_input"]),
+        cost_cache_read=_text(costs["cost_cache_read"]),
+        cost_cache_write=_text(costs["cost_cache_write"]),
+        cost_output=_text(costs["cost_output"]),
+        cost_source=costs["cost_source"],
+        price_model_id=costs["price_model_id"],
+        provided_cost=_text(usage.provided_cost),
+        attributes=attributes,
+        resource_attributes=resource_attributes,
+    )
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def row_from_usage(
+    usage: UsageRecord,
+    cost: Cost,
+    *,
+    trace_id: str,
+    span_id: str,
+    name: str,
+    timestamp: datetime,
+    parent_span_id: str | None = None,
+    kind: str | None = None,
+    duration_ms: float | None = None,
+    status: str = "UNSET",
+    attributes: Mapping[str, Any] | None = None,
+    resource_attributes: Mapping[str, Any] | None = None,
+) -> TelemetryRow:
+    """``copy_row`` as a checked, typed ``TelemetryRow`` (money as Decimal), for code that
+    builds rows one at a time (tests, tools) rather than the receiver's hot path."""
+    copy = copy_row(
+        usage,
+        cost,
+        trace_id=trace_id,
+        span_id=span_id,
+        name=name,
+        timestamp=timestamp,
+        parent_span_id=parent_span_id,
+        kind=kind,
+        duration_ms=duration_ms,
+        status=status,
+        attributes=dict(attributes or {}),
+        resource_attributes=dict(resource_attributes or {}),
+    )
+    values = copy._asdict()
+    for column in MONEY_COLUMNS:
+        if values[column] is not None:
+            values[column] = Decimal(values[column])
+    return TelemetryRow(**values)
+
+
+def as_copy_row(row: TelemetryRow) -> Any:
+    """A typed row as the writer's ``CopyRow`` (money as decimal text)."""
+    values = {c: getattr(row, c) for c in COLUMNS}
+    for column in MONEY_COLUMNS:
+        values[column] = _text(values[column])
+    return CopyRow(**values)
+
+
+def usage_from_row(row: Mapping[str, Any]) -> UsageRecord:
+    """The usage a stored row stands for: what repricing feeds the price function."""
+    return UsageRecord(
+        provider=row["provider"],
+        operation=row["operation"],
+        request_model=row["request_model"],
+        response_model=row["response_model"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cache_read_tokens=row["cache_read_tokens"],
+        cache_write_tokens=row["cache_write_tokens"],
+        reasoning_tokens=row["reasoning_tokens"],
+        total_tokens=row["total_tokens"],
+        provided_cost=row["provided_cost"],
+        error_type=row["error_type"],
+        service=row["service"],
+        environment=row["environment"],
+        is_llm_call=row["cost_source"] is not None,
+    )
