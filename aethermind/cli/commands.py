@@ -120,8 +120,8 @@ async def cmd_key_revoke(args: argparse.Namespace) -> None:
 async def cmd_reprice(args: argparse.Namespace) -> None:
     from rich.progress import Progress
 
-    from aethermind.receiver.overrides import load_price_overrides
     from aethermind.semconv import UsageRecord, default_price_book
+    from aethermind.storage.prices import load_price_overrides
     from aethermind.storage.reprice import reprice
 
     start = parse_time(args.from_, "--from") or datetime(1970, 1, 1, tzinfo=UTC)

@@ -21,6 +21,7 @@ from uuid import UUID
 
 from aiohttp import web
 
+from aethermind.ingest.policy import TenantPolicies
 from aethermind.receiver import admin, dashboard, ingest, openapi, ops, query
 from aethermind.receiver.alerts import alert_loop_ctx
 from aethermind.receiver.auth import FailureThrottle, KeyCache
@@ -29,11 +30,11 @@ from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.errors import HttpError
 from aethermind.receiver.logs import request_id_var
 from aethermind.receiver.metrics import ReceiverMetrics
-from aethermind.receiver.overrides import TenantPolicies, load_price_overrides
 from aethermind.receiver.ratelimit import RateLimiter
 from aethermind.receiver.state import SERVICES, Services
 from aethermind.semconv import PriceOverride, default_price_book
 from aethermind.storage import tenants
+from aethermind.storage.prices import load_price_overrides
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aethermind.receiver.otlp import DEFAULT_LIMITS, DEFAULT_MAX_BODY_SIZE, DecodeLimits
+from aethermind.ingest.otlp import DEFAULT_LIMITS, DEFAULT_MAX_BODY_SIZE, DecodeLimits
 
 ENV_PREFIX = "AETHERMIND_"
 

@@ -16,7 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from aethermind.receiver import otlp
+from aethermind.ingest import otlp
+from aethermind.ingest.convert import Conversion, spans_to_rows
+from aethermind.ingest.events import events_to_spans
 from aethermind.receiver.errors import (
     BadRequest,
     HttpError,
@@ -25,8 +27,6 @@ from aethermind.receiver.errors import (
     is_bad_data,
     is_storage_unavailable,
 )
-from aethermind.receiver.jsonevents import events_to_spans
-from aethermind.receiver.rows import Conversion, spans_to_rows
 from aethermind.receiver.security import authenticate
 from aethermind.receiver.state import SERVICES, Services
 from aethermind.storage.tenants import VerifiedKey

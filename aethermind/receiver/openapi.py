@@ -13,9 +13,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
+from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
-from aethermind.receiver.otlp import MAX_TIME_UNIX_NANO
-from aethermind.receiver.rows import SPAN_KINDS, STATUS_CODES
 from aethermind.storage.prices import PRICE_FIELDS
 from aethermind.storage.queries import FILTER_KEYS, GRANULARITIES, GROUP_KEYS
 from aethermind.storage.rollups import TOKEN_COLUMNS

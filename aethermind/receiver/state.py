@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
+from aethermind.ingest.policy import TenantPolicies
 from aethermind.receiver.auth import FailureThrottle, KeyCache
 from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.metrics import ReceiverMetrics
-from aethermind.receiver.overrides import TenantPolicies
 from aethermind.receiver.ratelimit import RateLimiter
 from aethermind.semconv import PriceBook
 from aethermind.storage.tenants import VerifiedKey

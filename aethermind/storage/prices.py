@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from aethermind.semconv import PriceOverride
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 
 PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
@@ -153,3 +154,22 @@ async def delete_price(
             UUID(str(organization_id)), UUID(str(price_id)), timeout=timeout,
         )  # fmt: skip
     return bool(status == "DELETE 1")
+
+
+async def load_price_overrides(
+    pool: Any, organization_id: UUID, *, timeout: float | None = None
+) -> tuple[PriceOverride, ...]:
+    """The organization's stored price overrides as the pricing code takes them."""
+    stored = await list_prices(pool, organization_id, timeout=timeout)
+    return tuple(
+        PriceOverride(
+            model_pattern=price.model_pattern,
+            input_per_mtok=price.input_per_mtok,
+            output_per_mtok=price.output_per_mtok,
+            cache_read_per_mtok=price.cache_read_per_mtok,
+            cache_write_per_mtok=price.cache_write_per_mtok,
+            valid_from=price.valid_from,
+            provider=price.provider,
+        )
+        for price in stored
+    )

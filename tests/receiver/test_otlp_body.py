@@ -22,7 +22,7 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from aethermind.receiver.otlp import (
+from aethermind.ingest.otlp import (
     DEFAULT_MAX_BODY_SIZE,
     BodyTooLargeError,
     DecodedSpan,
@@ -36,7 +36,7 @@ from aethermind.receiver.otlp import (
     read_body,
     read_request_body,
 )
-from tests.receiver.test_otlp_decode import json_body, json_request, json_span, record_sdk_spans
+from tests.ingest.test_otlp_decode import json_body, json_request, json_span, record_sdk_spans
 
 PAYLOAD = b"OTLP payload " * 5000
 

@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from aethermind.receiver.otlp import (
+from aethermind.ingest.otlp import (
     JSON_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
     DecodedRequest,
@@ -33,8 +33,8 @@ from aethermind.receiver.otlp import (
     decode_traces,
     read_body,
 )
-from aethermind.receiver.otlp._wire import trim_spans
-from tests.receiver.test_otlp_decode import check_invariants, sdk_request, to_otlp_json
+from aethermind.ingest.otlp._wire import trim_spans
+from tests.ingest.test_otlp_decode import check_invariants, sdk_request, to_otlp_json
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CONTENT_TYPES = [PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE]

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from aethermind.receiver.otlp import (
+from aethermind.ingest.otlp import (
     JSON_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
     BodyTooLargeError,
@@ -23,7 +23,7 @@ from aethermind.receiver.otlp import (
     encode_status,
     grpc_code,
 )
-from tests.receiver.test_otlp_decode import json_body, json_request, json_span
+from tests.ingest.test_otlp_decode import json_body, json_request, json_span
 
 
 def test_full_success_leaves_partial_success_unset() -> None:

@@ -27,9 +27,10 @@ from typing import Any
 import atheris
 
 with atheris.instrument_imports():
-    from aethermind.receiver.jsonevents import events_to_spans
-    from aethermind.receiver.otlp import OtlpRequestError, decode_traces
-    from aethermind.receiver.rows import TenantPolicy, spans_to_rows
+    from aethermind.ingest.convert import spans_to_rows
+    from aethermind.ingest.events import events_to_spans
+    from aethermind.ingest.otlp import OtlpRequestError, decode_traces
+    from aethermind.ingest.policy import TenantPolicy
     from aethermind.semconv import default_price_book
     from aethermind.storage.span_row import COLUMNS
 

@@ -1,4 +1,4 @@
-"""The decoder's documented limits (aethermind/receiver/otlp/limits.py) hold end to end on a
+"""The decoder's documented limits (aethermind/ingest/otlp/limits.py) hold end to end on a
 running `aethermind serve`: what is cut is stored cut, and counted in `/metrics`.
 
 - more than 128 attributes on a span or a resource: the extra ones dropped, counted in
@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from aethermind.receiver.otlp import DEFAULT_LIMITS
+from aethermind.ingest.otlp import DEFAULT_LIMITS
 from tests.faults.serving import owner_fetch
 from tests.security.conftest import Target
 

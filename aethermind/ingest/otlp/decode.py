@@ -6,11 +6,11 @@ are :class:`OtlpRequestError` subclasses (400 undecodable, 415 unsupported conte
 
 from __future__ import annotations
 
-from aethermind.receiver.otlp._json import decode_json
-from aethermind.receiver.otlp._proto import decode_protobuf
-from aethermind.receiver.otlp.limits import DEFAULT_LIMITS, DecodeLimits
-from aethermind.receiver.otlp.media import OtlpFormat, parse_content_type
-from aethermind.receiver.otlp.model import DecodedRequest
+from aethermind.ingest.otlp._json import decode_json
+from aethermind.ingest.otlp._proto import decode_protobuf
+from aethermind.ingest.otlp.limits import DEFAULT_LIMITS, DecodeLimits
+from aethermind.ingest.otlp.media import OtlpFormat, parse_content_type
+from aethermind.ingest.otlp.model import DecodedRequest
 
 
 def decode_traces(

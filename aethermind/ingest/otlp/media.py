@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from aethermind.receiver.otlp.errors import UnsupportedContentTypeError
+from aethermind.ingest.otlp.errors import UnsupportedContentTypeError
 
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 JSON_CONTENT_TYPE = "application/json"

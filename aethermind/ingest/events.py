@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from aethermind.receiver.otlp import MAX_TIME_UNIX_NANO, DecodedSpan, MalformedBodyError
+from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO, DecodedSpan, MalformedBodyError
 from aethermind.semconv import attributes as a
 
 T = TypeVar("T")

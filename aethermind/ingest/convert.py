@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aethermind.receiver.otlp import DecodedSpan
-from aethermind.semconv import PriceBook, PriceOverride, UsageRecord, normalize
+from aethermind.ingest.otlp import DecodedSpan
+from aethermind.ingest.policy import TenantPolicy
+from aethermind.semconv import PriceBook, UsageRecord, normalize
 from aethermind.semconv.filtering import shippable_attributes
 from aethermind.storage.span_row import copy_row
 
@@ -28,14 +29,6 @@ class Conversion:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     """``storage.span_row.CopyRow`` tuples, as the writer's COPY takes them."""
     dropped_not_genai: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TenantPolicy:
-    """What one organization asked for, as far as converting spans goes."""
-
-    capture_content: bool = False
-    overrides: tuple[PriceOverride, ...] = ()
 
 
 def spans_to_rows(

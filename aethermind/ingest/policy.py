@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 from uuid import UUID
 
-from aethermind.receiver.rows import TenantPolicy
 from aethermind.semconv import PriceOverride
-from aethermind.storage.prices import list_prices
+
+
+@dataclass(frozen=True, slots=True)
+class TenantPolicy:
+    """What one organization asked for, as far as turning its telemetry into rows goes."""
+
+    capture_content: bool = False
+    overrides: tuple[PriceOverride, ...] = ()
+
 
 OverridesLoader = Callable[[UUID], Awaitable[tuple[PriceOverride, ...]]]
 
 
 class TenantPolicies:
+    """Each organization's policy, its price overrides loaded through ``load_overrides`` (the
+    storage read, injected: this module does no I/O) and kept ``ttl_seconds``."""
+
     def __init__(
         self,
         load_overrides: OverridesLoader,
@@ -42,22 +52,3 @@ class TenantPolicies:
 
     def forget(self, organization_id: UUID) -> None:
         self._entries.pop(organization_id, None)
-
-
-async def load_price_overrides(
-    pool: Any, organization_id: UUID, *, timeout: float | None = None
-) -> tuple[PriceOverride, ...]:
-    """The organization's stored price overrides as the pricing code takes them."""
-    stored = await list_prices(pool, organization_id, timeout=timeout)
-    return tuple(
-        PriceOverride(
-            model_pattern=price.model_pattern,
-            input_per_mtok=price.input_per_mtok,
-            output_per_mtok=price.output_per_mtok,
-            cache_read_per_mtok=price.cache_read_per_mtok,
-            cache_write_per_mtok=price.cache_write_per_mtok,
-            valid_from=price.valid_from,
-            provider=price.provider,
-        )
-        for price in stored
-    )

@@ -10,7 +10,7 @@ import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Protocol
 
-from aethermind.receiver.otlp.errors import (
+from aethermind.ingest.otlp.errors import (
     BodyTooLargeError,
     MalformedBodyError,
     UnsupportedContentEncodingError,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 import re
 
-from aethermind.receiver.otlp.limits import MAX_TIME_UNIX_NANO, DecodeLimits
-from aethermind.receiver.otlp.media import OtlpFormat
-from aethermind.receiver.otlp.model import DecodedRequest, DecodedSpan
+from aethermind.ingest.otlp.limits import MAX_TIME_UNIX_NANO, DecodeLimits
+from aethermind.ingest.otlp.media import OtlpFormat
+from aethermind.ingest.otlp.model import DecodedRequest, DecodedSpan
 
 # Rejection reasons, read by the client in partial_success.error_message as
 # "<count> <reason>, first at <where>".

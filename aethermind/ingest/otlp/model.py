@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from aethermind.receiver.otlp.media import OtlpFormat
+from aethermind.ingest.otlp.media import OtlpFormat
 
 
 class DecodedSpan(NamedTuple):

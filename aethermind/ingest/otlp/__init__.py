@@ -13,14 +13,14 @@ Typical handler flow::
 
 from __future__ import annotations
 
-from aethermind.receiver.otlp.body import (
+from aethermind.ingest.otlp.body import (
     DEFAULT_MAX_BODY_SIZE,
     parse_content_encoding,
     read_body,
     read_request_body,
 )
-from aethermind.receiver.otlp.decode import decode_body, decode_traces
-from aethermind.receiver.otlp.errors import (
+from aethermind.ingest.otlp.decode import decode_body, decode_traces
+from aethermind.ingest.otlp.errors import (
     BodyTooLargeError,
     MalformedBodyError,
     OtlpRequestError,
@@ -28,16 +28,16 @@ from aethermind.receiver.otlp.errors import (
     UnsupportedContentTypeError,
     UnsupportedMediaTypeError,
 )
-from aethermind.receiver.otlp.limits import DEFAULT_LIMITS, MAX_TIME_UNIX_NANO, DecodeLimits
-from aethermind.receiver.otlp.media import (
+from aethermind.ingest.otlp.limits import DEFAULT_LIMITS, MAX_TIME_UNIX_NANO, DecodeLimits
+from aethermind.ingest.otlp.media import (
     JSON_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
     OtlpFormat,
     find_format,
     parse_content_type,
 )
-from aethermind.receiver.otlp.model import DecodedRequest, DecodedSpan
-from aethermind.receiver.otlp.response import (
+from aethermind.ingest.otlp.model import DecodedRequest, DecodedSpan
+from aethermind.ingest.otlp.response import (
     encode_decoded_response,
     encode_error,
     encode_export_response,

@@ -15,9 +15,9 @@ from typing import Any
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from aethermind.receiver.otlp.errors import OtlpRequestError
-from aethermind.receiver.otlp.media import OtlpFormat, find_format
-from aethermind.receiver.otlp.model import DecodedRequest
+from aethermind.ingest.otlp.errors import OtlpRequestError
+from aethermind.ingest.otlp.media import OtlpFormat, find_format
+from aethermind.ingest.otlp.model import DecodedRequest
 
 _MAX_MESSAGE_LENGTH = 4096
 

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from aethermind.receiver.otlp._batch import (
+from aethermind.ingest.otlp._batch import (
     BAD_PARENT_SPAN_ID,
     BAD_SPAN_ID,
     BAD_START_TIME,
@@ -30,10 +30,10 @@ from aethermind.receiver.otlp._batch import (
     non_finite_name,
     time_problem,
 )
-from aethermind.receiver.otlp.errors import MalformedBodyError
-from aethermind.receiver.otlp.limits import MAX_TIME_UNIX_NANO, DecodeLimits
-from aethermind.receiver.otlp.media import OtlpFormat
-from aethermind.receiver.otlp.model import DecodedRequest, DecodedSpan
+from aethermind.ingest.otlp.errors import MalformedBodyError
+from aethermind.ingest.otlp.limits import MAX_TIME_UNIX_NANO, DecodeLimits
+from aethermind.ingest.otlp.media import OtlpFormat
+from aethermind.ingest.otlp.model import DecodedRequest, DecodedSpan
 
 NOT_AN_OBJECT = "that is not a JSON object"
 BAD_NAME = "with a name that is not a string"

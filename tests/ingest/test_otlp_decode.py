@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from aethermind.receiver.otlp import (
+from aethermind.ingest.otlp import (
     JSON_CONTENT_TYPE,
     MAX_TIME_UNIX_NANO,
     PROTOBUF_CONTENT_TYPE,
@@ -485,7 +485,7 @@ def test_protobuf_span_limit_message_names_the_first_span_cut() -> None:
 def test_a_flood_of_empty_spans_is_cut_before_parsing_so_memory_stays_bounded() -> None:
     # 16 MiB of two-byte spans: parsing all of them would take ~1.5 GB and seconds.
     script = f"""
-from aethermind.receiver.otlp import decode_traces
+from aethermind.ingest.otlp import decode_traces
 spans = b"\\x12\\x00" * (8 * 1024 * 1024)
 def varint(n):
     out = bytearray()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn
 
-from aethermind.receiver.otlp.errors import MalformedBodyError
+from aethermind.ingest.otlp.errors import MalformedBodyError
 
 _LEN = 2
 _TAG_RESOURCE_SPANS = 1  # ExportTraceServiceRequest.resource_spans

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from aethermind.receiver.otlp._batch import (
+from aethermind.ingest.otlp._batch import (
     BAD_PARENT_SPAN_ID,
     BAD_SPAN_ID,
     BAD_START_TIME,
@@ -26,11 +26,11 @@ from aethermind.receiver.otlp._batch import (
     non_finite_name,
     time_problem,
 )
-from aethermind.receiver.otlp._wire import trim_spans
-from aethermind.receiver.otlp.errors import MalformedBodyError
-from aethermind.receiver.otlp.limits import MAX_TIME_UNIX_NANO, DecodeLimits
-from aethermind.receiver.otlp.media import OtlpFormat
-from aethermind.receiver.otlp.model import DecodedRequest, DecodedSpan
+from aethermind.ingest.otlp._wire import trim_spans
+from aethermind.ingest.otlp.errors import MalformedBodyError
+from aethermind.ingest.otlp.limits import MAX_TIME_UNIX_NANO, DecodeLimits
+from aethermind.ingest.otlp.media import OtlpFormat
+from aethermind.ingest.otlp.model import DecodedRequest, DecodedSpan
 
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
