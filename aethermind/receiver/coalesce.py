@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from aethermind.receiver.errors import is_bad_data
+from aethermind.storage.errors import is_bad_data
 from aethermind.storage.writer import PartitionCache, write_record_groups
 
 logger = logging.getLogger(__name__)

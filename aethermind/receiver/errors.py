@@ -1,18 +1,26 @@
-"""How failures become HTTP answers: typed errors carrying a status, and the rule for which
-database failures mean "try again" (503) versus "your data cannot be stored" (400).
+"""How failures become HTTP answers: typed errors carrying a status. Which database
+failures mean "try again" (503) or "your data cannot be stored" (400) is storage's rule
+(``aethermind.storage.errors``), re-exported here for the handlers.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import ClassVar
 
-import asyncpg
+from aethermind.storage.errors import is_bad_data, is_storage_unavailable
 
-# SQLSTATE classes that mean the database is unavailable or overloaded, not that the input
-# is wrong: connection exceptions, insufficient resources, operator intervention (shutdown,
-# cannot connect now), and transaction rollbacks (serialization, deadlock).
-_RETRYABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "55"})
+__all__ = [
+    "BadRequest",
+    "Forbidden",
+    "HttpError",
+    "InvalidParameter",
+    "NotFound",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unavailable",
+    "is_bad_data",
+    "is_storage_unavailable",
+]
 
 
 class HttpError(Exception):
@@ -58,28 +66,3 @@ class TooManyRequests(HttpError):
 
 class Unavailable(HttpError):
     status = 503
-
-
-def is_storage_unavailable(exc: BaseException) -> bool:
-    """True when ``exc`` means the database could not be reached or could not take the work."""
-    # InternalClientError: asyncpg's connection state machine broken by a connection that
-    # died mid-operation (seen while PostgreSQL shuts down).
-    if isinstance(
-        exc,
-        (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError),
-    ):
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        state = getattr(exc, "sqlstate", None) or ""
-        return state[:2] in _RETRYABLE_SQLSTATE_CLASSES
-    return False
-
-
-def is_bad_data(exc: BaseException) -> bool:
-    """True when a value in the request cannot be stored: PostgreSQL's data exceptions
-    (SQLSTATE class 22), and values the driver cannot encode at all."""
-    if isinstance(exc, (UnicodeError, asyncpg.DataError)):
-        return True
-    if isinstance(exc, asyncpg.PostgresError):
-        return (getattr(exc, "sqlstate", None) or "").startswith("22")
-    return False
