@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -57,12 +56,9 @@ RECYCLE_CONNECTION_EVERY = 8
 
 
 async def _supervise_workers(args: argparse.Namespace, dsn: str, config: ReceiverConfig) -> None:
-    """Run ``config.workers`` serving processes on listening sockets bound here and handed
-    down, with this process's database; forward SIGTERM/SIGINT to them and wait for them to
-    drain. If one dies, stop all and fail, so the orchestrator restarts the whole receiver."""
-    import signal
-
-    from aethermind.receiver.serve import bind_shared_listeners
+    """Run ``config.workers`` serving processes of this command with this process's
+    database; fail if one dies, so the orchestrator restarts the whole receiver."""
+    from aethermind.receiver.serve import supervise_workers
 
     forwarded = [
         "--log-level", args.log_level,
@@ -74,37 +70,10 @@ async def _supervise_workers(args: argparse.Namespace, dsn: str, config: Receive
         *[flag for origin in args.cors_origin or [] for flag in ("--cors-origin", origin)],
         *(["--max-body-bytes", str(args.max_body_bytes)] if args.max_body_bytes else []),
     ]  # fmt: skip
-    listeners = bind_shared_listeners(config.host, config.port)
-    fds = [sock.fileno() for sock in listeners]
-    forwarded += [flag for fd in fds for flag in ("--listen-fd", str(fd))]
     command = [sys.executable, "-m", "aethermind.cli", "serve", "--worker", *forwarded]
     # The URL goes by environment, not argv: argv is readable by every user of the machine.
     env = {**os.environ, "DATABASE_URL": dsn}
-    try:
-        processes = [
-            await asyncio.create_subprocess_exec(*command, env=env, pass_fds=fds)
-            for _ in range(config.workers)
-        ]
-    finally:
-        # Only the workers listen: once they have stopped, new connections are refused
-        # rather than left waiting in a backlog nobody accepts from.
-        for sock in listeners:
-            sock.close()
-    logger.info("started workers", extra={"workers": [p.pid for p in processes]})
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    exits = [asyncio.ensure_future(p.wait()) for p in processes]
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([stopping, *exits], return_when=asyncio.FIRST_COMPLETED)
-    died = not stop.is_set()
-    for process in processes:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-    await asyncio.gather(*exits)
-    stopping.cancel()
-    if died:
+    if not await supervise_workers(config, command, env=env):
         raise CliError("a worker process exited unexpectedly; stopped the others")
 
 

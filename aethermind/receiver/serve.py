@@ -112,6 +112,43 @@ def bind_shared_listeners(host: str, port: int) -> list[socket.socket]:
     return listeners
 
 
+async def supervise_workers(
+    config: ReceiverConfig, command: list[str], *, env: dict[str, str]
+) -> bool:
+    """Run ``config.workers`` copies of ``command`` (a ``serve --worker`` command line) on
+    listening sockets bound here and handed down as ``--listen-fd``; forward SIGTERM and
+    SIGINT to them and wait for them to drain. Returns False when a worker died on its own
+    (the others are then stopped too)."""
+    listeners = bind_shared_listeners(config.host, config.port)
+    fds = [sock.fileno() for sock in listeners]
+    argv = [*command, *(flag for fd in fds for flag in ("--listen-fd", str(fd)))]
+    try:
+        processes = [
+            await asyncio.create_subprocess_exec(*argv, env=env, pass_fds=fds)
+            for _ in range(config.workers)
+        ]
+    finally:
+        # Only the workers listen: once they have stopped, new connections are refused
+        # rather than left waiting in a backlog nobody accepts from.
+        for sock in listeners:
+            sock.close()
+    logger.info("started workers", extra={"workers": [p.pid for p in processes]})
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    exits = [asyncio.ensure_future(p.wait()) for p in processes]
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopping, *exits], return_when=asyncio.FIRST_COMPLETED)
+    died = not stop.is_set()
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    await asyncio.gather(*exits)
+    stopping.cancel()
+    return not died
+
+
 def tune_gc() -> None:
     """Fewer, cheaper garbage collections while serving.
 
