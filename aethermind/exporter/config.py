@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Final
+
+from aethermind.envconfig import SettingError, env_setting, parse_bool
+
+logger = logging.getLogger(__name__)
 
 ENV_API_KEY: Final = "AETHERMIND_API_KEY"
 ENV_ENDPOINT: Final = "AETHERMIND_ENDPOINT"
@@ -90,4 +95,10 @@ def traces_url(endpoint: str) -> str:
 
 
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    """A true/false setting; a bad value is logged and read as false: the SDK never raises
+    into the host application over a setting."""
+    try:
+        return bool(env_setting(os.environ, name, parse_bool))
+    except SettingError as exc:
+        logger.warning("aethermind: ignoring a bad setting, using false: %s", exc)
+        return False

@@ -31,7 +31,7 @@ async def list_keys(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     async with reading(services):
         records = await tenants.list_keys(
-            services.pool, verified.organization_id, timeout=services.config.write_timeout_seconds
+            services.pool, verified.organization_id, timeout=services.config.admin_timeout_seconds
         )
     return web.json_response({"keys": [jsonable(r.as_dict()) for r in records]})
 
@@ -43,7 +43,7 @@ async def create_key(request: web.Request) -> web.Response:
     async with reading(services), services.key_hashing:
         record, full_key = await tenants.create_key(
             services.pool, verified.organization_id, scopes, name,
-            timeout=services.config.write_timeout_seconds,
+            timeout=services.config.admin_timeout_seconds,
         )  # fmt: skip
     # The same document as `aethermind key create --json`; the full key is shown only here.
     return web.json_response(
@@ -65,7 +65,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     async with reading(services):
         record = await tenants.revoke_key(
             services.pool, key_id, organization_id=verified.organization_id,
-            timeout=services.config.write_timeout_seconds,
+            timeout=services.config.admin_timeout_seconds,
         )  # fmt: skip
     if record is None:
         raise NotFound(f"no key {key_id} in this organization")
@@ -85,7 +85,7 @@ async def list_prices(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     async with reading(services):
         stored = await prices.list_prices(
-            services.pool, verified.organization_id, timeout=services.config.write_timeout_seconds
+            services.pool, verified.organization_id, timeout=services.config.admin_timeout_seconds
         )
     return web.json_response({"prices": [price_document(p) for p in stored]})
 
@@ -97,7 +97,7 @@ async def create_price(request: web.Request) -> web.Response:
     async with reading(services):
         price = await prices.create_price(
             services.pool, verified.organization_id,
-            timeout=services.config.write_timeout_seconds, **fields,
+            timeout=services.config.admin_timeout_seconds, **fields,
         )  # fmt: skip
     # This process prices with it from the next request; other replicas within their
     # overrides TTL (30 s by default). `aethermind reprice` applies it to stored spans.
@@ -112,7 +112,7 @@ async def delete_price(request: web.Request) -> web.Response:
     async with reading(services):
         deleted = await prices.delete_price(
             services.pool, verified.organization_id, price_id,
-            timeout=services.config.write_timeout_seconds,
+            timeout=services.config.admin_timeout_seconds,
         )  # fmt: skip
     if not deleted:
         raise NotFound(f"no price {price_id} in this organization")

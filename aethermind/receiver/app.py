@@ -81,11 +81,11 @@ def _services_ctx(
         async with pool_provider() as pool, _redis(config.redis_url) as redis:
 
             async def verify(key: str) -> tenants.VerifiedKey | None:
-                return await tenants.verify_key(pool, key, timeout=config.write_timeout_seconds)
+                return await tenants.verify_key(pool, key, timeout=config.auth_timeout_seconds)
 
             async def load_overrides(organization_id: UUID) -> tuple[PriceOverride, ...]:
                 return await load_price_overrides(
-                    pool, organization_id, timeout=config.write_timeout_seconds
+                    pool, organization_id, timeout=config.auth_timeout_seconds
                 )
 
             services = Services(

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from aethermind.envconfig import (
+    SettingError,
+    env_setting,
+    parse_bool,
+    parse_float,
+    parse_int,
+    parse_list,
+    parse_text,
+)
 from aethermind.ingest.otlp import DEFAULT_LIMITS, DEFAULT_MAX_BODY_SIZE, DecodeLimits
 
 ENV_PREFIX = "AETHERMIND_"
 
 
-class ReceiverConfigError(ValueError):
+class ReceiverConfigError(SettingError):
     """A receiver setting has a bad value; the message names the setting."""
 
 
@@ -25,11 +34,17 @@ class ReceiverConfig:
     # Retry-After immediately instead of queueing. A request costs ~20 ms of CPU (512 spans),
     # so a few in flight keep PostgreSQL busy while Python works, and more would only queue.
     max_inflight_requests: int = 8
-    # Each database step of a request (key check, policy, each write) is bounded by this; a
-    # request waiting on a write is answered 503 (the client retries) after at most twice
-    # this, queueing behind another write included. It bounds how long a request can hold
-    # memory when the database is slow.
+    # Each database step of an ingest write is bounded by this; a request waiting on a write
+    # is answered 503 (the client retries) after at most twice this, queueing behind another
+    # write included. It bounds how long a request can hold memory when the database is slow.
     write_timeout_seconds: float = 10.0
+    # A key's verification and an organization's policy lookup (the first database steps of
+    # every authenticated request), each bounded by this; then 503.
+    auth_timeout_seconds: float = 10.0
+    # One query API read (aggregates, a trace, top traces); then 503.
+    read_timeout_seconds: float = 10.0
+    # One statement of an admin route (keys, prices); then 503.
+    admin_timeout_seconds: float = 10.0
     retry_after_seconds: int = 2
     keep_all_spans: bool = False
     cors_origins: tuple[str, ...] = ()
@@ -38,9 +53,6 @@ class ReceiverConfig:
     tls_key: str | None = None
     auth_cache_ttl_seconds: float = 300.0
     auth_negative_ttl_seconds: float = 5.0
-    # Revocations are polled from the database this often, so a revoked key stops working on
-    # every replica within a couple of seconds even without any shared cache.
-    revocation_poll_seconds: float = 2.0
     auth_max_failures_per_minute: int = 30
     overrides_ttl_seconds: float = 30.0
     shutdown_grace_seconds: float = 30.0
@@ -77,6 +89,10 @@ class ReceiverConfig:
             "max_inflight_requests",
             "workers",
             "auth_max_failures_per_minute",
+            "write_timeout_seconds",
+            "auth_timeout_seconds",
+            "read_timeout_seconds",
+            "admin_timeout_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -103,48 +119,43 @@ class ReceiverConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ReceiverConfig:
-        """Explicit ``overrides`` (CLI flags; None means not given) win over the environment."""
+        """Explicit ``overrides`` (CLI flags; None means not given) win over the environment
+        (``AETHERMIND_<SETTING>``, plus ``REDIS_URL``), which wins over the defaults."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        for name, kind in (
-            ("host", str),
-            ("port", int),
-            ("max_body_bytes", int),
-            ("max_inflight_requests", int),
-            ("write_timeout_seconds", float),
-            ("auth_max_failures_per_minute", int),
-            ("keep_all_spans", bool),
-            ("workers", int),
-            ("tls_cert", str),
-            ("tls_key", str),
-            ("alert_check_seconds", float),
-            ("alert_webhook_timeout_seconds", float),
-            ("alert_webhook_max_attempts", int),
-            ("alert_retry_failed_seconds", float),
-        ):
-            raw = env.get(ENV_PREFIX + name.upper())
-            if raw is not None and raw.strip():
-                values[name] = _parse(name, raw.strip(), kind)
-        if env.get("REDIS_URL", "").strip():
-            values["redis_url"] = env["REDIS_URL"].strip()
-        origins = env.get(ENV_PREFIX + "CORS_ORIGINS", "")
-        if origins.strip():
-            values["cors_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
+        for name, parse in _FROM_ENV.items():
+            variable = "REDIS_URL" if name == "redis_url" else ENV_PREFIX + name.upper()
+            try:
+                value = env_setting(env, variable, parse)
+            except SettingError as exc:
+                raise ReceiverConfigError(str(exc)) from None
+            if value is not None:
+                values[name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("cors_origins"), list):
             values["cors_origins"] = tuple(values["cors_origins"])
         return replace(cls(), **values)
 
 
-def _parse(name: str, raw: str, kind: type) -> Any:
-    try:
-        if kind is bool:
-            lowered = raw.lower()
-            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                raise ValueError(raw)
-            return lowered in {"1", "true", "yes", "on"}
-        return kind(raw)
-    except ValueError:
-        raise ReceiverConfigError(
-            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
-        ) from None
+_FROM_ENV: dict[str, Callable[[str], Any]] = {
+    "host": parse_text,
+    "port": parse_int,
+    "max_body_bytes": parse_int,
+    "max_inflight_requests": parse_int,
+    "write_timeout_seconds": parse_float,
+    "auth_timeout_seconds": parse_float,
+    "read_timeout_seconds": parse_float,
+    "admin_timeout_seconds": parse_float,
+    "auth_max_failures_per_minute": parse_int,
+    "keep_all_spans": parse_bool,
+    "workers": parse_int,
+    "tls_cert": parse_text,
+    "tls_key": parse_text,
+    "redis_url": parse_text,
+    "cors_origins": parse_list,
+    "alert_check_seconds": parse_float,
+    "alert_webhook_timeout_seconds": parse_float,
+    "alert_webhook_max_attempts": parse_int,
+    "alert_retry_failed_seconds": parse_float,
+}
+"""The settings read from the environment, each with its parser."""

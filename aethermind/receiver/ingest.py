@@ -158,7 +158,7 @@ async def _store(
     metrics = services.metrics
     retry = {"Retry-After": str(services.config.retry_after_seconds)}
     try:
-        async with asyncio.timeout(services.config.write_timeout_seconds):
+        async with asyncio.timeout(services.config.auth_timeout_seconds):
             policy = await services.policies.policy(
                 verified.organization_id, capture_content=verified.capture_content
             )

@@ -123,7 +123,7 @@ async def reading(services: Services) -> AsyncIterator[None]:
     """One bounded read: too slow or storage down is a 503 with Retry-After, a request the
     query module refuses (its ``ValueError``) is a 400."""
     try:
-        async with asyncio.timeout(services.config.write_timeout_seconds):
+        async with asyncio.timeout(services.config.read_timeout_seconds):
             yield
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
@@ -147,7 +147,7 @@ async def aggregates(request: web.Request) -> web.Response:
             group_by=params["group_by"],
             granularity=params["granularity"],
             filters=params["filters"],
-            timeout=services.config.write_timeout_seconds,
+            timeout=services.config.read_timeout_seconds,
         )
     return web.json_response(
         jsonable(
@@ -171,7 +171,7 @@ async def trace(request: web.Request) -> web.Response:
     async with reading(services):
         spans = await queries.trace_spans(
             services.pool, verified.organization_id, trace_id,
-            timeout=services.config.write_timeout_seconds,
+            timeout=services.config.read_timeout_seconds,
         )  # fmt: skip
     if not spans:
         return web.json_response(
@@ -197,6 +197,6 @@ async def top_traces(request: web.Request) -> web.Response:
     async with reading(services):
         rows = await queries.top_traces(
             services.pool, verified.organization_id, from_, to, limit=limit,
-            timeout=services.config.write_timeout_seconds,
+            timeout=services.config.read_timeout_seconds,
         )  # fmt: skip
     return web.json_response(jsonable({"from": from_, "to": to, "traces": rows}))

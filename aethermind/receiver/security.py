@@ -45,7 +45,7 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     try:
         # Bounded: a key checked while the pool is exhausted or the database hangs gets a
         # 503 in time, instead of holding the request open.
-        async with asyncio.timeout(services.config.write_timeout_seconds):
+        async with asyncio.timeout(services.config.auth_timeout_seconds):
             verified = await services.keys.get(key)
     except Exception as exc:
         if is_storage_unavailable(exc):

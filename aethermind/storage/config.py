@@ -4,7 +4,6 @@ arguments, then the environment, then defaults.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-logger = logging.getLogger(__name__)
+from aethermind.envconfig import SettingError, env_setting, parse_float, parse_int, parse_text
 
 ENV_DATABASE_URL = "DATABASE_URL"
 ENV_DATA_DIR = "AETHERMIND_DATA_DIR"
@@ -34,29 +33,6 @@ def default_data_dir() -> Path:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return ROOT_DATA_DIR
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-
-
-def _env_number(env: Mapping[str, str], name: str, default: float, *, integer: bool) -> float:
-    """Read one numeric setting; a bad value is logged and replaced by the default, so a
-    typo in a deployment never stops the server over a tuning knob."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        logger.warning(
-            "ignoring invalid numeric setting",
-            extra={"setting": name, "value": raw, "default": default},
-        )
-        return default
-    if value <= 0:
-        logger.warning(
-            "ignoring non-positive numeric setting",
-            extra={"setting": name, "value": raw, "default": default},
-        )
-        return default
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,26 +89,35 @@ class DatabaseConfig:
         pool sizes and timeouts directly (e.g. ``max_pool_size=4``).
         """
         environ: Mapping[str, str] = os.environ if env is None else env
-        url = database_url or environ.get(ENV_DATABASE_URL) or None
-        if data_dir is not None:
-            directory = Path(data_dir)
-        elif environ.get(ENV_DATA_DIR):
-            directory = Path(environ[ENV_DATA_DIR])
-        else:
-            directory = default_data_dir()
-        settings: dict[str, float] = {
-            "min_pool_size": _env_number(environ, ENV_POOL_MIN_SIZE, 1, integer=True),
-            "max_pool_size": _env_number(environ, ENV_POOL_MAX_SIZE, 10, integer=True),
-            "connect_timeout": _env_number(environ, ENV_CONNECT_TIMEOUT, 10.0, integer=False),
-            "command_timeout": _env_number(environ, ENV_COMMAND_TIMEOUT, 60.0, integer=False),
-        }
-        settings.update(overrides)
-        return cls(
-            database_url=url,
-            data_dir=directory.expanduser().resolve(),
-            min_pool_size=int(settings["min_pool_size"]),
-            max_pool_size=int(settings["max_pool_size"]),
-            connect_timeout=float(settings["connect_timeout"]),
-            command_timeout=float(settings["command_timeout"]),
-            embedded_start_timeout=float(settings.get("embedded_start_timeout", 60.0)),
+        url = database_url or env_setting(environ, ENV_DATABASE_URL, parse_text)
+        directory = Path(
+            data_dir
+            if data_dir is not None
+            else env_setting(environ, ENV_DATA_DIR, parse_text) or default_data_dir()
         )
+        settings: dict[str, float] = {}
+        for name, variable, parse in (
+            ("min_pool_size", ENV_POOL_MIN_SIZE, parse_int),
+            ("max_pool_size", ENV_POOL_MAX_SIZE, parse_int),
+            ("connect_timeout", ENV_CONNECT_TIMEOUT, parse_float),
+            ("command_timeout", ENV_COMMAND_TIMEOUT, parse_float),
+        ):
+            value = env_setting(environ, variable, parse)
+            if value is not None:
+                settings[name] = value
+        settings.update(overrides)
+        defaults = cls(data_dir=directory)
+        try:
+            return cls(
+                database_url=url,
+                data_dir=directory.expanduser().resolve(),
+                min_pool_size=int(settings.get("min_pool_size", defaults.min_pool_size)),
+                max_pool_size=int(settings.get("max_pool_size", defaults.max_pool_size)),
+                connect_timeout=float(settings.get("connect_timeout", defaults.connect_timeout)),
+                command_timeout=float(settings.get("command_timeout", defaults.command_timeout)),
+                embedded_start_timeout=float(
+                    settings.get("embedded_start_timeout", defaults.embedded_start_timeout)
+                ),
+            )
+        except ValueError as exc:
+            raise SettingError(f"database settings: {exc}") from None

@@ -83,7 +83,7 @@ async def make_tenant(pool: Any, slug: str, **org_options: Any) -> Tenant:
 
 
 # Small defaults keep tests fast and make limits reachable; tests override what they probe.
-TEST_CONFIG = ReceiverConfig(host="127.0.0.1", port=4318, revocation_poll_seconds=0.5)
+TEST_CONFIG = ReceiverConfig(host="127.0.0.1", port=4318)
 
 ReceiverFactory = Callable[..., Awaitable[RunningReceiver]]
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from aethermind.envconfig import SettingError
 from aethermind.storage.config import DatabaseConfig, default_data_dir
 from aethermind.storage.database import Database
 from aethermind.storage.embedded import (
@@ -39,9 +40,11 @@ def test_config_prefers_argument_then_env_then_default(tmp_path: Path) -> None:
     assert DatabaseConfig.from_env(env={}).data_dir == default_data_dir().resolve()
 
 
-def test_config_replaces_bad_env_numbers_and_rejects_bad_arguments() -> None:
-    cfg = DatabaseConfig.from_env(env={"AETHERMIND_DB_POOL_MAX_SIZE": "lots"})
-    assert cfg.max_pool_size == 10
+def test_config_refuses_bad_env_numbers_naming_the_variable_and_bad_arguments() -> None:
+    # One policy for every server setting: a bad value is an error that names it.
+    with pytest.raises(SettingError, match="AETHERMIND_DB_POOL_MAX_SIZE"):
+        DatabaseConfig.from_env(env={"AETHERMIND_DB_POOL_MAX_SIZE": "lots"})
+    assert DatabaseConfig.from_env(env={"AETHERMIND_DB_POOL_MAX_SIZE": "4"}).max_pool_size == 4
     with pytest.raises(ValueError, match="min_pool_size"):
         DatabaseConfig(min_pool_size=5, max_pool_size=2)
     with pytest.raises(ValueError, match="DATABASE_URL"):
