@@ -120,7 +120,7 @@ async def delete_price(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def price_document(price: prices.ModelPrice) -> dict[str, Any]:
+def price_document(price: prices.StoredPrice) -> dict[str, Any]:
     """A price override as the API shows it: money as decimal strings."""
     document: dict[str, Any] = jsonable(price.as_dict())
     return document

@@ -22,7 +22,10 @@ _COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class ModelPrice:
+class StoredPrice:
+    """One organization's price override as stored (``semconv.PriceOverride`` is the same
+    price as the pricing code applies it; genai-prices' ``ModelPrice`` is a list price)."""
+
     id: UUID
     organization_id: UUID
     provider: str | None
@@ -70,7 +73,7 @@ async def create_price(
     cache_write_per_mtok: Decimal | None = None,
     valid_from: datetime | None = None,
     timeout: float | None = None,
-) -> ModelPrice:
+) -> StoredPrice:
     """Add an override; ``valid_from`` defaults to now (the database clock)."""
     prices = {
         "input_per_mtok": input_per_mtok,
@@ -92,7 +95,7 @@ async def create_price(
             UUID(str(organization_id)), provider, model_pattern, *prices.values(), valid_from,
             timeout=timeout,
         )  # fmt: skip
-    return ModelPrice(**dict(row))
+    return StoredPrice(**dict(row))
 
 
 async def list_prices(
@@ -101,7 +104,7 @@ async def list_prices(
     *,
     at: datetime | None = None,
     timeout: float | None = None,
-) -> list[ModelPrice]:
+) -> list[StoredPrice]:
     """The organization's overrides, oldest first; with ``at``, only those valid by then."""
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         rows = await conn.fetch(
@@ -110,7 +113,7 @@ async def list_prices(
             " ORDER BY valid_from, created_at, id",
             UUID(str(organization_id)), at, timeout=timeout,
         )  # fmt: skip
-    return [ModelPrice(**dict(r)) for r in rows]
+    return [StoredPrice(**dict(r)) for r in rows]
 
 
 async def update_price(
@@ -120,7 +123,7 @@ async def update_price(
     *,
     timeout: float | None = None,
     **changes: Any,
-) -> ModelPrice | None:
+) -> StoredPrice | None:
     """Change some fields of an override; returns None when it does not exist here."""
     allowed = {"provider", "model_pattern", "valid_from", *PRICE_FIELDS}
     unknown = set(changes) - allowed
@@ -138,7 +141,7 @@ async def update_price(
             UUID(str(organization_id)), UUID(str(price_id)), *(changes[n] for n in names),
             timeout=timeout,
         )  # fmt: skip
-    return None if row is None else ModelPrice(**dict(row))
+    return None if row is None else StoredPrice(**dict(row))
 
 
 async def delete_price(
