@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO, DecodedSpan, MalformedBodyError
@@ -66,7 +67,8 @@ class ParsedEvents:
 
 def events_to_spans(body: bytes, *, max_events: int) -> ParsedEvents:
     try:
-        document = json.loads(body)
+        # Numbers with a fraction parse as Decimal: a cost is money and never a float.
+        document = json.loads(body, parse_float=Decimal)
     except (ValueError, RecursionError) as exc:
         raise MalformedBodyError(f"body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
@@ -114,13 +116,16 @@ def _event_span(event: Any) -> DecodedSpan:
         if value is not None and (count := problems.check(name, _count, value)) is not None:
             attributes[attribute] = count
     cost = event.get("cost")
-    if cost is not None and (amount := problems.check("cost", _number, cost)) is not None:
-        attributes[a.GEN_AI_USAGE_COST] = amount
+    if cost is not None and (amount := problems.check("cost", _money, cost)) is not None:
+        # As exact decimal text: the normalizer reads it into provided_cost unchanged.
+        attributes[a.GEN_AI_USAGE_COST] = format(amount, "f")
     extra = event.get("attributes")
     if extra is not None and not isinstance(extra, dict):
         problems.found.append(("attributes", "must be an object"))
     elif extra is not None:
-        for key, value in extra.items():
+        for key, raw in extra.items():
+            # A fraction arrives as Decimal; stored as a JSON number (it is not money).
+            value = float(raw) if isinstance(raw, Decimal) else raw
             if isinstance(value, (str, int, float, bool)) and key not in attributes:
                 if isinstance(value, float) and not math.isfinite(value):
                     continue
@@ -207,23 +212,42 @@ def storable(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+_NUMBER = (int, float, Decimal)
+
+
+def _finite(value: Any) -> int | float | Decimal:
+    """A JSON number (ints as int, fractions as Decimal, NaN and Infinity as float)."""
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
         raise ValueError("must be a number")
-    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
+    finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    if not finite:
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _count(value: Any) -> int:
+    number = _finite(value)
+    if not isinstance(number, int) and number != int(number):
         raise ValueError("must be a whole number")
-    if not 0 <= value <= 10**12:
+    if not 0 <= number <= 10**12:
         raise ValueError("must be between 0 and 10^12")
-    return int(value)
+    return int(number)
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("must be a number")
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or number > 1e12:
+    number = float(_finite(value))
+    if number < 0 or number > 1e12:
         raise ValueError("must be a finite, non-negative number")
     return number
+
+
+def _money(value: Any) -> Decimal:
+    """A cost in USD, exactly as sent (a float never gets near it)."""
+    number = _finite(value)
+    amount = number if isinstance(number, Decimal) else Decimal(str(number))
+    if amount < 0 or amount > 10**12:
+        raise ValueError("must be a non-negative amount of USD")
+    return amount
 
 
 def _timestamp_ns(value: Any) -> int:
@@ -231,10 +255,11 @@ def _timestamp_ns(value: Any) -> int:
         raise ValueError("is required (ISO 8601 or epoch milliseconds)")
     if isinstance(value, bool):
         raise ValueError("must be ISO 8601 text or epoch milliseconds")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value) or not 0 < value <= MAX_TIME_UNIX_NANO // 1_000_000:
+    if isinstance(value, _NUMBER):
+        milliseconds = _finite(value)
+        if not 0 < milliseconds <= MAX_TIME_UNIX_NANO // 1_000_000:
             raise ValueError("is out of range")
-        ns = int(value * 1_000_000)
+        ns = int(milliseconds * 1_000_000)
     elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -139,3 +139,20 @@ def test_the_pipeline_loads_neither_the_web_server_nor_the_driver() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_an_events_cost_is_kept_to_the_last_digit_never_through_a_float() -> None:
+    # Thirty digits: a float keeps about seventeen.
+    cost = "0.123456789012345678901234567890"
+    body = (
+        '{"events": [{"provider": "openai", "model": "gpt-4o", "input_tokens": 1.0E3,'
+        f' "output_tokens": 100, "timestamp": 1764590400000.5, "cost": {cost},'
+        ' "attributes": {"ratio": 0.25}}]}'
+    ).encode()
+    parsed = events_to_spans(body, max_events=10)
+    assert parsed.errors == []
+    (row,) = spans_to_rows(parsed.spans, policy=TenantPolicy(), price_book=BOOK).rows
+    stored = as_dict(row)
+    assert Decimal(str(stored["provided_cost"])) == Decimal(cost)
+    assert stored["input_tokens"] == 1000
+    assert stored["attributes"]["ratio"] == 0.25  # type: ignore[index]
