@@ -16,9 +16,9 @@ from uuid import UUID
 
 from aiohttp import web
 
+from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import BadRequest, NotFound
 from aethermind.receiver.query import jsonable, parse_time, reading
-from aethermind.receiver.security import authenticate
 from aethermind.receiver.state import SERVICES
 from aethermind.storage import keys, prices, tenants
 

@@ -24,10 +24,10 @@ from aiohttp import web
 from aethermind.ingest.policy import TenantPolicies
 from aethermind.receiver import admin, dashboard, ingest, openapi, ops, query
 from aethermind.receiver.alerts import alert_loop_ctx
-from aethermind.receiver.auth import FailureThrottle, KeyCache
 from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.errors import HttpError
+from aethermind.receiver.keycache import FailureThrottle, KeyCache
 from aethermind.receiver.logs import request_id_var
 from aethermind.receiver.metrics import ReceiverMetrics
 from aethermind.receiver.ratelimit import RateLimiter

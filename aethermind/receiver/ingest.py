@@ -19,6 +19,7 @@ from aiohttp import web
 from aethermind.ingest import otlp
 from aethermind.ingest.convert import Conversion, spans_to_rows
 from aethermind.ingest.events import events_to_spans
+from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import (
     BadRequest,
     HttpError,
@@ -27,7 +28,6 @@ from aethermind.receiver.errors import (
     is_bad_data,
     is_storage_unavailable,
 )
-from aethermind.receiver.security import authenticate
 from aethermind.receiver.state import SERVICES, Services
 from aethermind.storage.tenants import VerifiedKey
 

@@ -14,13 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
+from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import (
     BadRequest,
     InvalidParameter,
     Unavailable,
     is_storage_unavailable,
 )
-from aethermind.receiver.security import authenticate
 from aethermind.receiver.state import SERVICES, Services
 from aethermind.storage import queries
 

@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from aethermind.ingest.policy import TenantPolicies
-from aethermind.receiver.auth import FailureThrottle, KeyCache
 from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
+from aethermind.receiver.keycache import FailureThrottle, KeyCache
 from aethermind.receiver.metrics import ReceiverMetrics
 from aethermind.receiver.ratelimit import RateLimiter
 from aethermind.semconv import PriceBook
@@ -43,4 +43,3 @@ class Services:
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
-VERIFIED_KEY: web.RequestKey[VerifiedKey] = web.RequestKey("verified_key", VerifiedKey)
