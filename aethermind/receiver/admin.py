@@ -19,7 +19,7 @@ from aiohttp import web
 from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import BadRequest, NotFound
 from aethermind.receiver.query import jsonable, parse_time, reading
-from aethermind.receiver.state import SERVICES
+from aethermind.receiver.state import CONFIG, KEY_HASHING, POLICIES, POOL
 from aethermind.storage import keys, prices, tenants
 
 MAX_KEY_NAME_LENGTH = 200
@@ -28,22 +28,22 @@ MAX_BODY_BYTES = 4096
 
 async def list_keys(request: web.Request) -> web.Response:
     verified = await authenticate(request, "admin")
-    services = request.app[SERVICES]
-    async with reading(services):
+    app = request.app
+    async with reading(app):
         records = await tenants.list_keys(
-            services.pool, verified.organization_id, timeout=services.config.admin_timeout_seconds
+            app[POOL], verified.organization_id, timeout=app[CONFIG].admin_timeout_seconds
         )
     return web.json_response({"keys": [jsonable(r.as_dict()) for r in records]})
 
 
 async def create_key(request: web.Request) -> web.Response:
     verified = await authenticate(request, "admin")
-    services = request.app[SERVICES]
+    app = request.app
     scopes, name = _parse_new_key(await _json_body(request))
-    async with reading(services), services.key_hashing:
+    async with reading(app), app[KEY_HASHING]:
         record, full_key = await tenants.create_key(
-            services.pool, verified.organization_id, scopes, name,
-            timeout=services.config.admin_timeout_seconds,
+            app[POOL], verified.organization_id, scopes, name,
+            timeout=app[CONFIG].admin_timeout_seconds,
         )  # fmt: skip
     # The same document as `aethermind key create --json`; the full key is shown only here.
     return web.json_response(
@@ -60,12 +60,12 @@ async def create_key(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     verified = await authenticate(request, "admin")
-    services = request.app[SERVICES]
+    app = request.app
     key_id = _uuid_param(request, "key_id", "a key id (a UUID)")
-    async with reading(services):
+    async with reading(app):
         record = await tenants.revoke_key(
-            services.pool, key_id, organization_id=verified.organization_id,
-            timeout=services.config.admin_timeout_seconds,
+            app[POOL], key_id, organization_id=verified.organization_id,
+            timeout=app[CONFIG].admin_timeout_seconds,
         )  # fmt: skip
     if record is None:
         raise NotFound(f"no key {key_id} in this organization")
@@ -82,41 +82,41 @@ MAX_PATTERN_LENGTH = 200
 
 async def list_prices(request: web.Request) -> web.Response:
     verified = await authenticate(request, "admin")
-    services = request.app[SERVICES]
-    async with reading(services):
+    app = request.app
+    async with reading(app):
         stored = await prices.list_prices(
-            services.pool, verified.organization_id, timeout=services.config.admin_timeout_seconds
+            app[POOL], verified.organization_id, timeout=app[CONFIG].admin_timeout_seconds
         )
     return web.json_response({"prices": [price_document(p) for p in stored]})
 
 
 async def create_price(request: web.Request) -> web.Response:
     verified = await authenticate(request, "admin")
-    services = request.app[SERVICES]
+    app = request.app
     fields = _parse_new_price(await _json_body(request))
-    async with reading(services):
+    async with reading(app):
         price = await prices.create_price(
-            services.pool, verified.organization_id,
-            timeout=services.config.admin_timeout_seconds, **fields,
+            app[POOL], verified.organization_id,
+            timeout=app[CONFIG].admin_timeout_seconds, **fields,
         )  # fmt: skip
     # This process prices with it from the next request; other replicas within their
     # overrides TTL (30 s by default). `aethermind reprice` applies it to stored spans.
-    services.policies.forget(verified.organization_id)
+    app[POLICIES].forget(verified.organization_id)
     return web.json_response(price_document(price), status=201)
 
 
 async def delete_price(request: web.Request) -> web.Response:
     verified = await authenticate(request, "admin")
-    services = request.app[SERVICES]
+    app = request.app
     price_id = _uuid_param(request, "price_id", "a price id (a UUID)")
-    async with reading(services):
+    async with reading(app):
         deleted = await prices.delete_price(
-            services.pool, verified.organization_id, price_id,
-            timeout=services.config.admin_timeout_seconds,
+            app[POOL], verified.organization_id, price_id,
+            timeout=app[CONFIG].admin_timeout_seconds,
         )  # fmt: skip
     if not deleted:
         raise NotFound(f"no price {price_id} in this organization")
-    services.policies.forget(verified.organization_id)
+    app[POLICIES].forget(verified.organization_id)
     return web.Response(status=204)
 
 

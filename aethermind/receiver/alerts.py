@@ -48,7 +48,7 @@ from aiohttp import web
 from aethermind import __version__
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.metrics import ReceiverMetrics
-from aethermind.receiver.state import SERVICES
+from aethermind.receiver.state import METRICS, POOL
 from aethermind.storage import budgets
 from aethermind.storage.scope import PoolOrConnection
 
@@ -549,7 +549,7 @@ async def run_alert_loop(
 
 def alert_loop_ctx(config: ReceiverConfig) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context running the alert loop on the application's pool (append it after
-    the one that sets ``SERVICES``); ``alert_check_seconds = 0`` turns it off."""
+    the one that sets the pool); ``alert_check_seconds = 0`` turns it off."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if config.alert_check_seconds <= 0:
@@ -558,11 +558,11 @@ def alert_loop_ctx(config: ReceiverConfig) -> Callable[[web.Application], AsyncI
         async with aiohttp.ClientSession() as session:
             task = asyncio.create_task(
                 run_alert_loop(
-                    app[SERVICES].pool,
+                    app[POOL],
                     interval_seconds=config.alert_check_seconds,
                     policy=RetryPolicy.from_config(config),
                     session=session,
-                    metrics=app[SERVICES].metrics,
+                    metrics=app[METRICS],
                 ),
                 name="aethermind-budget-alerts",
             )

@@ -31,7 +31,20 @@ from aethermind.receiver.keycache import FailureThrottle, KeyCache
 from aethermind.receiver.logs import request_id_var
 from aethermind.receiver.metrics import ReceiverMetrics
 from aethermind.receiver.ratelimit import RateLimiter
-from aethermind.receiver.state import SERVICES, Services
+from aethermind.receiver.state import (
+    ADMISSION,
+    CONFIG,
+    KEY_HASHING,
+    KEYS,
+    LIMITER,
+    METRICS,
+    POLICIES,
+    POOL,
+    PRICE_BOOK,
+    THROTTLE,
+    WRITER,
+    Admission,
+)
 from aethermind.semconv import PriceOverride, default_price_book
 from aethermind.storage import tenants
 from aethermind.storage.prices import load_price_overrides
@@ -54,8 +67,12 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
         handler_args={"auto_decompress": False},
     )
     metrics = ReceiverMetrics()
-    app.cleanup_ctx.append(_services_ctx(config, pool_provider, metrics))
-    app.cleanup_ctx.append(alert_loop_ctx(config))  # after SERVICES exists; stops first
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[ADMISSION] = Admission()
+    app[KEY_HASHING] = asyncio.Semaphore(1)
+    app.cleanup_ctx.append(_resources_ctx(config, pool_provider, metrics))
+    app.cleanup_ctx.append(alert_loop_ctx(config))  # after the pool is set; stops first
     app.on_shutdown.append(_start_draining)
     app.router.add_post("/v1/traces", ingest.otlp_traces)
     app.router.add_post("/v1/ingest", ingest.json_ingest)
@@ -74,7 +91,7 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     return app
 
 
-def _services_ctx(
+def _resources_ctx(
     config: ReceiverConfig, pool_provider: PoolProvider, metrics: ReceiverMetrics
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -88,32 +105,27 @@ def _services_ctx(
                     pool, organization_id, timeout=config.auth_timeout_seconds
                 )
 
-            services = Services(
-                config=config,
-                pool=pool,
-                keys=KeyCache(
-                    verify,
-                    ttl_seconds=config.auth_cache_ttl_seconds,
-                    negative_ttl_seconds=config.auth_negative_ttl_seconds,
-                ),
-                throttle=FailureThrottle(max_failures=config.auth_max_failures_per_minute),
-                limiter=RateLimiter(
-                    redis, on_fallback=lambda on: metrics.rate_limit_fallback.set(int(on))
-                ),
-                metrics=metrics,
-                price_book=default_price_book(),
-                policies=TenantPolicies(load_overrides, ttl_seconds=config.overrides_ttl_seconds),
-                writer=WriteCoalescer(pool, timeout=config.write_timeout_seconds),
+            app[POOL] = pool
+            app[KEYS] = KeyCache(
+                verify,
+                ttl_seconds=config.auth_cache_ttl_seconds,
+                negative_ttl_seconds=config.auth_negative_ttl_seconds,
             )
-            app[SERVICES] = services
-            listener = asyncio.create_task(_listen_for_revocations(services))
+            app[THROTTLE] = FailureThrottle(max_failures=config.auth_max_failures_per_minute)
+            app[LIMITER] = RateLimiter(
+                redis, on_fallback=lambda on: metrics.rate_limit_fallback.set(int(on))
+            )
+            app[PRICE_BOOK] = default_price_book()
+            app[POLICIES] = TenantPolicies(load_overrides, ttl_seconds=config.overrides_ttl_seconds)
+            app[WRITER] = WriteCoalescer(pool, timeout=config.write_timeout_seconds)
+            listener = asyncio.create_task(_listen_for_revocations(pool, app[KEYS]))
             try:
                 yield
             finally:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
-                await services.writer.close()
+                await app[WRITER].close()
 
     return ctx
 
@@ -132,7 +144,7 @@ async def _redis(url: str | None) -> AsyncIterator[Any]:
         await client.aclose()
 
 
-async def _listen_for_revocations(services: Services) -> None:
+async def _listen_for_revocations(pool: Any, keys: KeyCache[tenants.VerifiedKey]) -> None:
     """Drop revoked keys from the cache as soon as any replica revokes them.
 
     While the listening connection is down a notification could be missed, so every
@@ -140,11 +152,11 @@ async def _listen_for_revocations(services: Services) -> None:
     """
     while True:
         try:
-            async with services.pool.acquire() as conn:
+            async with pool.acquire() as conn:
                 done = asyncio.get_running_loop().create_future()
 
                 def on_revoked(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-                    dropped = services.keys.forget_key_ids([payload])
+                    dropped = keys.forget_key_ids([payload])
                     logger.info(
                         "api key revoked elsewhere", extra={"key_id": payload, "dropped": dropped}
                     )
@@ -155,7 +167,7 @@ async def _listen_for_revocations(services: Services) -> None:
 
                 await conn.add_listener(tenants.KEY_REVOKED_CHANNEL, on_revoked)
                 conn.add_termination_listener(on_lost)
-                services.keys.clear()
+                keys.clear()
                 try:
                     await done
                 finally:
@@ -168,14 +180,12 @@ async def _listen_for_revocations(services: Services) -> None:
             logger.warning(
                 "revocation listener down, retrying", extra={"error": type(exc).__name__}
             )
-        services.keys.clear()
+        keys.clear()
         await asyncio.sleep(_LISTEN_RETRY_SECONDS)
 
 
 async def _start_draining(app: web.Application) -> None:
-    services = app.get(SERVICES)
-    if services is not None:
-        services.draining = True
+    app[ADMISSION].draining = True
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -213,10 +223,9 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
         return response
     finally:
         elapsed = time.perf_counter() - started
-        services = request.app.get(SERVICES)
-        if services is not None:
-            services.metrics.requests.labels(route_name, str(status)).inc()
-            services.metrics.request_seconds.labels(route_name).observe(elapsed)
+        metrics = request.app[METRICS]
+        metrics.requests.labels(route_name, str(status)).inc()
+        metrics.request_seconds.labels(route_name).observe(elapsed)
         logger.info(
             "request",
             extra={

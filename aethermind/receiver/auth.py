@@ -16,7 +16,7 @@ from aethermind.receiver.errors import (
     Unavailable,
     is_storage_unavailable,
 )
-from aethermind.receiver.state import SERVICES
+from aethermind.receiver.state import CONFIG, KEYS, METRICS, THROTTLE
 from aethermind.storage.tenants import VerifiedKey
 
 BEARER_PREFIX = "bearer "
@@ -40,10 +40,10 @@ def client_address(request: web.Request) -> str:
 
 async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     """The verified key of ``request`` if it may use ``scope``; raises the HTTP error if not."""
-    services = request.app[SERVICES]
-    metrics = services.metrics
+    app = request.app
+    metrics = app[METRICS]
     address = client_address(request)
-    wait = services.throttle.retry_after(address)
+    wait = app[THROTTLE].retry_after(address)
     if wait is not None:
         metrics.auth_failures.labels("throttled").inc()
         raise TooManyRequests(
@@ -54,26 +54,26 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     if key is None:
         metrics.auth_failures.labels("missing").inc()
         raise Unauthorized("missing API key: send Authorization: Bearer <key> or x-api-key")
-    hits_before = services.keys.hits
+    hits_before = app[KEYS].hits
     try:
         # Bounded: a key checked while the pool is exhausted or the database hangs gets a
         # 503 in time, instead of holding the request open.
-        async with asyncio.timeout(services.config.auth_timeout_seconds):
-            verified = await services.keys.get(key)
+        async with asyncio.timeout(app[CONFIG].auth_timeout_seconds):
+            verified = await app[KEYS].get(key)
     except Exception as exc:
         if is_storage_unavailable(exc):
             raise Unavailable(
                 "storage unavailable while checking the API key",
-                headers={"Retry-After": str(services.config.retry_after_seconds)},
+                headers={"Retry-After": str(app[CONFIG].retry_after_seconds)},
             ) from exc
         raise
-    metrics.auth_cache.labels("hit" if services.keys.hits > hits_before else "miss").inc()
+    metrics.auth_cache.labels("hit" if app[KEYS].hits > hits_before else "miss").inc()
     if verified is None:
-        services.throttle.record_failure(address)
+        app[THROTTLE].record_failure(address)
         metrics.auth_failures.labels("unknown").inc()
         raise Unauthorized("unknown API key")
     if verified.revoked:
-        services.throttle.record_failure(address)
+        app[THROTTLE].record_failure(address)
         metrics.auth_failures.labels("revoked").inc()
         raise Forbidden("API key revoked")
     if scope not in verified.scopes:

@@ -28,43 +28,52 @@ from aethermind.receiver.errors import (
     is_bad_data,
     is_storage_unavailable,
 )
-from aethermind.receiver.state import SERVICES, Services
+from aethermind.receiver.state import (
+    ADMISSION,
+    CONFIG,
+    LIMITER,
+    METRICS,
+    POLICIES,
+    PRICE_BOOK,
+    WRITER,
+)
 from aethermind.storage.tenants import VerifiedKey
 
 logger = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def admitted(services: Services) -> AsyncIterator[None]:
+async def admitted(app: web.Application) -> AsyncIterator[None]:
     """Bounded work in flight: past the bound, refuse at once rather than queue."""
-    if services.draining or services.inflight >= services.config.max_inflight_requests:
-        services.metrics.saturated.inc()
+    admission, config, metrics = app[ADMISSION], app[CONFIG], app[METRICS]
+    if admission.draining or admission.inflight >= config.max_inflight_requests:
+        metrics.saturated.inc()
         raise Unavailable(
             "server saturated, retry later",
-            headers={"Retry-After": str(services.config.retry_after_seconds)},
+            headers={"Retry-After": str(config.retry_after_seconds)},
         )
-    services.inflight += 1
-    services.metrics.inflight.set(services.inflight)
+    admission.inflight += 1
+    metrics.inflight.set(admission.inflight)
     try:
         yield
     finally:
-        services.inflight -= 1
-        services.metrics.inflight.set(services.inflight)
+        admission.inflight -= 1
+        metrics.inflight.set(admission.inflight)
 
 
 async def otlp_traces(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
+    app = request.app
     content_type = request.headers.get("Content-Type")
     try:
-        async with admitted(services):
+        async with admitted(app):
             fmt = otlp.parse_content_type(content_type)
             verified = await authenticate(request, "ingest")
-            body = await otlp.read_request_body(request, max_size=services.config.max_body_bytes)
-            decoded = await _decode(services, body, fmt)
+            body = await otlp.read_request_body(request, max_size=app[CONFIG].max_body_bytes)
+            decoded = await _decode(app, body, fmt)
             del body
-            _count_decoded(services, decoded)
-            await _rate_limit(services, verified, len(decoded.spans))
-            await _store(services, verified, decoded.spans)
+            _count_decoded(app, decoded)
+            await _rate_limit(app, verified, len(decoded.spans))
+            await _store(app, verified, decoded.spans)
     except otlp.OtlpRequestError as exc:
         payload, ctype = otlp.encode_error(exc, content_type=content_type)
         return web.Response(status=exc.status, body=payload, content_type=ctype)
@@ -78,22 +87,22 @@ async def otlp_traces(request: web.Request) -> web.Response:
 
 
 async def json_ingest(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
+    app = request.app
     try:
-        async with admitted(services):
+        async with admitted(app):
             fmt = otlp.parse_content_type(request.headers.get("Content-Type"))
             if fmt is not otlp.OtlpFormat.JSON:
                 raise otlp.UnsupportedContentTypeError("/v1/ingest takes application/json")
             verified = await authenticate(request, "ingest")
-            body = await otlp.read_request_body(request, max_size=services.config.max_body_bytes)
+            body = await otlp.read_request_body(request, max_size=app[CONFIG].max_body_bytes)
             parsed = events_to_spans(
-                body, max_events=services.config.decode_limits.max_spans_per_request
+                body, max_events=app[CONFIG].decode_limits.max_spans_per_request
             )
-            services.metrics.spans_received.inc(len(parsed.spans))
+            app[METRICS].spans_received.inc(len(parsed.spans))
             if parsed.rejected:
-                services.metrics.spans_rejected.labels("invalid_event").inc(parsed.rejected)
-            await _rate_limit(services, verified, len(parsed.spans))
-            stored, conversion = await _store(services, verified, parsed.spans)
+                app[METRICS].spans_rejected.labels("invalid_event").inc(parsed.rejected)
+            await _rate_limit(app, verified, len(parsed.spans))
+            stored, conversion = await _store(app, verified, parsed.spans)
     except otlp.OtlpRequestError as exc:
         return _json_error(exc.status, exc.message)
     except HttpError as exc:
@@ -112,11 +121,11 @@ async def json_ingest(request: web.Request) -> web.Response:
 LARGE_BODY_BYTES = 2 * 1024 * 1024
 
 
-async def _decode(services: Services, body: bytes, fmt: otlp.OtlpFormat) -> otlp.DecodedRequest:
-    limits = services.config.decode_limits
+async def _decode(app: web.Application, body: bytes, fmt: otlp.OtlpFormat) -> otlp.DecodedRequest:
+    limits = app[CONFIG].decode_limits
     if len(body) < LARGE_BODY_BYTES:
         return otlp.decode_body(body, fmt, limits=limits)
-    async with services.large_decodes:
+    async with app[ADMISSION].large_decodes:
         return await asyncio.to_thread(otlp.decode_body, body, fmt, limits=limits)
 
 
@@ -126,8 +135,8 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
     )
 
 
-def _count_decoded(services: Services, decoded: otlp.DecodedRequest) -> None:
-    metrics = services.metrics
+def _count_decoded(app: web.Application, decoded: otlp.DecodedRequest) -> None:
+    metrics = app[METRICS]
     metrics.spans_received.inc(len(decoded.spans))
     if decoded.rejected_spans:
         metrics.spans_rejected.labels("invalid_span").inc(decoded.rejected_spans)
@@ -137,15 +146,15 @@ def _count_decoded(services: Services, decoded: otlp.DecodedRequest) -> None:
         metrics.attributes_dropped.inc(decoded.dropped_attributes)
 
 
-async def _rate_limit(services: Services, verified: VerifiedKey, spans: int) -> None:
+async def _rate_limit(app: web.Application, verified: VerifiedKey, spans: int) -> None:
     if spans == 0:
         return
-    decision = await services.limiter.take(
+    decision = await app[LIMITER].take(
         str(verified.organization_id), verified.rate_limit_per_min, spans
     )
-    services.metrics.rate_limit_fallback.set(1 if services.limiter.using_fallback else 0)
+    app[METRICS].rate_limit_fallback.set(1 if app[LIMITER].using_fallback else 0)
     if not decision.allowed:
-        services.metrics.rate_limited.inc()
+        app[METRICS].rate_limited.inc()
         raise TooManyRequests(
             f"organization over its rate limit of {verified.rate_limit_per_min} spans per minute",
             headers=decision.headers(),
@@ -153,13 +162,13 @@ async def _rate_limit(services: Services, verified: VerifiedKey, spans: int) -> 
 
 
 async def _store(
-    services: Services, verified: VerifiedKey, spans: list[Any]
+    app: web.Application, verified: VerifiedKey, spans: list[Any]
 ) -> tuple[int, Conversion]:
-    metrics = services.metrics
-    retry = {"Retry-After": str(services.config.retry_after_seconds)}
+    metrics = app[METRICS]
+    retry = {"Retry-After": str(app[CONFIG].retry_after_seconds)}
     try:
-        async with asyncio.timeout(services.config.auth_timeout_seconds):
-            policy = await services.policies.policy(
+        async with asyncio.timeout(app[CONFIG].auth_timeout_seconds):
+            policy = await app[POLICIES].policy(
                 verified.organization_id, capture_content=verified.capture_content
             )
     except Exception as exc:
@@ -170,8 +179,8 @@ async def _store(
     conversion = spans_to_rows(
         spans,
         policy=policy,
-        price_book=services.price_book,
-        keep_all_spans=services.config.keep_all_spans,
+        price_book=app[PRICE_BOOK],
+        keep_all_spans=app[CONFIG].keep_all_spans,
     )
     if conversion.dropped_not_genai:
         metrics.spans_dropped.labels("not_genai").inc(conversion.dropped_not_genai)
@@ -181,8 +190,8 @@ async def _store(
     try:
         # Bounded: a write queued behind a slow one is abandoned with a 503 (the client
         # retries, the idempotent writer makes that harmless) rather than held open.
-        async with asyncio.timeout(services.config.write_timeout_seconds * 2):
-            inserted = await services.writer.write(verified.organization_id, conversion.rows)
+        async with asyncio.timeout(app[CONFIG].write_timeout_seconds * 2):
+            inserted = await app[WRITER].write(verified.organization_id, conversion.rows)
     except Exception as exc:
         if is_bad_data(exc):
             logger.warning(

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from aethermind.receiver.state import SERVICES
+from aethermind.receiver.state import ADMISSION, METRICS, POOL
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -17,12 +17,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    if services.draining:
+    app = request.app
+    if app[ADMISSION].draining:
         return web.json_response({"status": "draining"}, status=503)
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await services.pool.fetchval("SELECT 1")
+            await app[POOL].fetchval("SELECT 1")
     except Exception as exc:
         return web.json_response(
             {"status": "unavailable", "database": type(exc).__name__}, status=503
@@ -31,8 +31,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    body = generate_latest(services.metrics.registry)
+    app = request.app
+    body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -21,7 +21,7 @@ from aethermind.receiver.errors import (
     Unavailable,
     is_storage_unavailable,
 )
-from aethermind.receiver.state import SERVICES, Services
+from aethermind.receiver.state import CONFIG, POOL
 from aethermind.storage import queries
 
 DEFAULT_RANGE = timedelta(days=30)
@@ -87,9 +87,7 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
         raise InvalidParameter("group_by", "repeats a key")
     granularity = params.get("granularity") or None
     if granularity is not None and granularity not in queries.GRANULARITIES:
-        raise InvalidParameter(
-            "granularity", f"must be one of {', '.join(queries.GRANULARITIES)}"
-        )
+        raise InvalidParameter("granularity", f"must be one of {', '.join(queries.GRANULARITIES)}")
     if granularity == "minute" and to - from_ > timedelta(days=7):
         raise InvalidParameter("granularity", "minute allows ranges up to 7 days")
     filters = {name: text_param(name, params[name]) for name in _FILTERS if params.get(name)}
@@ -119,35 +117,35 @@ def jsonable(value: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def reading(services: Services) -> AsyncIterator[None]:
+async def reading(app: web.Application) -> AsyncIterator[None]:
     """One bounded read: too slow or storage down is a 503 with Retry-After, a request the
     query module refuses (its ``ValueError``) is a 400."""
     try:
-        async with asyncio.timeout(services.config.read_timeout_seconds):
+        async with asyncio.timeout(app[CONFIG].read_timeout_seconds):
             yield
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
     except Exception as exc:
         if is_storage_unavailable(exc):
-            retry = str(services.config.retry_after_seconds)
+            retry = str(app[CONFIG].retry_after_seconds)
             raise Unavailable("storage unavailable", headers={"Retry-After": retry}) from exc
         raise
 
 
 async def aggregates(request: web.Request) -> web.Response:
     verified = await authenticate(request, "read")
-    services = request.app[SERVICES]
+    app = request.app
     params = parse_aggregate_params(request.query)
-    async with reading(services):
+    async with reading(app):
         rows = await queries.aggregates(
-            services.pool,
+            app[POOL],
             verified.organization_id,
             params["from_"],
             params["to"],
             group_by=params["group_by"],
             granularity=params["granularity"],
             filters=params["filters"],
-            timeout=services.config.read_timeout_seconds,
+            timeout=app[CONFIG].read_timeout_seconds,
         )
     return web.json_response(
         jsonable(
@@ -164,14 +162,14 @@ async def aggregates(request: web.Request) -> web.Response:
 
 async def trace(request: web.Request) -> web.Response:
     verified = await authenticate(request, "read")
-    services = request.app[SERVICES]
+    app = request.app
     trace_id = request.match_info["trace_id"]
     if not _TRACE_ID_RE.match(trace_id):
         raise BadRequest("path parameter 'trace_id' must be 32 hex characters")
-    async with reading(services):
+    async with reading(app):
         spans = await queries.trace_spans(
-            services.pool, verified.organization_id, trace_id,
-            timeout=services.config.read_timeout_seconds,
+            app[POOL], verified.organization_id, trace_id,
+            timeout=app[CONFIG].read_timeout_seconds,
         )  # fmt: skip
     if not spans:
         return web.json_response(
@@ -183,7 +181,7 @@ async def trace(request: web.Request) -> web.Response:
 
 async def top_traces(request: web.Request) -> web.Response:
     verified = await authenticate(request, "read")
-    services = request.app[SERVICES]
+    app = request.app
     unknown = sorted(set(request.query) - {"from", "to", "limit"})
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}")
@@ -194,9 +192,9 @@ async def top_traces(request: web.Request) -> web.Response:
     limit = int(raw_limit)
     if not 0 < limit <= 100:
         raise BadRequest("parameter 'limit' must be within 1..100")
-    async with reading(services):
+    async with reading(app):
         rows = await queries.top_traces(
-            services.pool, verified.organization_id, from_, to, limit=limit,
-            timeout=services.config.read_timeout_seconds,
+            app[POOL], verified.organization_id, from_, to, limit=limit,
+            timeout=app[CONFIG].read_timeout_seconds,
         )  # fmt: skip
     return web.json_response(jsonable({"from": from_, "to": to, "traces": rows}))

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.listener import BalancedSockSite
-from aethermind.receiver.state import SERVICES
+from aethermind.receiver.state import ADMISSION
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,10 @@ def listening_sites(runner: web.AppRunner, config: ReceiverConfig) -> list[web.B
     """The sockets a worker was handed, else a fresh listener on host and port."""
     context = tls_context(config)
     if config.listen_fds:
-        services = runner.app[SERVICES]
+        app = runner.app
 
         def busy() -> bool:
-            return services.inflight > 0
+            return app[ADMISSION].inflight > 0
 
         return [
             BalancedSockSite(runner, socket.socket(fileno=fd), busy=busy, ssl_context=context)

@@ -1,4 +1,6 @@
-"""Typed application state: what ``create_app`` builds and handlers read, one AppKey each."""
+"""Typed application state, the aiohttp way: one ``AppKey`` per resource, each set by
+``create_app`` (what exists before startup) or by its cleanup context (what needs the pool),
+and read by the handlers that use it."""
 
 from __future__ import annotations
 
@@ -19,27 +21,30 @@ from aethermind.storage.tenants import VerifiedKey
 
 
 @dataclass
-class Services:
-    """Everything a request may need, built once per application."""
+class Admission:
+    """How much ingest work this process has taken on, and whether it still takes more."""
 
-    config: ReceiverConfig
-    pool: Any
-    keys: KeyCache[VerifiedKey]
-    throttle: FailureThrottle
-    limiter: RateLimiter
-    metrics: ReceiverMetrics
-    price_book: PriceBook
-    policies: TenantPolicies
-    writer: WriteCoalescer
+    inflight: int = 0
+    """Ingest requests being decoded or written; past ``max_inflight_requests``, 503."""
+    draining: bool = False
+    """Set at shutdown: /readyz turns 503 so load balancers stop sending."""
     # Large bodies are decoded in a worker thread, two at a time at most: the event loop keeps
     # answering (health checks, small requests) and a burst of hostile 16 MiB bodies cannot
     # multiply the decoder's memory by the number of requests in flight.
     large_decodes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
-    # Creating a key runs bcrypt (~0.2 s of CPU) in a worker thread; one at a time, so an
-    # admin key creating keys in a loop cannot take the threads that check keys on ingest.
-    key_hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
-    inflight: int = 0
-    draining: bool = False
 
 
-SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+CONFIG = web.AppKey("config", ReceiverConfig)
+METRICS = web.AppKey("metrics", ReceiverMetrics)
+ADMISSION = web.AppKey("admission", Admission)
+POOL: web.AppKey[Any] = web.AppKey("pool")
+"""The asyncpg pool, owned by the pool provider given to ``create_app``."""
+KEYS: web.AppKey[KeyCache[VerifiedKey]] = web.AppKey("keys")
+THROTTLE = web.AppKey("throttle", FailureThrottle)
+LIMITER = web.AppKey("limiter", RateLimiter)
+PRICE_BOOK = web.AppKey("price_book", PriceBook)
+POLICIES = web.AppKey("policies", TenantPolicies)
+WRITER = web.AppKey("writer", WriteCoalescer)
+KEY_HASHING = web.AppKey("key_hashing", asyncio.Semaphore)
+"""Creating a key runs bcrypt (~0.2 s of CPU) in a worker thread; one at a time, so an admin
+key creating keys in a loop cannot take the threads that check keys on ingest."""

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from aethermind.receiver.app import create_app
 from aethermind.receiver.config import ReceiverConfig
-from aethermind.receiver.state import SERVICES, Services
 from aethermind.storage.tenants import Organization, create_key, create_organization
 
 
@@ -55,8 +54,8 @@ class RunningReceiver:
         return f"{self.url}/v1/traces"
 
     @property
-    def services(self) -> Services:
-        return self.server.app[SERVICES]
+    def app(self) -> web.Application:
+        return self.server.app
 
     async def count_rows(self, tenant: Tenant) -> int:
         from aethermind.storage.scope import tenant_transaction

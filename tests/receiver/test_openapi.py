@@ -27,6 +27,7 @@ from schemathesis.checks import (
 )
 
 from aethermind.receiver.openapi import build_document
+from aethermind.receiver.state import ADMISSION
 from aethermind.storage.tenants import create_key
 from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.receiver.helpers import JSON, llm_spans, protobuf_body, random_trace_id
@@ -476,7 +477,7 @@ async def test_error_answers_carry_their_documented_status_headers_and_bodies(
 
     await asyncio.to_thread(scenario)
 
-    receiver.services.draining = True
+    receiver.app[ADMISSION].draining = True
 
     def draining() -> None:
         ingest = acme.ingest_headers()
@@ -485,7 +486,7 @@ async def test_error_answers_carry_their_documented_status_headers_and_bodies(
         expect(503, "GET", "/readyz", "/readyz", {})
 
     await asyncio.to_thread(draining)
-    receiver.services.draining = False
+    receiver.app[ADMISSION].draining = False
 
     def throttled() -> None:
         # One bad key is allowed per minute here; the next request from this address is

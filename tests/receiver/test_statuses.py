@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from google.rpc import status_pb2
 
+from aethermind.receiver.state import ADMISSION
 from aethermind.storage.tenants import create_key, revoke_key
 from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.receiver.helpers import (
@@ -195,10 +196,10 @@ async def test_503_with_retry_after_at_once_when_saturated(
         )
     )
     for _ in range(100):
-        if receiver.services.inflight:
+        if receiver.app[ADMISSION].inflight:
             break
         await asyncio.sleep(0.02)
-    assert receiver.services.inflight == 1
+    assert receiver.app[ADMISSION].inflight == 1
     started = asyncio.get_running_loop().time()
     response = await receiver.session.post(
         receiver.traces_url,

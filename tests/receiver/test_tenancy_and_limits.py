@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from aethermind.receiver.state import LIMITER
 from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.plugins.services import RedisServer
 from tests.receiver.helpers import (
@@ -77,7 +78,7 @@ async def test_rate_limit_through_redis_is_shared_by_two_replicas(
     )
     assert refused.status == 429
     assert refused.headers["X-RateLimit-Limit"] == "600"
-    assert not second.services.limiter.using_fallback
+    assert not second.app[LIMITER].using_fallback
 
 
 async def test_redis_going_away_falls_back_to_the_local_limit(
@@ -96,7 +97,7 @@ async def test_redis_going_away_falls_back_to_the_local_limit(
         receiver.traces_url, data=protobuf_body(llm_spans(5)), headers=headers
     )
     assert response.status == 200  # ingestion goes on, limited in-process
-    assert receiver.services.limiter.using_fallback
+    assert receiver.app[LIMITER].using_fallback
     metrics = await (await receiver.session.get(f"{receiver.url}/metrics")).text()
     assert "aethermind_rate_limit_local_fallback 1.0" in metrics
     assert await receiver.count_rows(receiver.acme) == 10
