@@ -19,6 +19,8 @@ from aethermind.receiver.openapi import build_document
 from tests.plugins.services import free_port, wait_for_port
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 CLI = [sys.executable, "-m", "aethermind.cli"]
 
 
@@ -172,9 +174,7 @@ def test_stats_matches_the_api_rows(database_url: str) -> None:
     # Exact decimal strings, normalized: no float artefacts, no trailing zeros.
     cost = cli["rows"][0]["cost_usd"]
     assert cost == format(Decimal(cost).normalize(), "f") and "e" not in cost.lower()
-    assert all(
-        round(value, 3) == value for value in cli["rows"][0]["latency_ms"].values() if value
-    )
+    assert all(round(value, 3) == value for value in cli["rows"][0]["latency_ms"].values() if value)
 
     # For people: an 80-column table, with the command line's own column names.
     table = subprocess.run(

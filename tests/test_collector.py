@@ -8,11 +8,14 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 CONFIG = Path(__file__).resolve().parent.parent / "otel-config.yaml"
 # What the Collector's otlp_http exporter sends (confighttp + otlphttpexporter).

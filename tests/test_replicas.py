@@ -13,10 +13,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 import requests
 
 from tests.plugins.services import free_port, wait_for_port
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 CLI = [sys.executable, "-m", "aethermind.cli"]
 

@@ -39,7 +39,7 @@ _COUNT_FIELDS = {
     "total_tokens": a.GEN_AI_USAGE_TOTAL_TOKENS,
 }
 _MAX_TEXT = 1024
-_MAX_ERRORS_REPORTED = 50
+MAX_ERRORS_REPORTED = 50
 """Problems listed per request (each event's every problem, until this many in all)."""
 
 
@@ -60,7 +60,7 @@ class ParsedEvents:
     def reject(self, index: int, problems: list[tuple[str, str]]) -> None:
         self.rejected += 1
         for path, why in problems:
-            if len(self.errors) >= _MAX_ERRORS_REPORTED:
+            if len(self.errors) >= MAX_ERRORS_REPORTED:
                 return
             self.errors.append(f"events[{index}]{'.' + path if path else ''}: {why}")
 

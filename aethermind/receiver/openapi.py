@@ -14,6 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
+from aethermind.ingest.events import MAX_ERRORS_REPORTED
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
 from aethermind.storage.prices import PRICE_FIELDS
@@ -946,8 +947,9 @@ def _schemas() -> Schema:
                 "errors": {
                     "type": "array",
                     "items": {"type": "string"},
-                    "maxItems": 20,
-                    "description": "Why events were rejected (the first 20), by index.",
+                    "maxItems": MAX_ERRORS_REPORTED,
+                    "description": "Every invalid field of every rejected event, with its path"
+                    f" (`events[1].input_tokens: ...`), the first {MAX_ERRORS_REPORTED}.",
                 },
             },
             "additionalProperties": False,

@@ -14,6 +14,8 @@ from aethermind.cli import CliError, build_parser
 from aethermind.storage.tenants import Organization
 from tests.alerts.conftest import SECRET_PATH, spend
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 HOOK = f"https://hooks.slack.com{SECRET_PATH}"
 
 

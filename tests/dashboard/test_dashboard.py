@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -23,6 +24,8 @@ from aethermind.receiver.dashboard import CONTENT_SECURITY_POLICY
 from tests.plugins.browser import Page
 from tests.plugins.receiver import RunningReceiver
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 KEY_STORAGE = "aethermind.readKey"

@@ -18,6 +18,8 @@ from aethermind.exporter import ConfigError, init_aethermind
 from tests.plugins.fake_provider import FakeProvider
 from tests.plugins.receiver import RunningReceiver
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 APP = Path(__file__).with_name("app_script.py")
 
 

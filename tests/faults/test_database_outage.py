@@ -11,11 +11,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from aethermind.storage.embedded import EmbeddedPostgres
 from tests.faults.load import OtelPipelines
 from tests.faults.serving import create_tenants, rollup_calls, serving, stored_spans, wait_until
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 OUTAGE_SECONDS = 2.5
 

@@ -10,8 +10,12 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.faults.load import HttpLoad
 from tests.faults.serving import LockHolder, create_tenants, start_serve, stored_spans
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 # A request sent this long before the signal has reached its handler (headers parsed, body
 # being read or written); one sent later may race the listener closing.

@@ -12,8 +12,12 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.faults.load import OtelPipelines
 from tests.faults.serving import create_tenants, restart, rollup_calls, start_serve, stored_spans
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 KILLS = 2
 

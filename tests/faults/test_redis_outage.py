@@ -7,12 +7,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from aethermind.receiver.ratelimit import REDIS_RETRY_SECONDS
 from tests.faults.load import PROTOBUF, genai_request
 from tests.faults.serving import create_tenants, serving, stored_spans, wait_until
 from tests.plugins.services import RedisServer
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 FALLBACK = "aethermind_rate_limit_local_fallback"
 LIMIT = 3000

@@ -22,6 +22,8 @@ from tests.faults.serving import (
     stored_spans,
 )
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 WRITE_TIMEOUT = 2.0
 # What the receiver promises (ingest.py): a write is abandoned after the write timeout, a
 # write queued behind a slow one after twice that; plus decoding and answering.

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
@@ -19,6 +20,8 @@ from aethermind.storage.migrate import migrate
 from aethermind.storage.scope import tenant_transaction
 from tests.plugins.receiver import TEST_CONFIG, make_tenant
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 
 async def test_database_stopped_then_restarted_loses_and_doubles_nothing(

@@ -30,6 +30,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tests.plugins.receiver import RunningReceiver
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 SCRIPT = JS_DIR / "export-genai-spans.js"
 PACKAGES = (

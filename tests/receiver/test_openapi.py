@@ -32,6 +32,8 @@ from aethermind.storage.tenants import create_key
 from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.receiver.helpers import JSON, llm_spans, protobuf_body, random_trace_id
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 PROTOBUF = "application/x-protobuf"
 CONFORMANCE = [
     not_a_server_error,

@@ -36,6 +36,8 @@ from aethermind.ingest.otlp import (
 from aethermind.ingest.otlp._wire import trim_spans
 from tests.ingest.test_otlp_decode import check_invariants, sdk_request, to_otlp_json
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CONTENT_TYPES = [PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE]
 SMALL_LIMITS = DecodeLimits(

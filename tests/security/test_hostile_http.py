@@ -33,6 +33,8 @@ from tests.faults.load import genai_request
 from tests.faults.serving import owner_fetch
 from tests.security.conftest import Target
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 EXAMPLES = int(os.environ.get("AETHERMIND_FUZZ_EXAMPLES", "100"))

@@ -28,6 +28,8 @@ from aethermind.storage.keys import BCRYPT_ROUNDS, parse_key
 from tests.faults.load import PROTOBUF, genai_request
 from tests.faults.serving import CLI, owner_fetch, serving
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 DEBUG = ["--log-level", "DEBUG"]
 JSON_TYPE = "application/json"
 

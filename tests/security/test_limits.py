@@ -17,6 +17,7 @@ import os
 import time
 from typing import Any
 
+import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -28,6 +29,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from aethermind.ingest.otlp import DEFAULT_LIMITS
 from tests.faults.serving import owner_fetch
 from tests.security.conftest import Target
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

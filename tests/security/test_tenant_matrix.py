@@ -29,6 +29,8 @@ from tests.faults.serving import owner_fetch
 from tests.plugins.database import run_async
 from tests.security.conftest import Target
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 CREDENTIALS = ("ingest", "read", "admin", "revoked", "none")

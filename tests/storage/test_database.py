@@ -25,6 +25,8 @@ from aethermind.storage.embedded import (
     _server_user,
 )
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
+
 
 def test_config_prefers_argument_then_env_then_default(tmp_path: Path) -> None:
     env = {"DATABASE_URL": "postgresql://env@h/db", "AETHERMIND_DATA_DIR": str(tmp_path / "env")}
