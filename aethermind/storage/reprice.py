@@ -51,8 +51,7 @@ class RepriceResult:
 
 def _new_costs(row: Any, cost: Cost) -> tuple[Any, ...]:
     """The cost columns as the writer would store them for this cost."""
-    values = cost_values(cost, is_llm_call=row["cost_source"] is not None)
-    return tuple(values[c] for c in COST_COLUMNS)
+    return cost_values(cost, is_llm_call=row["cost_source"] is not None)
 
 
 def _pricing_flags(cost: Decimal | None, source: str | None) -> tuple[Decimal, int, int]:

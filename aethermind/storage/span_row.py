@@ -8,7 +8,6 @@ Adding a column means: a field here, a migration, and the line in ``copy_row`` t
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -99,32 +98,31 @@ MONEY_COLUMNS: frozenset[str] = frozenset(c for c, t in PG_TYPES.items() if t ==
 COST_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TelemetryRow) if f.metadata["cost"])
 """The columns a price decides (what ``reprice`` rewrites), in table order."""
 
-def _copy_row_type() -> Any:
-    # Made in a function so mypy takes it as the dynamic type it is (fields from the declaration).
-    return namedtuple("CopyRow", COLUMNS)
+CopyRow = tuple[Any, ...]
+"""A stored span laid out for the writer's COPY: a plain tuple in ``COLUMNS`` order, money as
+decimal text (asyncpg's binary numeric encoding costs about 1.5 µs a value; the staging table
+takes text and PostgreSQL casts it). Built positionally, because that is the hot path (a
+namedtuple built by keyword costs about 3 µs a row); ``tests/storage/test_span_row.py``
+proves every value lands in its declared column, and a length check runs at import."""
 
 
-CopyRow: Any = _copy_row_type()
-"""A stored span laid out for the writer's COPY: a plain tuple in ``COLUMNS`` order, built by
-keyword (so a column added above and not filled in ``copy_row`` fails at once), money as
-decimal text (asyncpg's binary numeric encoding costs about 1.5 µs a value; the staging
-table takes text and PostgreSQL casts it)."""
-
-
-def cost_values(cost: Cost, *, is_llm_call: bool) -> dict[str, Any]:
-    """The ``COST_COLUMNS`` for a span priced at ``cost``: the one rule of what a priced,
-    unpriced or non-model span stores. Unpriced keeps no amounts; a span that is not a model
-    call keeps no cost source, so it never counts as an unpriced call."""
+def cost_values(cost: Cost, *, is_llm_call: bool) -> tuple[Any, ...]:
+    """The ``COST_COLUMNS`` for a span priced at ``cost``, in that order: the one rule of
+    what a priced, unpriced or non-model span stores. Unpriced keeps no amounts; a span that
+    is not a model call keeps no cost source, so it never counts as an unpriced call."""
     priced = cost.total is not None and cost.source != "unknown"
-    return {
-        "cost": cost.total if priced else None,
-        "cost_input": cost.input if priced else None,
-        "cost_cache_read": cost.cache_read if priced else None,
-        "cost_cache_write": cost.cache_write if priced else None,
-        "cost_output": cost.output if priced else None,
-        "cost_source": cost.source if (is_llm_call or priced) else None,
-        "price_model_id": cost.price_model_id,
-    }
+    source = cost.source if (is_llm_call or priced) else None
+    if not priced:
+        return (None, None, None, None, None, source, cost.price_model_id)
+    return (
+        cost.total,
+        cost.input,
+        cost.cache_read,
+        cost.cache_write,
+        cost.output,
+        source,
+        cost.price_model_id,
+    )
 
 
 def copy_row(
@@ -141,7 +139,7 @@ def copy_row(
     status: str,
     attributes: Mapping[str, Any],
     resource_attributes: Mapping[str, Any],
-) -> Any:
+) -> CopyRow:
     """The stored span for one span's normalized ``usage`` and its ``cost``, as a
     ``CopyRow``.
 
@@ -154,39 +152,42 @@ def copy_row(
     total = usage.total_tokens
     if total is None and usage.input_tokens is not None and usage.output_tokens is not None:
         total = usage.input_tokens + usage.output_tokens
-    costs = cost_values(cost, is_llm_call=usage.is_llm_call)
-    return CopyRow(
-        trace_id=trace_id,
-        span_id=span_id,
-        name=name,
-        timestamp=timestamp,
-        parent_span_id=parent_span_id,
-        kind=kind,
-        duration_ms=duration_ms,
-        status="ERROR" if usage.error_type is not None else status,
-        error_type=usage.error_type,
-        service=usage.service,
-        environment=usage.environment,
-        provider=usage.provider,
-        operation=usage.operation,
-        request_model=usage.request_model,
-        response_model=usage.response_model,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        total_tokens=total,
-        cost=_text(costs["cost"]),
-        cost_input=_text(costs["cost_input"]),
-        cost_cache_read=_text(costs["cost_cache_read"]),
-        cost_cache_write=_text(costs["cost_cache_write"]),
-        cost_output=_text(costs["cost_output"]),
-        cost_source=costs["cost_source"],
-        price_model_id=costs["price_model_id"],
-        provided_cost=_text(usage.provided_cost),
-        attributes=attributes,
-        resource_attributes=resource_attributes,
+    amount, cost_input, cache_read, cache_write, output, source, price_model_id = cost_values(
+        cost, is_llm_call=usage.is_llm_call
+    )
+    # In COLUMNS order (tests/storage/test_span_row.py checks each position).
+    return (
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        kind,
+        timestamp,
+        duration_ms,
+        "ERROR" if usage.error_type is not None else status,
+        usage.error_type,
+        usage.service,
+        usage.environment,
+        usage.provider,
+        usage.operation,
+        usage.request_model,
+        usage.response_model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        total,
+        None if amount is None else str(amount),
+        None if cost_input is None else str(cost_input),
+        None if cache_read is None else str(cache_read),
+        None if cache_write is None else str(cache_write),
+        None if output is None else str(output),
+        source,
+        price_model_id,
+        None if usage.provided_cost is None else str(usage.provided_cost),
+        attributes,
+        resource_attributes,
     )
 
 
@@ -225,19 +226,16 @@ def row_from_usage(
         attributes=dict(attributes or {}),
         resource_attributes=dict(resource_attributes or {}),
     )
-    values = copy._asdict()
+    values = dict(zip(COLUMNS, copy, strict=True))
     for column in MONEY_COLUMNS:
         if values[column] is not None:
             values[column] = Decimal(values[column])
     return TelemetryRow(**values)
 
 
-def as_copy_row(row: TelemetryRow) -> Any:
+def as_copy_row(row: TelemetryRow) -> CopyRow:
     """A typed row as the writer's ``CopyRow`` (money as decimal text)."""
-    values = {c: getattr(row, c) for c in COLUMNS}
-    for column in MONEY_COLUMNS:
-        values[column] = _text(values[column])
-    return CopyRow(**values)
+    return tuple(_text(getattr(row, c)) if c in MONEY_COLUMNS else getattr(row, c) for c in COLUMNS)
 
 
 def usage_from_row(row: Mapping[str, Any]) -> UsageRecord:
@@ -259,3 +257,21 @@ def usage_from_row(row: Mapping[str, Any]) -> UsageRecord:
         environment=row["environment"],
         is_llm_call=row["cost_source"] is not None,
     )
+
+
+def _check_layout() -> None:
+    """Fail at import, not in a COPY, when the declaration and the builders disagree."""
+    probe = copy_row(
+        UsageRecord(),
+        Cost(source="unknown"),
+        trace_id="t", span_id="s", name="n", timestamp=datetime.now().astimezone(),
+        parent_span_id=None, kind=None, duration_ms=None, status="UNSET",
+        attributes={}, resource_attributes={},
+    )  # fmt: skip
+    if len(probe) != len(COLUMNS) or len(
+        cost_values(Cost(source="unknown"), is_llm_call=True)
+    ) != len(COST_COLUMNS):
+        raise AssertionError("span_row: copy_row or cost_values does not match the declaration")
+
+
+_check_layout()

@@ -1,0 +1,84 @@
+"""The stored span's one declaration and the builders that lay rows out by it: every value
+lands in its declared column, and the cost rule is the same for the writer and reprice."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from aethermind.semconv.record import Cost, UsageRecord
+from aethermind.storage.span_row import (
+    COLUMNS,
+    COST_COLUMNS,
+    MONEY_COLUMNS,
+    TelemetryRow,
+    as_copy_row,
+    copy_row,
+    cost_values,
+    row_from_usage,
+)
+
+WHEN = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
+    """Usage, cost and span fields whose every value is different, to find it by value."""
+    usage = UsageRecord(
+        provider="p-provider", operation="p-operation", request_model="p-request",
+        response_model="p-response", input_tokens=101, output_tokens=102,
+        cache_read_tokens=103, cache_write_tokens=104, reasoning_tokens=105, total_tokens=106,
+        provided_cost=Decimal("0.107"), error_type="p-error", service="p-service",
+        environment="p-environment",
+    )  # fmt: skip
+    cost = Cost(
+        source="computed", total=Decimal("0.201"), input=Decimal("0.202"),
+        cache_read=Decimal("0.203"), cache_write=Decimal("0.204"), output=Decimal("0.205"),
+        price_model_id="p-price-model",
+    )  # fmt: skip
+    span = {
+        "trace_id": "p-trace", "span_id": "p-span", "parent_span_id": "p-parent",
+        "name": "p-name", "kind": "p-kind", "timestamp": WHEN, "duration_ms": 301.5,
+        "status": "OK", "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
+    }  # fmt: skip
+    return usage, cost, span
+
+
+def test_copy_row_puts_every_value_in_its_declared_column() -> None:
+    usage, cost, span = _probe()
+    row = dict(zip(COLUMNS, copy_row(usage, cost, **span), strict=True))  # type: ignore[arg-type]
+    assert row == {
+        "trace_id": "p-trace", "span_id": "p-span", "parent_span_id": "p-parent",
+        "name": "p-name", "kind": "p-kind", "timestamp": WHEN, "duration_ms": 301.5,
+        "status": "ERROR",  # the span named an error type
+        "error_type": "p-error", "service": "p-service", "environment": "p-environment",
+        "provider": "p-provider", "operation": "p-operation", "request_model": "p-request",
+        "response_model": "p-response", "input_tokens": 101, "output_tokens": 102,
+        "cache_read_tokens": 103, "cache_write_tokens": 104, "reasoning_tokens": 105,
+        "total_tokens": 106, "cost": "0.201", "cost_input": "0.202", "cost_cache_read": "0.203",
+        "cost_cache_write": "0.204", "cost_output": "0.205", "cost_source": "computed",
+        "price_model_id": "p-price-model", "provided_cost": "0.107",
+        "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
+    }  # fmt: skip
+
+
+def test_the_typed_row_and_the_copy_row_are_the_same_span() -> None:
+    usage, cost, span = _probe()
+    typed = row_from_usage(usage, cost, **span)  # type: ignore[arg-type]
+    assert isinstance(typed.cost, Decimal) and typed.cost == Decimal("0.201")
+    assert as_copy_row(typed) == copy_row(usage, cost, **span)  # type: ignore[arg-type]
+    assert [f.name for f in fields(TelemetryRow)] == list(COLUMNS)
+    assert MONEY_COLUMNS == {
+        "cost", "cost_input", "cost_cache_read", "cost_cache_write", "cost_output",
+        "provided_cost",
+    }  # fmt: skip
+
+
+def test_one_cost_rule_for_priced_unpriced_and_non_model_spans() -> None:
+    priced = dict(zip(COST_COLUMNS, cost_values(_probe()[1], is_llm_call=True), strict=True))
+    assert priced["cost"] == Decimal("0.201") and priced["cost_source"] == "computed"
+    unknown = Cost(source="unknown", price_model_id=None)
+    unpriced = dict(zip(COST_COLUMNS, cost_values(unknown, is_llm_call=True), strict=True))
+    assert unpriced["cost"] is None and unpriced["cost_source"] == "unknown"  # counts unpriced
+    tool = dict(zip(COST_COLUMNS, cost_values(unknown, is_llm_call=False), strict=True))
+    assert tool["cost"] is None and tool["cost_source"] is None  # never an unpriced call
