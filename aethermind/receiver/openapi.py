@@ -17,7 +17,7 @@ from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
 from aethermind.ingest.events import MAX_ERRORS_REPORTED
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
-from aethermind.storage.prices import PRICE_FIELDS
+from aethermind.receiver.schemas import component_schemas
 from aethermind.storage.queries import FILTER_KEYS, GRANULARITIES, GROUP_KEYS
 from aethermind.storage.rollups import TOKEN_COLUMNS
 
@@ -912,6 +912,8 @@ def _stored_span() -> Schema:
 
 def _schemas() -> Schema:
     return {
+        # The admin routes' bodies, generated from the models the server validates with.
+        **component_schemas(),
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -1022,114 +1024,6 @@ def _schemas() -> Schema:
                 "from": _INSTANT,
                 "to": _INSTANT,
                 "traces": {"type": "array", "items": _schema("TopTrace")},
-            },
-            "additionalProperties": False,
-        },
-        "ApiKey": {
-            "type": "object",
-            "required": [
-                "id",
-                "organization_id",
-                "public_id",
-                "scopes",
-                "name",
-                "created_at",
-                "last_used_at",
-                "revoked_at",
-            ],
-            "properties": {
-                "id": {"type": "string", "format": "uuid"},
-                "organization_id": {"type": "string", "format": "uuid"},
-                "public_id": {"type": "string", "description": "The lookup part of the key."},
-                "scopes": _SCOPE_LIST,
-                "name": _nullable_type("string"),
-                "created_at": _INSTANT,
-                "last_used_at": _nullable_type("string", format="date-time"),
-                "revoked_at": _nullable_type("string", format="date-time"),
-            },
-            "additionalProperties": False,
-        },
-        "KeyList": {
-            "type": "object",
-            "required": ["keys"],
-            "properties": {"keys": {"type": "array", "items": _schema("ApiKey")}},
-            "additionalProperties": False,
-        },
-        "NewKeyRequest": {
-            "type": "object",
-            "required": ["scopes"],
-            "properties": {
-                "scopes": _SCOPE_LIST,
-                "name": {"type": "string", "maxLength": 200, "pattern": "^[^\\x00]*$"},
-            },
-            "additionalProperties": False,
-        },
-        "CreatedKey": {
-            "type": "object",
-            "required": ["id", "key", "scopes", "organization_id", "name"],
-            "properties": {
-                "id": {"type": "string", "format": "uuid"},
-                "key": {
-                    "type": "string",
-                    "pattern": "^aether_",
-                    "description": "The full key: shown in this answer only, store it now.",
-                },
-                "scopes": _SCOPE_LIST,
-                "organization_id": {"type": "string", "format": "uuid"},
-                "name": _nullable_type("string"),
-            },
-            "additionalProperties": False,
-        },
-        "Price": {
-            "type": "object",
-            "required": [
-                "id",
-                "organization_id",
-                "provider",
-                "model_pattern",
-                *PRICE_FIELDS,
-                "valid_from",
-                "created_at",
-            ],
-            "properties": {
-                "id": {"type": "string", "format": "uuid"},
-                "organization_id": {"type": "string", "format": "uuid"},
-                "provider": _nullable_type("string"),
-                "model_pattern": {
-                    "type": "string",
-                    "description": "A model name or an fnmatch pattern (`gpt-4o*`).",
-                },
-                **{name: _nullable(_DECIMAL) for name in PRICE_FIELDS},
-                "valid_from": _INSTANT,
-                "created_at": _INSTANT,
-            },
-            "additionalProperties": False,
-        },
-        "PriceList": {
-            "type": "object",
-            "required": ["prices"],
-            "properties": {"prices": {"type": "array", "items": _schema("Price")}},
-            "additionalProperties": False,
-        },
-        "NewPriceRequest": {
-            "type": "object",
-            "required": ["model_pattern", "input_per_mtok", "output_per_mtok"],
-            "properties": {
-                "model_pattern": _PATTERN_TEXT,
-                "provider": _PATTERN_TEXT,
-                **{
-                    name: {
-                        "type": "string",
-                        "pattern": r"^[0-9]{1,7}(\.[0-9]{1,12})?$",
-                        "description": "USD per million tokens, at most 1000000.",
-                        "examples": ["2.50"],
-                    }
-                    for name in PRICE_FIELDS
-                },
-                "valid_from": {
-                    **_INSTANT,
-                    "description": "From when the price applies (default: now).",
-                },
             },
             "additionalProperties": False,
         },

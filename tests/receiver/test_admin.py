@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from decimal import Decimal
 
 import pytest
 
+from aethermind.receiver.openapi import build_document
 from aethermind.storage.tenants import create_key
 from tests.plugins.receiver import RunningReceiver
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
@@ -204,3 +206,20 @@ async def test_bad_price_requests_get_a_clear_400(
     response = await receiver.session.post(f"{receiver.url}/v1/prices", json=body, headers=headers)
     assert response.status == 400
     assert message in (await response.json())["error"]["message"]
+
+
+async def test_the_documented_price_bound_is_the_one_the_server_applies(
+    receiver: RunningReceiver,
+) -> None:
+    document = build_document()
+    field = document["components"]["schemas"]["NewPriceRequest"]["properties"]["input_per_mtok"]
+    assert "under 10000000" in field["description"]
+    headers = await admin_headers(receiver)
+    for amount, status in (("9999999.5", 201), ("10000000", 400)):
+        response = await receiver.session.post(
+            f"{receiver.url}/v1/prices",
+            json={"model_pattern": "m", "input_per_mtok": amount, "output_per_mtok": "1"},
+            headers=headers,
+        )
+        assert response.status == status, await response.text()
+        assert (re.fullmatch(field["pattern"], amount) is not None) == (status == 201)

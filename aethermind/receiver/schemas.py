@@ -1,0 +1,224 @@
+"""The JSON bodies of the admin routes, declared once: the server validates requests with
+these models, builds its answers through them, and the OpenAPI document is generated from
+them (``openapi.py``), so the document and the server cannot disagree.
+
+Money is a decimal string (never a JSON number); instants are RFC 3339 strings; ids are
+UUID strings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from aethermind.storage.keys import SCOPES, normalize_scopes
+
+MAX_TEXT_LENGTH = 200
+"""Key names, model patterns and provider names: at most this many characters."""
+MAX_PRICE_DIGITS = 7
+"""Whole-dollar digits of a price per million tokens: prices are under 10,000,000."""
+MAX_MESSAGES = 5
+"""Problems of one request body listed in its 400."""
+
+_NO_NUL = r"^[^\x00]*$"
+_MONEY_PATTERN = rf"^[0-9]{{1,{MAX_PRICE_DIGITS}}}(\.[0-9]{{1,12}})?$"
+_DATE_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _utf8(value: str) -> str:
+    """PostgreSQL text cannot hold unpaired surrogates (which JSON escapes can make)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid UTF-8") from None
+    return value
+
+
+Text = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=_NO_NUL),
+    AfterValidator(_utf8),
+]
+Money = Annotated[
+    str,
+    StringConstraints(pattern=_MONEY_PATTERN),
+    Field(
+        description=f"USD per million tokens, a decimal string under 1{'0' * MAX_PRICE_DIGITS}.",
+        examples=["2.50"],
+    ),
+]
+Instant = Annotated[
+    str, Field(json_schema_extra={"format": "date-time"}, examples=["2026-11-01T00:00:00Z"])
+]
+Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
+Scope = Literal["ingest", "read", "admin"]
+assert set(Scope.__args__) == set(SCOPES), "Scope lists the scopes storage knows"  # type: ignore[attr-defined]
+Decimal = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?$"),
+    Field(description="US dollars as a decimal string.", examples=["0.0125"]),
+]
+
+
+class _Body(BaseModel):
+    """A request body: a JSON object with only the documented fields, types as sent."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewKeyRequest(_Body):
+    scopes: list[Scope] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
+    name: Annotated[
+        str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=_NO_NUL), AfterValidator(_utf8)
+    ] | None = None
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_once(cls, scopes: list[str]) -> list[str]:
+        if len(set(scopes)) != len(scopes):
+            raise ValueError("repeats a scope")
+        return list(normalize_scopes(scopes))
+
+
+class NewPriceRequest(_Body):
+    model_pattern: Text = Field(description="A model name or an fnmatch pattern (`gpt-4o*`).")
+    provider: Text | None = Field(
+        default=None, description="Only spans of this provider (default: any provider)."
+    )
+    input_per_mtok: Money
+    output_per_mtok: Money
+    cache_read_per_mtok: Money | None = None
+    cache_write_per_mtok: Money | None = None
+    valid_from: Annotated[
+        str,
+        StringConstraints(pattern=_DATE_TIME_PATTERN),
+        Field(
+            description="From when the price applies (default: now).",
+            json_schema_extra={"format": "date-time"},
+            examples=["2026-11-01T00:00:00Z"],
+        ),
+    ] | None = None
+
+
+class ApiKey(_Answer):
+    id: Uuid
+    organization_id: Uuid
+    public_id: str = Field(description="The lookup part of the key.")
+    scopes: list[Scope]
+    name: str | None
+    created_at: Instant
+    last_used_at: Instant | None
+    revoked_at: Instant | None
+
+
+class KeyList(_Answer):
+    keys: list[ApiKey]
+
+
+class CreatedKey(_Answer):
+    id: Uuid
+    key: str = Field(
+        pattern="^aether_", description="The full key: shown in this answer only, store it now."
+    )
+    scopes: list[Scope]
+    organization_id: Uuid
+    name: str | None
+
+
+class Price(_Answer):
+    id: Uuid
+    organization_id: Uuid
+    provider: str | None
+    model_pattern: str = Field(description="A model name or an fnmatch pattern (`gpt-4o*`).")
+    input_per_mtok: Decimal | None
+    output_per_mtok: Decimal | None
+    cache_read_per_mtok: Decimal | None
+    cache_write_per_mtok: Decimal | None
+    valid_from: Instant
+    created_at: Instant
+
+
+class PriceList(_Answer):
+    prices: list[Price]
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    NewKeyRequest,
+    NewPriceRequest,
+    ApiKey,
+    KeyList,
+    CreatedKey,
+    Price,
+    PriceList,
+)
+"""Every model the OpenAPI document takes its component schemas from."""
+
+
+def component_schemas() -> dict[str, Any]:
+    """``components/schemas`` entries for ``MODELS``: requests as validated, answers as
+    serialized."""
+    pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (model, "validation" if issubclass(model, _Body) else "serialization")
+        for model in MODELS
+    ]
+    _, document = models_json_schema(pairs, ref_template="#/components/schemas/{model}")
+    definitions: dict[str, Any] = document.get("$defs", {})
+    return definitions
+
+
+_HINTS = {
+    "scopes": f"must be a list of {', '.join(sorted(SCOPES))}",
+    "name": f"must be a string of at most {MAX_TEXT_LENGTH} characters",
+    "model_pattern": f"must be a non-empty string of at most {MAX_TEXT_LENGTH}",
+    "provider": f"must be a non-empty string of at most {MAX_TEXT_LENGTH}",
+    "valid_from": "must be an RFC 3339 date-time, e.g. 2026-11-01T00:00:00Z",
+    **{
+        name: f'must be a decimal string under 1{"0" * MAX_PRICE_DIGITS} such as "2.50"'
+        for name in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok",
+                     "cache_write_per_mtok")
+    },
+}  # fmt: skip
+
+
+def problems(exc: ValidationError, shape: str) -> str:
+    """A 400's message for a body the model refused: each problem with its field (bounded).
+    ``shape`` shows what the body should look like."""
+    messages: list[str] = []
+    for error in exc.errors(include_url=False):
+        location = [str(part) for part in error["loc"]]
+        field = location[0] if location else ""
+        kind = error["type"]
+        if not location:
+            messages.append(f"the body must be an object: {shape}")
+        elif kind == "extra_forbidden":
+            messages.append(f"unknown field {field!r}")
+        elif kind == "missing":
+            messages.append(f"{field!r} is required ({_HINTS.get(field, 'see /openapi.json')})")
+        elif kind == "value_error":
+            messages.append(f"{field!r}: {error['ctx']['error']}")
+        elif kind == "too_short" and field == "scopes":
+            messages.append("'scopes' needs at least one scope")
+        elif kind == "literal_error" and field == "scopes":
+            messages.append(f"'scopes' has unknown scopes; {_HINTS['scopes']}")
+        else:
+            messages.append(f"{field!r} {_HINTS.get(field, error['msg'])}")
+        if len(messages) == MAX_MESSAGES:
+            break
+    return "; ".join(dict.fromkeys(messages))
