@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from aethermind.receiver import schemas
 from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import BadRequest, NotFound
-from aethermind.receiver.query import jsonable, parse_time, reading
+from aethermind.receiver.query import answer_json, jsonable, parse_time, reading
 from aethermind.receiver.state import CONFIG, KEY_HASHING, POLICIES, POOL
 from aethermind.storage import prices, tenants
 
@@ -33,7 +33,7 @@ async def list_keys(request: web.Request) -> web.Response:
         records = await tenants.list_keys(
             app[POOL], verified.organization_id, timeout=app[CONFIG].admin_timeout_seconds
         )
-    return _answer(schemas.KeyList(keys=[_key(r) for r in records]))
+    return answer_json(schemas.KeyList(keys=[_key(r) for r in records]))
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -53,7 +53,7 @@ async def create_key(request: web.Request) -> web.Response:
         organization_id=str(record.organization_id),
         name=record.name,
     )
-    return _answer(created, status=201)
+    return answer_json(created, status=201)
 
 
 async def revoke_key(request: web.Request) -> web.Response:
@@ -67,7 +67,7 @@ async def revoke_key(request: web.Request) -> web.Response:
         )  # fmt: skip
     if record is None:
         raise NotFound(f"no key {key_id} in this organization")
-    return _answer(_key(record))
+    return answer_json(_key(record))
 
 
 async def list_prices(request: web.Request) -> web.Response:
@@ -77,7 +77,7 @@ async def list_prices(request: web.Request) -> web.Response:
         stored = await prices.list_prices(
             app[POOL], verified.organization_id, timeout=app[CONFIG].admin_timeout_seconds
         )
-    return _answer(schemas.PriceList(prices=[price_document(p) for p in stored]))
+    return answer_json(schemas.PriceList(prices=[price_document(p) for p in stored]))
 
 
 async def create_price(request: web.Request) -> web.Response:
@@ -95,7 +95,7 @@ async def create_price(request: web.Request) -> web.Response:
     # This process prices with it from the next request; other replicas within their
     # overrides TTL (30 s by default). `aethermind reprice` applies it to stored spans.
     app[POLICIES].forget(verified.organization_id)
-    return _answer(price_document(price), status=201)
+    return answer_json(price_document(price), status=201)
 
 
 async def delete_price(request: web.Request) -> web.Response:
@@ -120,10 +120,6 @@ def price_document(price: prices.StoredPrice) -> schemas.Price:
 
 def _key(record: tenants.ApiKey) -> schemas.ApiKey:
     return schemas.ApiKey(**jsonable(record.as_dict()))
-
-
-def _answer(body: BaseModel, *, status: int = 200) -> web.Response:
-    return web.json_response(body.model_dump(mode="json"), status=status)
 
 
 _NEW_KEY_SHAPE = '{"scopes": ["read"], "name": "..."}'

@@ -13,13 +13,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
 from aethermind.ingest.events import MAX_ERRORS_REPORTED
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
 from aethermind.receiver.schemas import component_schemas
 from aethermind.storage.queries import FILTER_KEYS, GRANULARITIES, GROUP_KEYS
-from aethermind.storage.rollups import TOKEN_COLUMNS
 
 OPENAPI_PATH: Final = "/openapi.json"
 OPENAPI_VERSION: Final = "3.1.0"
@@ -66,35 +64,9 @@ def _schema(name: str) -> Schema:
     return _ref("schemas", name)
 
 
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _nullable_type(type_: str, **extra: Any) -> Schema:
-    return {"type": [type_, "null"], **extra}
-
-
 _COUNT: Final = {"type": "integer", "minimum": 0}
-_DECIMAL: Final = {
-    "type": "string",
-    "pattern": r"^[0-9]+(\.[0-9]+)?$",
-    "description": "US dollars as a decimal string.",
-    "examples": ["0.0125"],
-}
 _INSTANT: Final = {"type": "string", "format": "date-time", "examples": ["2026-11-01T00:00:00Z"]}
 _EMPTY: Final = {"type": "string", "maxLength": 0}
-_PATTERN_TEXT: Final = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 200,
-    "pattern": "^[^\\x00]*$",
-}
-_SCOPE_LIST: Final = {
-    "type": "array",
-    "items": {"type": "string", "enum": ["ingest", "read", "admin"]},
-    "minItems": 1,
-    "uniqueItems": True,
-}
 # Epoch milliseconds past this are beyond OTLP's int64 nanoseconds.
 _MAX_EPOCH_MS: Final = MAX_TIME_UNIX_NANO // 1_000_000
 
@@ -833,83 +805,6 @@ def _event_schema() -> Schema:
     }
 
 
-def _aggregate_row() -> Schema:
-    properties: Schema = {
-        key: {
-            **_nullable_type("string"),
-            "description": f"Group key; present only when grouped by {key}; null when unknown.",
-        }
-        for key in GROUP_KEYS
-    }
-    properties["bucket"] = {
-        **_INSTANT,
-        "description": "Start of the time bucket (UTC); present only with `granularity`.",
-    }
-    properties["calls"] = _COUNT
-    properties["errors"] = _COUNT
-    for column in TOKEN_COLUMNS:
-        properties[column] = _COUNT
-    properties["cost_usd"] = {
-        **_nullable(_DECIMAL),
-        "description": "Sum over the priced spans; null when none could be priced.",
-    }
-    properties["unpriced_calls"] = {**_COUNT, "description": "Spans with no known price."}
-    properties["latency_ms"] = _schema("LatencyPercentiles")
-    required = ["calls", "errors", *TOKEN_COLUMNS, "cost_usd", "unpriced_calls", "latency_ms"]
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-
-
-def _stored_span() -> Schema:
-    text = _nullable_type("string")
-    properties: Schema = {
-        "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-        "span_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
-        "parent_span_id": _nullable_type("string"),
-        "name": {"type": "string"},
-        "kind": _nullable({"type": "string", "enum": list(SPAN_KINDS)}),
-        "timestamp": {**_INSTANT, "description": "Start of the span."},
-        "duration_ms": _nullable_type("number", minimum=0),
-        "status": {"type": "string", "enum": list(STATUS_CODES)},
-        "error_type": text,
-        "service": text,
-        "environment": text,
-        "provider": text,
-        "operation": text,
-        "request_model": text,
-        "response_model": text,
-        "model": {**text, "description": "The response model, else the request model."},
-    }
-    for column in TOKEN_COLUMNS:
-        properties[column] = _nullable_type("integer", minimum=0)
-    properties["cost_usd"] = {
-        **_nullable(_DECIMAL),
-        "description": "Computed from the tokens; null when the span could not be priced.",
-    }
-    for part in ("cost_input", "cost_cache_read", "cost_cache_write", "cost_output"):
-        properties[part] = _nullable(_DECIMAL)
-    properties["cost_source"] = _nullable(
-        {"type": "string", "enum": ["computed", "provided", "unknown"]}
-    )
-    properties["price_model_id"] = text
-    properties["provided_cost"] = {
-        **_nullable({"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}),
-        "description": "The cost the span itself carried, as sent.",
-    }
-    properties["attributes"] = {"type": "object"}
-    properties["resource_attributes"] = {"type": "object"}
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
-
-
 def _schemas() -> Schema:
     return {
         # The admin routes' bodies, generated from the models the server validates with.
@@ -953,77 +848,6 @@ def _schemas() -> Schema:
                     "description": "Every invalid field of every rejected event, with its path"
                     f" (`events[1].input_tokens: ...`), the first {MAX_ERRORS_REPORTED}.",
                 },
-            },
-            "additionalProperties": False,
-        },
-        "LatencyPercentiles": {
-            "type": "object",
-            "description": "Span duration percentiles in ms; null when no span had one.",
-            "required": ["p50", "p95", "p99"],
-            "properties": {q: _nullable_type("number", minimum=0) for q in ("p50", "p95", "p99")},
-            "additionalProperties": False,
-        },
-        "AggregateRow": _aggregate_row(),
-        "AggregatesResponse": {
-            "type": "object",
-            "required": ["from", "to", "group_by", "granularity", "rows"],
-            "properties": {
-                "from": _INSTANT,
-                "to": _INSTANT,
-                "group_by": {
-                    "type": "array",
-                    "items": {"type": "string", "enum": list(GROUP_KEYS)},
-                    "uniqueItems": True,
-                },
-                "granularity": _nullable({"type": "string", "enum": list(GRANULARITIES)}),
-                "rows": {"type": "array", "items": _schema("AggregateRow")},
-            },
-            "additionalProperties": False,
-        },
-        "StoredSpan": _stored_span(),
-        "TraceResponse": {
-            "type": "object",
-            "required": ["trace_id", "spans"],
-            "properties": {
-                "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                "spans": {"type": "array", "minItems": 1, "items": _schema("StoredSpan")},
-            },
-            "additionalProperties": False,
-        },
-        "TopTrace": {
-            "type": "object",
-            "required": [
-                "trace_id",
-                "root_name",
-                "spans",
-                "cost_usd",
-                "unpriced_calls",
-                "total_tokens",
-                "started_at",
-                "duration_ms",
-            ],
-            "properties": {
-                "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                "root_name": {
-                    **_nullable_type("string"),
-                    "description": "Name of the span without a parent, if stored.",
-                },
-                "spans": {**_COUNT, "minimum": 1},
-                "cost_usd": _DECIMAL,
-                "unpriced_calls": _COUNT,
-                "total_tokens": _COUNT,
-                "started_at": _INSTANT,
-                "duration_ms": _nullable_type("number", minimum=0),
-            },
-            "additionalProperties": False,
-        },
-        "TopTracesResponse": {
-            "type": "object",
-            "required": ["from", "to", "traces"],
-            "properties": {
-                "from": _INSTANT,
-                "to": _INSTANT,
-                "traces": {"type": "array", "items": _schema("TopTrace")},
             },
             "additionalProperties": False,
         },

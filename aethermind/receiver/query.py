@@ -13,7 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from aethermind.receiver import schemas
 from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import (
     BadRequest,
@@ -100,6 +102,16 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def answer_json(
+    answer: BaseModel, *, status: int = 200, exclude_unset: bool = False
+) -> web.Response:
+    """A response built through its declared model (``receiver/schemas.py``)."""
+    return web.json_response(
+        answer.model_dump(mode="json", by_alias=True, exclude_unset=exclude_unset),
+        status=status,
+    )
+
+
 def jsonable(value: Any) -> Any:
     """Money as exact decimal strings without exponent or trailing zeros ("0.01", not
     "0.0100000"), instants as ISO 8601, ids as strings."""
@@ -147,7 +159,7 @@ async def aggregates(request: web.Request) -> web.Response:
             filters=params["filters"],
             timeout=app[CONFIG].read_timeout_seconds,
         )
-    return web.json_response(
+    answer = schemas.AggregatesResponse.model_validate(
         jsonable(
             {
                 "from": params["from_"],
@@ -158,6 +170,9 @@ async def aggregates(request: web.Request) -> web.Response:
             }
         )
     )
+    # Unset, not null: a row carries the group keys it was grouped by, and a bucket only
+    # with a granularity.
+    return answer_json(answer, exclude_unset=True)
 
 
 async def trace(request: web.Request) -> web.Response:
@@ -176,7 +191,11 @@ async def trace(request: web.Request) -> web.Response:
             {"error": {"status": 404, "message": f"no spans of trace {trace_id.lower()}"}},
             status=404,
         )
-    return web.json_response(jsonable({"trace_id": trace_id.lower(), "spans": spans}))
+    return answer_json(
+        schemas.TraceResponse.model_validate(
+            jsonable({"trace_id": trace_id.lower(), "spans": spans})
+        )
+    )
 
 
 async def top_traces(request: web.Request) -> web.Response:
@@ -197,4 +216,5 @@ async def top_traces(request: web.Request) -> web.Response:
             app[POOL], verified.organization_id, from_, to, limit=limit,
             timeout=app[CONFIG].read_timeout_seconds,
         )  # fmt: skip
-    return web.json_response(jsonable({"from": from_, "to": to, "traces": rows}))
+    answer = jsonable({"from": from_, "to": to, "traces": rows})
+    return answer_json(schemas.TopTracesResponse.model_validate(answer))

@@ -1,6 +1,8 @@
-"""The JSON bodies of the admin routes, declared once: the server validates requests with
-these models, builds its answers through them, and the OpenAPI document is generated from
-them (``openapi.py``), so the document and the server cannot disagree.
+"""The JSON bodies of the admin and query routes, declared once: the server validates
+requests with these models, builds its answers through them, and the OpenAPI document is
+generated from them (``openapi.py``), so the document and the server cannot disagree. Where a
+fact has an owner elsewhere (the dimensions, the token columns, the stored span's columns)
+the models are built from it.
 
 Money is a decimal string (never a JSON number); instants are RFC 3339 strings; ids are
 UUID strings.
@@ -8,7 +10,10 @@ UUID strings.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from dataclasses import fields
+from datetime import datetime
+from decimal import Decimal as _Decimal
+from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -17,11 +22,17 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    create_model,
     field_validator,
 )
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
+from aethermind.storage.dimensions import DIMENSIONS
 from aethermind.storage.keys import SCOPES, normalize_scopes
+from aethermind.storage.queries import GRANULARITIES
+from aethermind.storage.rollups import TOKEN_COLUMNS
+from aethermind.storage.span_row import TelemetryRow
 
 MAX_TEXT_LENGTH = 200
 """Key names, model patterns and provider names: at most this many characters."""
@@ -85,9 +96,14 @@ class _Answer(BaseModel):
 
 class NewKeyRequest(_Body):
     scopes: list[Scope] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
-    name: Annotated[
-        str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=_NO_NUL), AfterValidator(_utf8)
-    ] | None = None
+    name: (
+        Annotated[
+            str,
+            StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=_NO_NUL),
+            AfterValidator(_utf8),
+        ]
+        | None
+    ) = None
 
     @field_validator("scopes")
     @classmethod
@@ -106,15 +122,18 @@ class NewPriceRequest(_Body):
     output_per_mtok: Money
     cache_read_per_mtok: Money | None = None
     cache_write_per_mtok: Money | None = None
-    valid_from: Annotated[
-        str,
-        StringConstraints(pattern=_DATE_TIME_PATTERN),
-        Field(
-            description="From when the price applies (default: now).",
-            json_schema_extra={"format": "date-time"},
-            examples=["2026-11-01T00:00:00Z"],
-        ),
-    ] | None = None
+    valid_from: (
+        Annotated[
+            str,
+            StringConstraints(pattern=_DATE_TIME_PATTERN),
+            Field(
+                description="From when the price applies (default: now).",
+                json_schema_extra={"format": "date-time"},
+                examples=["2026-11-01T00:00:00Z"],
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ApiKey(_Answer):
@@ -159,6 +178,131 @@ class PriceList(_Answer):
     prices: list[Price]
 
 
+Count = Annotated[int, Field(ge=0)]
+Milliseconds = Annotated[float, Field(ge=0)]
+TraceId = Annotated[str, StringConstraints(pattern="^[0-9a-f]{32}$")]
+
+
+class LatencyPercentiles(_Answer):
+    """Span duration percentiles in ms; null when no span had one."""
+
+    p50: Milliseconds | None
+    p95: Milliseconds | None
+    p99: Milliseconds | None
+
+
+def _enum(values: tuple[str, ...]) -> Any:
+    return Literal.__getitem__(values)
+
+
+_AGGREGATE_FIELDS: dict[str, Any] = {
+    **{
+        key: (
+            str | None,
+            Field(default=None, description=f"Present when grouped by {key}; null: unknown."),
+        )
+        for key in DIMENSIONS
+    },
+    "bucket": (
+        Instant | None,
+        Field(default=None, description="Start of the time bucket (UTC), with `granularity`."),
+    ),
+    "calls": (Count, ...),
+    "errors": (Count, ...),
+    **{column: (Count, ...) for column in TOKEN_COLUMNS},
+    "cost_usd": (
+        Decimal | None,
+        Field(description="Sum over the priced spans; null when none could be priced."),
+    ),
+    "unpriced_calls": (Count, Field(description="Spans with no known price.")),
+    "latency_ms": (LatencyPercentiles, ...),
+}
+AggregateRow: type[_Answer] = create_model(
+    "AggregateRow",
+    __base__=_Answer,
+    __doc__="Usage of one group (and time bucket); group keys appear only when grouped by.",
+    **_AGGREGATE_FIELDS,
+)
+
+
+class AggregatesResponse(_Answer):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Instant = Field(alias="from")
+    to: Instant
+    group_by: list[_enum(DIMENSIONS)] = Field(json_schema_extra={"uniqueItems": True})  # type: ignore[valid-type]
+    granularity: _enum(GRANULARITIES) | None  # type: ignore[valid-type]
+    rows: list[AggregateRow]  # type: ignore[valid-type]
+
+
+def _stored_span_model() -> type[_Answer]:
+    """The trace API's span: the stored columns (``span_row``), money as decimal strings,
+    ``cost`` shown as ``cost_usd``, and the generated ``model`` column."""
+    as_shown: dict[type, Any] = {
+        str: str,
+        int: Count,
+        float: Milliseconds,
+        datetime: Instant,
+        _Decimal: Decimal,
+    }
+    hints = get_type_hints(TelemetryRow)
+    special: dict[str, Any] = {
+        "trace_id": TraceId,
+        "span_id": Annotated[str, StringConstraints(pattern="^[0-9a-f]{16}$")],
+        "kind": _enum(SPAN_KINDS) | None,
+        "status": _enum(STATUS_CODES),
+        "cost_source": Literal["computed", "provided", "unknown"] | None,
+        "provided_cost": Annotated[
+            str, StringConstraints(pattern=r"^-?[0-9]+(\.[0-9]+)?$"),
+            Field(description="The cost the span itself carried, as sent."),
+        ] | None,
+        "attributes": dict[str, Any],
+        "resource_attributes": dict[str, Any],
+    }  # fmt: skip
+    columns: dict[str, Any] = {}
+    for column in fields(TelemetryRow):
+        shown = "cost_usd" if column.name == "cost" else column.name
+        hint = hints[column.name]
+        base = next((t for t in as_shown if hint in (t, t | None)), None)
+        annotation = special.get(column.name)
+        if annotation is None:
+            annotation = as_shown[base] if hint is base else as_shown[base] | None  # type: ignore[index]
+        columns[shown] = (annotation, ...)
+    columns["model"] = (
+        str | None,
+        Field(description="The response model, else the request model."),
+    )
+    model: type[_Answer] = create_model("StoredSpan", __base__=_Answer, **columns)
+    return model
+
+
+StoredSpan = _stored_span_model()
+
+
+class TraceResponse(_Answer):
+    trace_id: TraceId
+    spans: list[StoredSpan] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+class TopTrace(_Answer):
+    trace_id: TraceId
+    root_name: str | None = Field(description="Name of the span without a parent, if stored.")
+    spans: Annotated[int, Field(ge=1)]
+    cost_usd: Decimal
+    unpriced_calls: Count
+    total_tokens: Count
+    started_at: Instant
+    duration_ms: Milliseconds | None
+
+
+class TopTracesResponse(_Answer):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Instant = Field(alias="from")
+    to: Instant
+    traces: list[TopTrace]
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     NewKeyRequest,
     NewPriceRequest,
@@ -167,6 +311,13 @@ MODELS: tuple[type[BaseModel], ...] = (
     CreatedKey,
     Price,
     PriceList,
+    LatencyPercentiles,
+    AggregateRow,
+    AggregatesResponse,
+    StoredSpan,
+    TraceResponse,
+    TopTrace,
+    TopTracesResponse,
 )
 """Every model the OpenAPI document takes its component schemas from."""
 
@@ -175,10 +326,11 @@ def component_schemas() -> dict[str, Any]:
     """``components/schemas`` entries for ``MODELS``: requests as validated, answers as
     serialized."""
     pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-        (model, "validation" if issubclass(model, _Body) else "serialization")
-        for model in MODELS
+        (model, "validation" if issubclass(model, _Body) else "serialization") for model in MODELS
     ]
-    _, document = models_json_schema(pairs, ref_template="#/components/schemas/{model}")
+    _, document = models_json_schema(
+        pairs, by_alias=True, ref_template="#/components/schemas/{model}"
+    )
     definitions: dict[str, Any] = document.get("$defs", {})
     return definitions
 

@@ -27,6 +27,7 @@ from aethermind.storage.rollups import (
     rollup_aggregates_sql,
 )
 from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
+from aethermind.storage.span_row import COLUMNS
 
 GROUP_KEYS: tuple[str, ...] = DIMENSIONS
 FILTER_KEYS: tuple[str, ...] = DIMENSIONS
@@ -264,13 +265,8 @@ async def aggregates(
     return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
 
 
-_SPAN_COLUMNS = (
-    "trace_id", "span_id", "parent_span_id", "name", "kind", '"timestamp"', "duration_ms",
-    "status", "error_type", "service", "environment", "provider", "operation", "request_model",
-    "response_model", "model", *TOKEN_COLUMNS, "cost", "cost_input", "cost_cache_read",
-    "cost_cache_write", "cost_output", "cost_source", "price_model_id", "provided_cost",
-    "attributes", "resource_attributes",
-)  # fmt: skip
+_SPAN_COLUMNS = (*(f'"{c}"' for c in COLUMNS), "model")
+"""What the trace API shows of a span: every stored column and the generated model."""
 
 
 async def trace_spans(
