@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO, DecodedSpan, MalformedBodyError
 from aethermind.semconv import attributes as a
@@ -85,107 +87,47 @@ def events_to_spans(body: bytes, *, max_events: int) -> ParsedEvents:
     return parsed
 
 
-class _Problems:
-    """Collects what is wrong with one event's fields instead of stopping at the first."""
+def _optional(parse: Callable[[Any], T]) -> Callable[[Any], T | None]:
+    """``parse`` for a field that may be absent or null (both mean "not said")."""
 
-    def __init__(self) -> None:
-        self.found: list[tuple[str, str]] = []
+    def check(value: Any) -> T | None:
+        return None if value is None else parse(value)
 
-    def check(self, name: str, parse: Callable[[Any], T], value: Any) -> T | None:
-        try:
-            return parse(value)
-        except ValueError as exc:
-            self.found.append((name, str(exc)))
-            return None
+    return check
 
 
-def _event_span(event: Any) -> DecodedSpan:
-    if not isinstance(event, dict):
-        raise InvalidEvent([("", "an event must be a JSON object")])
-    problems = _Problems()
-    attributes: dict[str, Any] = {}
-    for name, attribute in _TEXT_FIELDS.items():
-        value = event.get(name)
-        if value is not None and (text := problems.check(name, _text, value)) is not None:
-            attributes[attribute] = text
-    if event.get("model") is None:
-        problems.found.append(("model", "is required"))
-    attributes.setdefault(a.GEN_AI_OPERATION_NAME, "chat")
-    for name, attribute in _COUNT_FIELDS.items():
-        value = event.get(name)
-        if value is not None and (count := problems.check(name, _count, value)) is not None:
-            attributes[attribute] = count
-    cost = event.get("cost")
-    if cost is not None and (amount := problems.check("cost", _money, cost)) is not None:
-        # As exact decimal text: the normalizer reads it into provided_cost unchanged.
-        attributes[a.GEN_AI_USAGE_COST] = format(amount, "f")
-    extra = event.get("attributes")
-    if extra is not None and not isinstance(extra, dict):
-        problems.found.append(("attributes", "must be an object"))
-    elif extra is not None:
-        for key, raw in extra.items():
-            # A fraction arrives as Decimal; stored as a JSON number (it is not money).
-            value = float(raw) if isinstance(raw, Decimal) else raw
-            if isinstance(value, (str, int, float, bool)) and key not in attributes:
-                if isinstance(value, float) and not math.isfinite(value):
-                    continue
-                if isinstance(value, int) and not -(2**63) <= value < 2**63:
-                    continue
-                attributes[storable(str(key)[:256])] = (
-                    storable(value[:_MAX_TEXT]) if isinstance(value, str) else value
-                )
-    start = problems.check("timestamp", _timestamp_ns, event.get("timestamp"))
-    duration_name = "duration_ms" if "duration_ms" in event else "latency_ms"
-    duration = event.get(duration_name)
-    duration_ms = 0.0 if duration is None else problems.check(duration_name, _number, duration)
-    resource: dict[str, Any] = {}
-    for name, key in (("service", a.SERVICE_NAME), ("environment", a.DEPLOYMENT_ENVIRONMENT_NAME)):
-        if event.get(name) is not None and (text := problems.check(name, _text, event[name])):
-            resource[key] = text
-    ids = _ids(event, problems)
-    if problems.found or start is None or duration_ms is None or ids is None:
-        raise InvalidEvent(problems.found)
-    end = min(start + int(duration_ms * 1_000_000), MAX_TIME_UNIX_NANO)
-    failed = event.get("status") in ("error", "ERROR") or a.ERROR_TYPE in attributes
-    trace_id, span_id = ids
-    return DecodedSpan(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_span_id=None,
-        name=f"{attributes[a.GEN_AI_OPERATION_NAME]} {attributes[a.GEN_AI_REQUEST_MODEL]}",
-        kind=3,  # CLIENT: an outgoing call to the provider
-        start_time_unix_nano=start,
-        end_time_unix_nano=end,
-        status_code=2 if failed else 0,
-        status_message="",
-        attributes=attributes,
-        resource_attributes=resource,
-        scope_name="aethermind.ingest",
-        scope_version="",
-        event_count=0,
-    )
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    return storable(value[:_MAX_TEXT])
 
 
-def _ids(event: dict[str, Any], problems: _Problems) -> tuple[str, str] | None:
-    trace_id = event.get("trace_id")
-    span_field = "span_id" if event.get("span_id") else "id"
-    span_id = event.get(span_field)
-    bad = False
-    if trace_id is not None and not _is_hex(trace_id, 32):
-        problems.found.append(("trace_id", "must be 32 hex characters, not all zero"))
-        bad = True
-    if span_id is not None and not _is_hex(span_id, 16):
-        problems.found.append((span_field, "must be 16 hex characters, not all zero"))
-        bad = True
-    if bad:
-        return None
-    if trace_id is None or span_id is None:
-        digest = hashlib.sha256(
-            json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode()
-        ).hexdigest()
-        trace_id = trace_id or digest[:32]
-        span_id = span_id or digest[32:48]
-    return str(trace_id).lower(), str(span_id).lower()
+def _hex(length: int) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not _is_hex(value, length):
+            raise ValueError(f"must be {length} hex characters, not all zero")
+        return str(value).lower()
+
+    return check
+
+
+def _attributes(value: Any) -> dict[str, Any]:
+    """Extra attributes: scalars kept (text cut, unstorable characters replaced), the rest
+    dropped; a fraction arrives as Decimal and is stored as a JSON number (not money)."""
+    if not isinstance(value, dict):
+        raise ValueError("must be an object")
+    kept: dict[str, Any] = {}
+    for key, raw in value.items():
+        item = float(raw) if isinstance(raw, Decimal) else raw
+        if not isinstance(item, (str, int, float, bool)):
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            continue
+        if isinstance(item, int) and not -(2**63) <= item < 2**63:
+            continue
+        text = storable(item[:_MAX_TEXT]) if isinstance(item, str) else item
+        kept[storable(str(key)[:256])] = text
+    return kept
 
 
 def _is_hex(value: Any, length: int) -> bool:
@@ -195,12 +137,6 @@ def _is_hex(value: Any, length: int) -> bool:
         return int(value, 16) != 0
     except ValueError:
         return False
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError("must be a non-empty string")
-    return storable(value[:_MAX_TEXT])
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -273,3 +209,196 @@ def _timestamp_ns(value: Any) -> int:
     if not 0 < ns <= MAX_TIME_UNIX_NANO:
         raise ValueError("is out of range")
     return ns
+
+
+# --- the event's declaration: our parsers, documented for OpenAPI ---------------------
+
+
+_TEXT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": _MAX_TEXT}
+_COUNT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 10**12}
+_DURATION_SCHEMA = {"type": "number", "minimum": 0, "maximum": 10**12}
+
+
+def _field(
+    parse: Callable[[Any], Any], schema: dict[str, Any], *, nullable: bool = True, **extra: Any
+) -> Any:
+    """A field parsed by ``parse`` (our rules, our messages) and documented as ``schema``;
+    ``nullable``: null is accepted and means "not said"."""
+    documented = {"anyOf": [schema, {"type": "null"}], **extra} if nullable else schema | extra
+    return (BeforeValidator(_optional(parse)), WithJsonSchema(documented))
+
+
+Text = Annotated[str | None, *_field(_text, _TEXT_SCHEMA)]
+Count = Annotated[int | None, *_field(_count, _COUNT_SCHEMA)]
+
+
+class IngestEvent(BaseModel):
+    """One LLM call. Unknown fields are ignored; text is cut at 1024 characters."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    provider: Text = Field(default=None, examples=["openai"])
+    model: Annotated[
+        str,
+        *_field(
+            _text,
+            _TEXT_SCHEMA,
+            nullable=False,
+            description="The requested model.",
+            examples=["gpt-4o"],
+        ),
+    ]
+    response_model: Annotated[
+        str | None, *_field(_text, _TEXT_SCHEMA, description="The model that answered, if known.")
+    ] = None
+    operation: Annotated[
+        str | None, *_field(_text, _TEXT_SCHEMA, description="Default `chat`.")
+    ] = None
+    error_type: Annotated[
+        str | None,
+        *_field(_text, _TEXT_SCHEMA, description="Set for a failed call; marks it failed."),
+    ] = None
+    input_tokens: Annotated[
+        int | None, *_field(_count, _COUNT_SCHEMA, description="All input, cached included.")
+    ] = None
+    output_tokens: Annotated[
+        int | None, *_field(_count, _COUNT_SCHEMA, description="All output, reasoning included.")
+    ] = None
+    cache_read_tokens: Count = None
+    cache_write_tokens: Count = None
+    reasoning_tokens: Count = None
+    total_tokens: Count = None
+    cost: Annotated[
+        Decimal | None,
+        *_field(
+            _money,
+            {"type": "number", "minimum": 0, "maximum": 10**12},
+            description="The cost the client computed (USD), kept exactly as `provided_cost`.",
+        ),
+    ] = None
+    attributes: Annotated[
+        dict[str, Any] | None,
+        *_field(
+            _attributes,
+            {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+            description="Extra span attributes (scalars only).",
+        ),
+    ] = None
+    timestamp: Annotated[
+        int,
+        BeforeValidator(_timestamp_ns),
+        WithJsonSchema(
+            {
+                "description": "Start of the call: ISO 8601 text or epoch milliseconds.",
+                "oneOf": [
+                    {"type": "string", "format": "date-time"},
+                    {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "maximum": MAX_TIME_UNIX_NANO // 1_000_000,
+                    },
+                ],
+            }
+        ),
+    ]
+    duration_ms: Annotated[float | None, *_field(_number, _DURATION_SCHEMA)] = None
+    latency_ms: Annotated[
+        float | None, *_field(_number, _DURATION_SCHEMA, description="Alias of `duration_ms`.")
+    ] = None
+    service: Text = None
+    environment: Text = None
+    status: Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "description": "`error` (or `ERROR`) marks a failed call; anything else, "
+                "or nothing, a call that succeeded.",
+                "examples": ["ok", "error"],
+            }
+        ),
+    ] = None
+    trace_id: Annotated[
+        str | None,
+        *_field(_hex(32), {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+                description="Hex, not all zeros."),
+    ] = None  # fmt: skip
+    span_id: Annotated[
+        str | None,
+        *_field(_hex(16), {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"},
+                description="Hex, not all zeros."),
+    ] = None  # fmt: skip
+    id: Annotated[
+        str | None,
+        *_field(_hex(16), {"type": "string", "pattern": "^[0-9a-fA-F]{16}$"},
+                description="Alias of `span_id`."),
+    ] = None  # fmt: skip
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "missing":
+            why = "is required"
+            if path == "timestamp":
+                why += " (ISO 8601 or epoch milliseconds)"
+        elif error["type"] == "value_error":
+            why = str(error["ctx"]["error"])
+        elif error["type"] == "model_type":
+            why = "an event must be a JSON object"
+        else:
+            why = error["msg"]
+        found.append((path, why))
+    return found
+
+
+def _event_span(event: Any) -> DecodedSpan:
+    try:
+        parsed = IngestEvent.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidEvent(_problems(exc)) from None
+    attributes: dict[str, Any] = dict(parsed.attributes or {})
+    for name, attribute in _TEXT_FIELDS.items():
+        value = getattr(parsed, name)
+        if value is not None:
+            attributes[attribute] = value
+    attributes.setdefault(a.GEN_AI_OPERATION_NAME, "chat")
+    for name, attribute in _COUNT_FIELDS.items():
+        value = getattr(parsed, name)
+        if value is not None:
+            attributes[attribute] = value
+    if parsed.cost is not None:
+        # As exact decimal text: the normalizer reads it into provided_cost unchanged.
+        attributes[a.GEN_AI_USAGE_COST] = format(parsed.cost, "f")
+    start = parsed.timestamp
+    duration_ms = parsed.duration_ms if parsed.duration_ms is not None else parsed.latency_ms
+    end = min(start + int((duration_ms or 0.0) * 1_000_000), MAX_TIME_UNIX_NANO)
+    resource: dict[str, Any] = {}
+    if parsed.service is not None:
+        resource[a.SERVICE_NAME] = parsed.service
+    if parsed.environment is not None:
+        resource[a.DEPLOYMENT_ENVIRONMENT_NAME] = parsed.environment
+    failed = parsed.status in ("error", "ERROR") or parsed.error_type is not None
+    trace_id, span_id = parsed.trace_id, parsed.span_id or parsed.id
+    if trace_id is None or span_id is None:
+        digest = hashlib.sha256(
+            json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode()
+        ).hexdigest()
+        trace_id = trace_id or digest[:32]
+        span_id = span_id or digest[32:48]
+    return DecodedSpan(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=None,
+        name=f"{attributes[a.GEN_AI_OPERATION_NAME]} {attributes[a.GEN_AI_REQUEST_MODEL]}",
+        kind=3,  # CLIENT: an outgoing call to the provider
+        start_time_unix_nano=start,
+        end_time_unix_nano=end,
+        status_code=2 if failed else 0,
+        status_message="",
+        attributes=attributes,
+        resource_attributes=resource,
+        scope_name="aethermind.ingest",
+        scope_version="",
+        event_count=0,
+    )

@@ -19,6 +19,7 @@ from aiohttp import web
 from aethermind.ingest import otlp
 from aethermind.ingest.convert import Conversion, spans_to_rows
 from aethermind.ingest.events import events_to_spans
+from aethermind.receiver import schemas
 from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import (
     BadRequest,
@@ -28,6 +29,7 @@ from aethermind.receiver.errors import (
     is_bad_data,
     is_storage_unavailable,
 )
+from aethermind.receiver.query import answer_json
 from aethermind.receiver.state import (
     ADMISSION,
     CONFIG,
@@ -107,15 +109,14 @@ async def json_ingest(request: web.Request) -> web.Response:
         return _json_error(exc.status, exc.message)
     except HttpError as exc:
         return _json_error(exc.status, exc.message, exc.headers)
-    return web.json_response(
-        {
-            "accepted": len(parsed.spans),
-            "stored": stored,
-            "duplicates": len(conversion.rows) - stored,
-            "rejected": parsed.rejected,
-            "errors": parsed.errors,
-        }
+    answer = schemas.IngestResponse(
+        accepted=len(parsed.spans),
+        stored=stored,
+        duplicates=len(conversion.rows) - stored,
+        rejected=parsed.rejected,
+        errors=parsed.errors,
     )
+    return answer_json(answer)
 
 
 LARGE_BODY_BYTES = 2 * 1024 * 1024

@@ -13,7 +13,6 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from aethermind.ingest.events import MAX_ERRORS_REPORTED
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
 from aethermind.receiver.schemas import component_schemas
@@ -744,67 +743,6 @@ def _otlp_schemas() -> Schema:
     }
 
 
-def _event_schema() -> Schema:
-    text = {"type": "string", "minLength": 1, "maxLength": 1024}
-    count = {"type": "integer", "minimum": 0, "maximum": 10**12}
-    hex_id = {"type": "string", "description": "Hex, not all zeros."}
-    return {
-        "type": "object",
-        "description": (
-            "One LLM call. Unknown fields are ignored; text is cut at 1024 characters."
-        ),
-        "required": ["model", "timestamp"],
-        "properties": {
-            "provider": {**text, "examples": ["openai"]},
-            "model": {**text, "description": "The requested model.", "examples": ["gpt-4o"]},
-            "response_model": {**text, "description": "The model that answered, if known."},
-            "operation": {**text, "description": "Default `chat`."},
-            "input_tokens": {**count, "description": "All input, cached included."},
-            "output_tokens": {**count, "description": "All output, reasoning included."},
-            "cache_read_tokens": count,
-            "cache_write_tokens": count,
-            "reasoning_tokens": count,
-            "total_tokens": count,
-            "timestamp": {
-                "description": "Start of the call: ISO 8601 text or epoch milliseconds.",
-                "oneOf": [
-                    {"type": "string", "format": "date-time"},
-                    {"type": "number", "exclusiveMinimum": 0, "maximum": _MAX_EPOCH_MS},
-                ],
-            },
-            "duration_ms": {"type": "number", "minimum": 0, "maximum": 10**12},
-            "latency_ms": {
-                "type": "number",
-                "minimum": 0,
-                "maximum": 10**12,
-                "description": "Alias of `duration_ms`.",
-            },
-            "service": text,
-            "environment": text,
-            "status": {
-                "type": "string",
-                "description": "`error` (or `ERROR`) marks a failed call.",
-                "examples": ["ok", "error"],
-            },
-            "error_type": {**text, "description": "Set for a failed call; marks it failed."},
-            "cost": {
-                "type": "number",
-                "minimum": 0,
-                "maximum": 10**12,
-                "description": "The cost the client computed (USD); kept as `provided_cost`.",
-            },
-            "attributes": {
-                "type": "object",
-                "description": "Extra span attributes (scalars only).",
-                "additionalProperties": {"type": ["string", "number", "boolean"]},
-            },
-            "trace_id": {**hex_id, "pattern": "^[0-9a-fA-F]{32}$"},
-            "span_id": {**hex_id, "pattern": "^[0-9a-fA-F]{16}$"},
-            "id": {**hex_id, "pattern": "^[0-9a-fA-F]{16}$", "description": "Alias of span_id."},
-        },
-    }
-
-
 def _schemas() -> Schema:
     return {
         # The admin routes' bodies, generated from the models the server validates with.
@@ -827,30 +765,6 @@ def _schemas() -> Schema:
             "additionalProperties": False,
         },
         **_otlp_schemas(),
-        "IngestRequest": {
-            "type": "object",
-            "required": ["events"],
-            "properties": {"events": {"type": "array", "items": _schema("IngestEvent")}},
-        },
-        "IngestEvent": _event_schema(),
-        "IngestResponse": {
-            "type": "object",
-            "required": ["accepted", "stored", "duplicates", "rejected", "errors"],
-            "properties": {
-                "accepted": {**_COUNT, "description": "Valid events."},
-                "stored": {**_COUNT, "description": "Rows written now."},
-                "duplicates": {**_COUNT, "description": "Valid events already stored."},
-                "rejected": {**_COUNT, "description": "Invalid events, not stored."},
-                "errors": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "maxItems": MAX_ERRORS_REPORTED,
-                    "description": "Every invalid field of every rejected event, with its path"
-                    f" (`events[1].input_tokens: ...`), the first {MAX_ERRORS_REPORTED}.",
-                },
-            },
-            "additionalProperties": False,
-        },
         "Health": {
             "type": "object",
             "required": ["status"],

@@ -1,4 +1,4 @@
-"""The JSON bodies of the admin and query routes, declared once: the server validates
+"""The JSON bodies of the events, admin and query routes, declared once: the server validates
 requests with these models, builds its answers through them, and the OpenAPI document is
 generated from them (``openapi.py``), so the document and the server cannot disagree. Where a
 fact has an owner elsewhere (the dimensions, the token columns, the stored span's columns)
@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
+from aethermind.ingest.events import MAX_ERRORS_REPORTED, IngestEvent
 from aethermind.storage.dimensions import DIMENSIONS
 from aethermind.storage.keys import SCOPES, normalize_scopes
 from aethermind.storage.queries import GRANULARITIES
@@ -303,7 +304,30 @@ class TopTracesResponse(_Answer):
     traces: list[TopTrace]
 
 
+class IngestRequest(_Body):
+    """``POST /v1/ingest``: calls of clients without OpenTelemetry. Each event is checked
+    on its own (``ingest/events.py``): a bad one is reported, the others stored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    events: list[IngestEvent]
+
+
+class IngestResponse(_Answer):
+    accepted: Count = Field(description="Valid events.")
+    stored: Count = Field(description="Rows written now.")
+    duplicates: Count = Field(description="Valid events already stored.")
+    rejected: Count = Field(description="Invalid events, not stored.")
+    errors: list[str] = Field(
+        max_length=MAX_ERRORS_REPORTED,
+        description="Every invalid field of every rejected event, with its path"
+        f" (`events[1].input_tokens: ...`), the first {MAX_ERRORS_REPORTED}.",
+    )
+
+
 MODELS: tuple[type[BaseModel], ...] = (
+    IngestRequest,
+    IngestResponse,
     NewKeyRequest,
     NewPriceRequest,
     ApiKey,

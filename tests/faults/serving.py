@@ -36,6 +36,15 @@ from tests.plugins.services import free_port, wait_for_port
 CLI = [sys.executable, "-m", "aethermind.cli"]
 
 
+def database_steps_bounded(seconds: float) -> dict[str, str]:
+    """The environment that bounds every database step of a request (writes, key checks,
+    reads, admin statements) by ``seconds``."""
+    return {
+        f"AETHERMIND_{kind}_TIMEOUT_SECONDS": str(seconds)
+        for kind in ("WRITE", "AUTH", "READ", "ADMIN")
+    }
+
+
 @dataclass
 class ServeProcess:
     """One `aethermind serve` process, its port and its captured output."""

@@ -16,7 +16,14 @@ import requests
 
 from aethermind.storage.embedded import EmbeddedPostgres
 from tests.faults.load import OtelPipelines
-from tests.faults.serving import create_tenants, rollup_calls, serving, stored_spans, wait_until
+from tests.faults.serving import (
+    create_tenants,
+    database_steps_bounded,
+    rollup_calls,
+    serving,
+    stored_spans,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
@@ -31,9 +38,7 @@ def test_postgres_stopped_under_otel_exporter_load_loses_and_doubles_nothing(
     try:
         dsn = server.dsn()
         (tenant,) = create_tenants(dsn, "outage", migrate_first=True, rate_limit_per_min=10**6)
-        with serving(
-            dsn, tmp_path / "logs", env={"AETHERMIND_WRITE_TIMEOUT_SECONDS": "3"}
-        ) as served:
+        with serving(dsn, tmp_path / "logs", env=database_steps_bounded(3)) as served:
             load = OtelPipelines(
                 f"{served.url}/v1/traces", tenant.ingest_key, count=4, spans_per_second=100
             ).start()

@@ -17,6 +17,7 @@ from tests.faults.load import PROTOBUF, HttpLoad, genai_request
 from tests.faults.serving import (
     LockHolder,
     create_tenants,
+    database_steps_bounded,
     rollup_calls,
     serving,
     stored_spans,
@@ -57,7 +58,7 @@ def test_a_locked_table_means_bounded_503s_bounded_memory_and_recovery_by_itself
     database_url: str, tmp_path: Path, table: str, seconds: float
 ) -> None:
     (tenant,) = create_tenants(database_url, "slow", rate_limit_per_min=10**6)
-    env = {"AETHERMIND_WRITE_TIMEOUT_SECONDS": str(WRITE_TIMEOUT)}
+    env = database_steps_bounded(WRITE_TIMEOUT)
     with serving(database_url, tmp_path / "logs", env=env) as served:
         load = HttpLoad(served.url, tenant.ingest_key, clients=6, batch=500).start()
         time.sleep(1.0)
@@ -144,7 +145,7 @@ def test_reads_beyond_the_pool_size_are_answered_within_the_bound_during_a_lock(
     timeout, readers_count = 1.0, 40
     bound = 2 * timeout + 1.0
     (tenant,) = create_tenants(database_url, "readers", rate_limit_per_min=10**6)
-    env = {"AETHERMIND_WRITE_TIMEOUT_SECONDS": str(timeout)}
+    env = database_steps_bounded(timeout)
     with serving(database_url, tmp_path / "logs", env=env) as served:
         body, keys = genai_request(10)
         response = requests.post(
@@ -183,7 +184,7 @@ def test_memory_stays_flat_through_a_long_lock_under_large_batches(
 ) -> None:
     lock_seconds, settle = 12.0, 4.0
     (tenant,) = create_tenants(database_url, "bulky", rate_limit_per_min=10**7)
-    env = {"AETHERMIND_WRITE_TIMEOUT_SECONDS": str(WRITE_TIMEOUT)}
+    env = database_steps_bounded(WRITE_TIMEOUT)
     with serving(database_url, tmp_path / "logs", env=env) as served:
         # Exporters re-send a refused batch as it was: the same 4000 spans each time.
         load = HttpLoad(served.url, tenant.ingest_key, clients=8, batch=4000).start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,10 @@ async def test_database_stopped_then_restarted_loses_and_doubles_nothing(
             yield pool
 
         app = create_app(
-            TEST_CONFIG.__class__(write_timeout_seconds=3, retry_after_seconds=1), provide
+            replace(
+                TEST_CONFIG, write_timeout_seconds=3, auth_timeout_seconds=3, retry_after_seconds=1
+            ),
+            provide,
         )
         async with TestServer(app, host="127.0.0.1") as test_server, ClientSession() as session:
             url = str(test_server.make_url("/v1/traces"))
