@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aethermind.ingest.events import ReportedCall
 from aethermind.ingest.otlp import DecodedSpan
 from aethermind.ingest.policy import TenantPolicy
 from aethermind.semconv import PriceBook, UsageRecord, normalize
@@ -96,3 +97,32 @@ def _plain_record(resource: Mapping[str, Any], status_error: bool) -> UsageRecor
         error_type="_OTHER" if status_error else None,
         is_llm_call=False,
     )
+
+
+def calls_to_rows(
+    calls: Sequence[ReportedCall], *, policy: TenantPolicy, price_book: PriceBook
+) -> Conversion:
+    """The rows of calls reported as plain events (``ingest/events.py``): priced like spans,
+    their extra attributes filtered like span attributes."""
+    result = Conversion()
+    capture = policy.capture_content
+    for call in calls:
+        start = call.start_time_unix_nano
+        cost = price_book.price(call.usage, start, overrides=policy.overrides)
+        result.rows.append(
+            copy_row(
+                call.usage,
+                cost,
+                trace_id=call.trace_id,
+                span_id=call.span_id,
+                name=call.name,
+                timestamp=_EPOCH + timedelta(microseconds=start // 1000),
+                parent_span_id=None,
+                kind="CLIENT",  # an outgoing call to the provider
+                duration_ms=(call.end_time_unix_nano - start) / 1e6,
+                status="ERROR" if call.failed else "UNSET",
+                attributes=shippable_attributes(call.attributes, capture_content=capture),
+                resource_attributes=call.resource_attributes,
+            )
+        )
+    return result

@@ -1,5 +1,6 @@
-"""``POST /v1/ingest``: the plain JSON events of clients without OpenTelemetry, turned into
-the same spans OTLP yields, so one pipeline normalizes, prices and stores both.
+"""``POST /v1/ingest``: the plain JSON events of clients without OpenTelemetry, each checked
+against its declaration (``IngestEvent``) and read straight into a usage record by the
+rules spans are normalized by; ``convert.calls_to_rows`` prices and stores them like spans.
 
 An event without ids gets ids derived from its content, so re-sending the same event (a
 retry) never stores it twice.
@@ -19,27 +20,13 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO, DecodedSpan, MalformedBodyError
+from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO, MalformedBodyError
+from aethermind.semconv import UsageRecord
 from aethermind.semconv import attributes as a
+from aethermind.semconv.normalize import reported_usage
 
 T = TypeVar("T")
 
-# Event field -> the semconv attribute it becomes; the normalizer does the rest.
-_TEXT_FIELDS = {
-    "provider": a.GEN_AI_PROVIDER_NAME,
-    "model": a.GEN_AI_REQUEST_MODEL,
-    "response_model": a.GEN_AI_RESPONSE_MODEL,
-    "operation": a.GEN_AI_OPERATION_NAME,
-    "error_type": a.ERROR_TYPE,
-}
-_COUNT_FIELDS = {
-    "input_tokens": a.GEN_AI_USAGE_INPUT_TOKENS,
-    "output_tokens": a.GEN_AI_USAGE_OUTPUT_TOKENS,
-    "cache_read_tokens": a.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
-    "cache_write_tokens": a.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
-    "reasoning_tokens": a.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
-    "total_tokens": a.GEN_AI_USAGE_TOTAL_TOKENS,
-}
 _MAX_TEXT = 1024
 MAX_ERRORS_REPORTED = 50
 """Problems listed per request (each event's every problem, until this many in all)."""
@@ -53,9 +40,25 @@ class InvalidEvent(ValueError):
         self.problems = problems
 
 
+@dataclass(frozen=True, slots=True)
+class ReportedCall:
+    """One provider call an event reported: its usage, as ``normalize`` would read it from a
+    span, and what a stored span needs besides."""
+
+    usage: UsageRecord
+    trace_id: str
+    span_id: str
+    name: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    failed: bool
+    attributes: dict[str, Any]
+    resource_attributes: dict[str, Any]
+
+
 @dataclass(slots=True)
 class ParsedEvents:
-    spans: list[DecodedSpan] = field(default_factory=list)
+    calls: list[ReportedCall] = field(default_factory=list)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -67,7 +70,7 @@ class ParsedEvents:
             self.errors.append(f"events[{index}]{'.' + path if path else ''}: {why}")
 
 
-def events_to_spans(body: bytes, *, max_events: int) -> ParsedEvents:
+def parse_events(body: bytes, *, max_events: int) -> ParsedEvents:
     try:
         # Numbers with a fraction parse as Decimal: a cost is money and never a float.
         document = json.loads(body, parse_float=Decimal)
@@ -81,7 +84,7 @@ def events_to_spans(body: bytes, *, max_events: int) -> ParsedEvents:
             parsed.reject(index, [("", f"over the limit of {max_events} events per request")])
             continue
         try:
-            parsed.spans.append(_event_span(event))
+            parsed.calls.append(_event_call(event))
         except InvalidEvent as exc:
             parsed.reject(index, exc.problems)
     return parsed
@@ -352,33 +355,37 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     return found
 
 
-def _event_span(event: Any) -> DecodedSpan:
+def _event_call(event: Any) -> ReportedCall:
     try:
         parsed = IngestEvent.model_validate(event)
     except ValidationError as exc:
         raise InvalidEvent(_problems(exc)) from None
-    attributes: dict[str, Any] = dict(parsed.attributes or {})
-    for name, attribute in _TEXT_FIELDS.items():
-        value = getattr(parsed, name)
-        if value is not None:
-            attributes[attribute] = value
-    attributes.setdefault(a.GEN_AI_OPERATION_NAME, "chat")
-    for name, attribute in _COUNT_FIELDS.items():
-        value = getattr(parsed, name)
-        if value is not None:
-            attributes[attribute] = value
-    if parsed.cost is not None:
-        # As exact decimal text: the normalizer reads it into provided_cost unchanged.
-        attributes[a.GEN_AI_USAGE_COST] = format(parsed.cost, "f")
+    failed = parsed.status in ("error", "ERROR") or parsed.error_type is not None
+    operation = parsed.operation or "chat"
+    usage = reported_usage(
+        provider=parsed.provider,
+        operation=operation,
+        request_model=parsed.model,
+        response_model=parsed.response_model,
+        input_tokens=parsed.input_tokens,
+        output_tokens=parsed.output_tokens,
+        cache_read_tokens=parsed.cache_read_tokens,
+        cache_write_tokens=parsed.cache_write_tokens,
+        reasoning_tokens=parsed.reasoning_tokens,
+        total_tokens=parsed.total_tokens,
+        provided_cost=parsed.cost,
+        error_type=parsed.error_type,
+        failed=failed,
+        service=parsed.service,
+        environment=parsed.environment,
+    )
     start = parsed.timestamp
     duration_ms = parsed.duration_ms if parsed.duration_ms is not None else parsed.latency_ms
-    end = min(start + int((duration_ms or 0.0) * 1_000_000), MAX_TIME_UNIX_NANO)
     resource: dict[str, Any] = {}
     if parsed.service is not None:
         resource[a.SERVICE_NAME] = parsed.service
     if parsed.environment is not None:
         resource[a.DEPLOYMENT_ENVIRONMENT_NAME] = parsed.environment
-    failed = parsed.status in ("error", "ERROR") or parsed.error_type is not None
     trace_id, span_id = parsed.trace_id, parsed.span_id or parsed.id
     if trace_id is None or span_id is None:
         digest = hashlib.sha256(
@@ -386,19 +393,14 @@ def _event_span(event: Any) -> DecodedSpan:
         ).hexdigest()
         trace_id = trace_id or digest[:32]
         span_id = span_id or digest[32:48]
-    return DecodedSpan(
+    return ReportedCall(
+        usage=usage,
         trace_id=trace_id,
         span_id=span_id,
-        parent_span_id=None,
-        name=f"{attributes[a.GEN_AI_OPERATION_NAME]} {attributes[a.GEN_AI_REQUEST_MODEL]}",
-        kind=3,  # CLIENT: an outgoing call to the provider
+        name=f"{operation} {parsed.model}",
         start_time_unix_nano=start,
-        end_time_unix_nano=end,
-        status_code=2 if failed else 0,
-        status_message="",
-        attributes=attributes,
+        end_time_unix_nano=min(start + int((duration_ms or 0.0) * 1_000_000), MAX_TIME_UNIX_NANO),
+        failed=failed,
+        attributes=dict(parsed.attributes or {}),
         resource_attributes=resource,
-        scope_name="aethermind.ingest",
-        scope_version="",
-        event_count=0,
     )

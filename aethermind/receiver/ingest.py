@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from aiohttp import web
 
 from aethermind.ingest import otlp
-from aethermind.ingest.convert import Conversion, spans_to_rows
-from aethermind.ingest.events import events_to_spans
+from aethermind.ingest.convert import Conversion, calls_to_rows, spans_to_rows
+from aethermind.ingest.events import parse_events
+from aethermind.ingest.policy import TenantPolicy
 from aethermind.receiver import schemas
 from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import (
@@ -75,7 +75,8 @@ async def otlp_traces(request: web.Request) -> web.Response:
             del body
             _count_decoded(app, decoded)
             await _rate_limit(app, verified, len(decoded.spans))
-            await _store(app, verified, decoded.spans)
+            spans = decoded.spans
+            await _store(app, verified, lambda policy: _spans_to_rows(app, spans, policy))
     except otlp.OtlpRequestError as exc:
         payload, ctype = otlp.encode_error(exc, content_type=content_type)
         return web.Response(status=exc.status, body=payload, content_type=ctype)
@@ -97,20 +98,25 @@ async def json_ingest(request: web.Request) -> web.Response:
                 raise otlp.UnsupportedContentTypeError("/v1/ingest takes application/json")
             verified = await authenticate(request, "ingest")
             body = await otlp.read_request_body(request, max_size=app[CONFIG].max_body_bytes)
-            parsed = events_to_spans(
+            parsed = parse_events(
                 body, max_events=app[CONFIG].decode_limits.max_spans_per_request
             )
-            app[METRICS].spans_received.inc(len(parsed.spans))
+            app[METRICS].spans_received.inc(len(parsed.calls))
             if parsed.rejected:
                 app[METRICS].spans_rejected.labels("invalid_event").inc(parsed.rejected)
-            await _rate_limit(app, verified, len(parsed.spans))
-            stored, conversion = await _store(app, verified, parsed.spans)
+            await _rate_limit(app, verified, len(parsed.calls))
+            calls, book = parsed.calls, app[PRICE_BOOK]
+            stored, conversion = await _store(
+                app,
+                verified,
+                lambda policy: calls_to_rows(calls, policy=policy, price_book=book),
+            )
     except otlp.OtlpRequestError as exc:
         return _json_error(exc.status, exc.message)
     except HttpError as exc:
         return _json_error(exc.status, exc.message, exc.headers)
     answer = schemas.IngestResponse(
-        accepted=len(parsed.spans),
+        accepted=len(parsed.calls),
         stored=stored,
         duplicates=len(conversion.rows) - stored,
         rejected=parsed.rejected,
@@ -162,9 +168,22 @@ async def _rate_limit(app: web.Application, verified: VerifiedKey, spans: int) -
         )
 
 
+def _spans_to_rows(
+    app: web.Application, spans: list[otlp.DecodedSpan], policy: TenantPolicy
+) -> Conversion:
+    return spans_to_rows(
+        spans,
+        policy=policy,
+        price_book=app[PRICE_BOOK],
+        keep_all_spans=app[CONFIG].keep_all_spans,
+    )
+
+
 async def _store(
-    app: web.Application, verified: VerifiedKey, spans: list[Any]
+    app: web.Application, verified: VerifiedKey, convert: Callable[[TenantPolicy], Conversion]
 ) -> tuple[int, Conversion]:
+    """Convert (once the organization's policy is known) and write, committed before this
+    returns; storage trouble is a 503, a value the database refuses a 400."""
     metrics = app[METRICS]
     retry = {"Retry-After": str(app[CONFIG].retry_after_seconds)}
     try:
@@ -177,12 +196,7 @@ async def _store(
             metrics.storage_unavailable.inc()
             raise Unavailable("storage unavailable", headers=retry) from exc
         raise
-    conversion = spans_to_rows(
-        spans,
-        policy=policy,
-        price_book=app[PRICE_BOOK],
-        keep_all_spans=app[CONFIG].keep_all_spans,
-    )
+    conversion = convert(policy)
     if conversion.dropped_not_genai:
         metrics.spans_dropped.labels("not_genai").inc(conversion.dropped_not_genai)
     if not conversion.rows:

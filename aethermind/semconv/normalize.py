@@ -226,20 +226,18 @@ def _normalize(
     v = found[_REASONING]
     reasoning = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.REASONING_KEYS)
 
-    # Only a span with cached or reasoning tokens needs to know who counted them, and how.
-    cached = (cache_read or 0) + (cache_write or 0)
-    if input_tokens is not None and cached:
-        if cached > input_tokens or _counting(scope, attrs, provider).input_excludes_cache:
-            input_tokens += cached
-    if output_tokens is not None and reasoning:
-        if reasoning > output_tokens or _counting(scope, attrs, provider).output_excludes_reasoning:
-            output_tokens += reasoning
-
     v = found[_TOTAL]
     total = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.TOTAL_TOKEN_KEYS)
-    if total is None or (input_tokens is not None and output_tokens is not None):
-        if input_tokens is not None or output_tokens is not None:
-            total = (input_tokens or 0) + (output_tokens or 0)
+    # Only a span with cached or reasoning tokens needs to know who counted them, and how.
+    if (cache_read or cache_write or reasoning) and (
+        input_tokens is not None or output_tokens is not None
+    ):
+        counting = _counting(scope, attrs, provider)
+    else:
+        counting = INCLUSIVE
+    input_tokens, output_tokens, total = complete_counts(
+        input_tokens, output_tokens, cache_read, cache_write, reasoning, total, counting
+    )
 
     v = found[_ERROR_TYPE]
     error_type = v if type(v) is str and v else None
@@ -270,6 +268,82 @@ def _normalize(
         service,
         environment,
         is_llm_call,
+    )
+
+
+def complete_counts(  # noqa: PLR0917 - positional: it runs for every GenAI span
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read: int | None,
+    cache_write: int | None,
+    reasoning: int | None,
+    total: int | None,
+    counting: Counting,
+) -> tuple[int | None, int | None, int | None]:
+    """(input, output, total) as the GenAI conventions count them: cached tokens inside the
+    input and reasoning inside the output (added when the source ``counting`` says it left
+    them out, or when they exceed the count they belong to), and the total their sum."""
+    cached = (cache_read or 0) + (cache_write or 0)
+    if input_tokens is not None and cached:
+        if counting.input_excludes_cache or cached > input_tokens:
+            input_tokens += cached
+    if output_tokens is not None and reasoning:
+        if counting.output_excludes_reasoning or reasoning > output_tokens:
+            output_tokens += reasoning
+    if total is None or (input_tokens is not None and output_tokens is not None):
+        if input_tokens is not None or output_tokens is not None:
+            total = (input_tokens or 0) + (output_tokens or 0)
+    return input_tokens, output_tokens, total
+
+
+def reported_usage(
+    *,
+    provider: str | None,
+    operation: str | None,
+    request_model: str | None,
+    response_model: str | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_tokens: int | None,
+    cache_write_tokens: int | None,
+    reasoning_tokens: int | None,
+    total_tokens: int | None,
+    provided_cost: Decimal | None,
+    error_type: str | None,
+    failed: bool,
+    service: str | None,
+    environment: str | None,
+) -> UsageRecord:
+    """The usage record of a call a client reported field by field (``/v1/ingest``'s
+    events), by the rules ``normalize`` applies to span attributes: the GenAI conventions'
+    counting, provider names in lower case, operation aliases, a failed call's error type."""
+    if operation is not None:
+        operation = OPERATION_ALIASES.get(operation, operation)
+    input_tokens, output_tokens, total_tokens = complete_counts(
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        reasoning_tokens,
+        total_tokens,
+        INCLUSIVE,
+    )
+    return UsageRecord(
+        provider=None if provider is None else _lower(provider),
+        operation=operation,
+        request_model=request_model,
+        response_model=response_model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        reasoning_tokens=reasoning_tokens,
+        total_tokens=total_tokens,
+        provided_cost=provided_cost,
+        error_type=error_type if error_type is not None or not failed else ERROR_TYPE_OTHER,
+        service=service,
+        environment=environment,
+        is_llm_call=operation is None or operation in a.MODEL_CALL_OPERATIONS,
     )
 
 

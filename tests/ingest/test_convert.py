@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
-from aethermind.ingest.convert import spans_to_rows
-from aethermind.ingest.events import events_to_spans
+from aethermind.ingest.convert import calls_to_rows, spans_to_rows
+from aethermind.ingest.events import parse_events
 from aethermind.ingest.otlp import DecodedSpan
 from aethermind.ingest.policy import TenantPolicies, TenantPolicy
 from aethermind.semconv import PriceBook, PriceOverride
@@ -90,21 +90,21 @@ def test_an_organizations_override_prices_its_model_and_no_one_elses() -> None:
     assert as_dict(theirs.rows[0])["cost_source"] == "unknown"
 
 
-def test_events_become_spans_with_ids_from_their_content() -> None:
+def test_events_become_calls_with_ids_from_their_content() -> None:
     event = {
         "provider": "openai", "model": "gpt-4o", "input_tokens": 1200, "output_tokens": 300,
         "timestamp": "2026-11-01T12:00:00Z", "duration_ms": 812, "service": "billing",
     }  # fmt: skip
     body = json.dumps({"events": [event, event, {"model": 5}]}).encode()
-    parsed = events_to_spans(body, max_events=100)
+    parsed = parse_events(body, max_events=100)
     assert parsed.rejected == 1
     assert parsed.errors == [
         "events[2].model: must be a non-empty string",
         "events[2].timestamp: is required (ISO 8601 or epoch milliseconds)",
     ]
-    first, again = parsed.spans
+    first, again = parsed.calls
     assert (first.trace_id, first.span_id) == (again.trace_id, again.span_id)  # a retry is one row
-    rows = spans_to_rows(parsed.spans, policy=TenantPolicy(), price_book=BOOK).rows
+    rows = calls_to_rows(parsed.calls, policy=TenantPolicy(), price_book=BOOK).rows
     assert Decimal(str(as_dict(rows[0])["cost"])) == Decimal("0.006")
 
 
@@ -149,10 +149,37 @@ def test_an_events_cost_is_kept_to_the_last_digit_never_through_a_float() -> Non
         f' "output_tokens": 100, "timestamp": 1764590400000.5, "cost": {cost},'
         ' "attributes": {"ratio": 0.25}}]}'
     ).encode()
-    parsed = events_to_spans(body, max_events=10)
+    parsed = parse_events(body, max_events=10)
     assert parsed.errors == []
-    (row,) = spans_to_rows(parsed.spans, policy=TenantPolicy(), price_book=BOOK).rows
+    (row,) = calls_to_rows(parsed.calls, policy=TenantPolicy(), price_book=BOOK).rows
     stored = as_dict(row)
     assert Decimal(str(stored["provided_cost"])) == Decimal(cost)
     assert stored["input_tokens"] == 1000
     assert stored["attributes"]["ratio"] == 0.25  # type: ignore[index]
+
+
+def test_an_event_is_read_like_a_span_of_the_same_call_without_fake_attributes() -> None:
+    event = {
+        "provider": "OpenAI", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100,
+        "cache_read_tokens": 400, "reasoning_tokens": 40, "timestamp": "2026-11-01T12:00:00Z",
+        "status": "error", "attributes": {"feature": "search"},
+    }  # fmt: skip
+    (call,) = parse_events(json.dumps({"events": [event]}).encode(), max_events=1).calls
+    as_span = span(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "OpenAI",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 100,
+            "gen_ai.usage.cache_read.input_tokens": 400,
+            "gen_ai.usage.reasoning.output_tokens": 40,
+        }
+    )
+    from_span = as_dict(spans_to_rows([as_span], policy=TenantPolicy(), price_book=BOOK).rows[0])
+    from_event = as_dict(calls_to_rows([call], policy=TenantPolicy(), price_book=BOOK).rows[0])
+    for column in ("provider", "input_tokens", "output_tokens", "cache_read_tokens",
+                   "reasoning_tokens", "total_tokens", "cost", "cost_source"):  # fmt: skip
+        assert from_event[column] == from_span[column], column
+    assert from_event["error_type"] == "_OTHER" and from_event["status"] == "ERROR"
+    assert from_event["attributes"] == {"feature": "search"}  # only what the client sent

@@ -27,8 +27,8 @@ from typing import Any
 import atheris
 
 with atheris.instrument_imports():
-    from aethermind.ingest.convert import spans_to_rows
-    from aethermind.ingest.events import events_to_spans
+    from aethermind.ingest.convert import calls_to_rows, spans_to_rows
+    from aethermind.ingest.events import parse_events
     from aethermind.ingest.otlp import OtlpRequestError, decode_traces
     from aethermind.ingest.policy import TenantPolicy
     from aethermind.semconv import default_price_book
@@ -82,13 +82,14 @@ def one_input(data: bytes) -> None:
     kind, body = data[0] % 3, data[1:]
     try:
         if kind == 2:
-            spans = events_to_spans(body, max_events=1000).spans
+            calls = parse_events(body, max_events=1000).calls
+            conversion = calls_to_rows(calls, policy=POLICY, price_book=BOOK)
         else:
             spans = decode_traces(body, PROTOBUF if kind == 0 else JSON).spans
+            conversion = spans_to_rows(spans, policy=POLICY, price_book=BOOK, keep_all_spans=True)
     except OtlpRequestError as exc:
         assert 400 <= exc.status < 500
         return
-    conversion = spans_to_rows(spans, policy=POLICY, price_book=BOOK, keep_all_spans=True)
     for record in conversion.rows:
         check(record)
 
