@@ -20,11 +20,12 @@ from typing import Any
 from uuid import UUID
 
 from aethermind.storage.errors import is_bad_data
-from aethermind.storage.writer import PartitionCache, write_record_groups
+from aethermind.storage.span_row import CopyRow
+from aethermind.storage.writer import PartitionCache, write_copy_row_groups
 
 logger = logging.getLogger(__name__)
 
-Records = Sequence[tuple[Any, ...]]
+CopyRows = Sequence[CopyRow]
 
 
 def _new_future() -> asyncio.Future[int]:
@@ -37,7 +38,7 @@ def _new_future() -> asyncio.Future[int]:
 
 @dataclass(slots=True)
 class _Pending:
-    records: Records
+    rows: CopyRows
     done: asyncio.Future[int] = field(default_factory=_new_future)
 
 
@@ -54,9 +55,9 @@ class WriteCoalescer:
         self.transactions = 0
         self.groups_written = 0
 
-    async def write(self, organization_id: UUID, records: Records) -> int:
-        """Store ``records``; return how many were new. Raises what the write raised."""
-        pending = _Pending(records)
+    async def write(self, organization_id: UUID, rows: CopyRows) -> int:
+        """Store ``rows``; return how many were new. Raises what the write raised."""
+        pending = _Pending(rows)
         queue = self._queues.setdefault(organization_id, [])
         queue.append(pending)
         if organization_id not in self._writers:
@@ -89,10 +90,10 @@ class WriteCoalescer:
 
     async def _write(self, organization_id: UUID, taken: list[_Pending]) -> None:
         try:
-            counts = await write_record_groups(
+            counts = await write_copy_row_groups(
                 self._pool,
                 organization_id,
-                [p.records for p in taken],
+                [p.rows for p in taken],
                 partitions=self._partitions,
                 timeout=self._timeout,
             )
@@ -122,8 +123,8 @@ class WriteCoalescer:
 def _take(queue: list[_Pending], max_rows: int) -> list[_Pending]:
     """The oldest requests up to ``max_rows`` rows (always at least one request)."""
     taken = [queue.pop(0)]
-    rows = len(taken[0].records)
-    while queue and rows + len(queue[0].records) <= max_rows:
-        rows += len(queue[0].records)
+    rows = len(taken[0].rows)
+    while queue and rows + len(queue[0].rows) <= max_rows:
+        rows += len(queue[0].rows)
         taken.append(queue.pop(0))
     return taken

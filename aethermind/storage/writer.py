@@ -26,7 +26,14 @@ from aethermind.storage.rollups import (
     rollup_upsert_sql,
 )
 from aethermind.storage.scope import ORG_SETTING, PoolOrConnection, connection
-from aethermind.storage.span_row import COLUMNS, MONEY_COLUMNS, PG_TYPES, TelemetryRow, as_copy_row
+from aethermind.storage.span_row import (
+    COLUMNS,
+    MONEY_COLUMNS,
+    PG_TYPES,
+    CopyRow,
+    TelemetryRow,
+    as_copy_row,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +41,8 @@ __all__ = [
     "PartitionCache",
     "TelemetryRow",
     "ensure_partitions",
-    "write_record_groups",
-    "write_records",
+    "write_copy_row_groups",
+    "write_copy_rows",
     "write_rows",
 ]
 
@@ -155,7 +162,7 @@ async def write_rows(
     Spans already stored (same organization, start time, trace and span id) are skipped and
     do not touch the rollup. When this returns, the rows and the rollup are committed.
     """
-    return await write_records(
+    return await write_copy_rows(
         pool_or_conn,
         organization_id,
         [as_copy_row(r) for r in rows],
@@ -164,10 +171,10 @@ async def write_rows(
     )
 
 
-async def write_records(
+async def write_copy_rows(
     pool_or_conn: PoolOrConnection,
     organization_id: UUID | str,
-    records: Sequence[tuple[Any, ...]],
+    rows: Sequence[CopyRow],
     *,
     partitions: PartitionCache | None = None,
     timeout: float | None = None,
@@ -175,13 +182,13 @@ async def write_records(
     """``write_rows`` for rows already laid out for COPY (``span_row.CopyRow``: tuples in
     ``COLUMNS`` order, money as decimal text), as the receiver's hot path builds them.
     """
-    (inserted,) = await write_record_groups(
-        pool_or_conn, organization_id, [records], partitions=partitions, timeout=timeout
+    (inserted,) = await write_copy_row_groups(
+        pool_or_conn, organization_id, [rows], partitions=partitions, timeout=timeout
     )
     return inserted
 
 
-async def write_record_groups(
+async def write_copy_row_groups(
     pool_or_conn: PoolOrConnection,
     organization_id: UUID | str,
     groups: Sequence[Sequence[tuple[Any, ...]]],
@@ -189,7 +196,7 @@ async def write_record_groups(
     partitions: PartitionCache | None = None,
     timeout: float | None = None,
 ) -> list[int]:
-    """Store several groups of COPY records of one organization in ONE transaction, and
+    """Store several groups of COPY rows of one organization in ONE transaction, and
     return how many rows of each group were new.
 
     The receiver gathers concurrent requests of an organization into one such write: one
