@@ -60,7 +60,7 @@ def spans_to_rows(
             record = _plain_record(resource, status_error)
         cached = resources.get(id(resource))
         if cached is None or cached[0] is not resource:
-            cached = (resource, shippable_attributes(resource, capture_content=True))
+            cached = (resource, shippable_attributes(resource, capture_content=capture))
             resources[id(resource)] = cached
         start = span.start_time_unix_nano
         cost = price_book.price(record, start, overrides=policy.overrides)

@@ -361,22 +361,13 @@ def convention_of(scope: str | None, attrs: Mapping[str, Any]) -> str:
 
 
 def _counting(scope: str | None, attrs: Mapping[str, Any], provider: str | None) -> Counting:
-    if scope is not None:
-        cached = _COUNTING_BY_SCOPE.get((scope, provider))
-        if cached is not None:
-            return cached
+    """How the span's source counts cached and reasoning tokens. Not cached: for a scope
+    we do not know, the answer depends on the span's own spelling, so a cache keyed by scope
+    would let one tenant's span decide how another tenant's tokens are counted. Each step is
+    a dictionary lookup."""
     convention = convention_of(scope, attrs)
     provider_id = prices_provider_id(provider)
-    counting = (
-        COUNTING.get((convention, provider_id)) or COUNTING.get((convention, None)) or INCLUSIVE
-    )
-    if scope is not None and len(_COUNTING_BY_SCOPE) < 4096:
-        _COUNTING_BY_SCOPE[(scope, provider)] = counting
-    return counting
-
-
-# A span's scope decides its convention, so (scope, provider) pairs are few and stable.
-_COUNTING_BY_SCOPE: dict[tuple[str, str | None], Counting] = {}
+    return COUNTING.get((convention, provider_id)) or COUNTING.get((convention, None)) or INCLUSIVE
 
 
 def _model_from_invocation_parameters(value: Any) -> str | None:

@@ -242,13 +242,41 @@ def _binaries_for(bin_dir: Path, data_dir: Path, user: pwd.struct_passwd | None)
     return copy / "bin"
 
 
-def _socket_dir_for(pgdata: Path, port: int, user: pwd.struct_passwd | None) -> Path:
-    """PGDATA itself when the socket path fits in sun_path, else a private temp dir."""
+def socket_dir_path(pgdata: Path, port: int) -> Path:
+    """PGDATA itself when the socket path fits in sun_path, else a directory under the
+    system temp dir named after PGDATA."""
     if len(str(pgdata / f".s.PGSQL.{port}").encode()) <= _SOCKET_PATH_MAX:
         return pgdata
     digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]
-    directory = Path(tempfile.gettempdir()) / f"aethermind-pg-{digest}"
-    directory.mkdir(mode=0o700, exist_ok=True)
+    return Path(tempfile.gettempdir()) / f"aethermind-pg-{digest}"
+
+
+def _socket_dir_for(pgdata: Path, port: int, user: pwd.struct_passwd | None) -> Path:
+    """The socket directory, made private to the server's user. Its name under the temp
+    dir is predictable, so one that already exists is used only if it is a real directory
+    (not a symlink) owned by that user and closed to everyone else: anything another user
+    made first could hand them the socket, and with it the database."""
+    directory = socket_dir_path(pgdata, port)
+    if directory == pgdata:
+        return directory
+    owner = user.pw_uid if user is not None else os.geteuid()
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        st = directory.lstat()
+        if (
+            not stat.S_ISDIR(st.st_mode)
+            or st.st_uid != owner
+            or stat.S_IMODE(st.st_mode) & 0o077
+        ):
+            raise EmbeddedPostgresError(
+                f"refusing to put the database socket in {directory}: it exists but is not a "
+                f"private directory of the server's user (a symlink, another owner, or open "
+                f"to others). Remove it, or choose a shorter --data-dir so the socket lives "
+                f"in the data directory itself."
+            ) from None
+        return directory
+    directory.chmod(0o700)  # whatever the umask did
     if user is not None:
         os.chown(directory, user.pw_uid, user.pw_gid)
     return directory

@@ -23,6 +23,7 @@ from aethermind.storage.embedded import (
     _binaries_for,
     _read_postmaster_pid,
     _server_user,
+    socket_dir_path,
 )
 
 pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
@@ -202,3 +203,23 @@ def test_binaries_out_of_the_server_users_reach_are_copied_not_opened_up(
     assert "PostgreSQL" in version.stdout
     # A second start reuses the copy.
     assert _binaries_for(private / "pginstall" / "bin", data_dir, user) == bin_dir
+
+
+def test_a_predictable_socket_directory_made_by_someone_else_is_refused(
+    reachable_tmp_path: Path,
+) -> None:
+    # A data directory so deep that the socket cannot live in it goes under the temp dir,
+    # where anyone could have made the directory first (here: a symlink to a decoy).
+    data_dir = reachable_tmp_path / ("d" * 60) / ("e" * 60)
+    pgdata = data_dir / "postgres"
+    socket_dir = socket_dir_path(pgdata, 5432)
+    assert socket_dir != pgdata
+    decoy = reachable_tmp_path / "decoy"
+    decoy.mkdir()
+    socket_dir.symlink_to(decoy)
+    try:
+        with pytest.raises(EmbeddedPostgresError, match="refusing to put the database socket"):
+            EmbeddedPostgres(data_dir).start_sync(timeout=60)
+        assert list(decoy.iterdir()) == []
+    finally:
+        socket_dir.unlink()
