@@ -38,6 +38,12 @@ async def cmd_serve(args: argparse.Namespace) -> None:
     )
     # A worker process serves only: its supervisor migrated and bootstrapped already.
     async with open_database(args, migrate=not args.worker) as database:
+        from aethermind.storage.database import RowLevelSecurityError, require_app_role
+
+        try:
+            await require_app_role(database.pool)
+        except RowLevelSecurityError as exc:
+            raise CliError(str(exc)) from exc
         if not args.worker:
             await _bootstrap_default_organization(database.pool, config)
         if config.workers > 1 and not args.worker:

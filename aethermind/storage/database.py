@@ -73,6 +73,29 @@ async def init_connection(conn: Connection) -> None:
         await conn.execute(f"SET ROLE {APP_ROLE}")
 
 
+class RowLevelSecurityError(RuntimeError):
+    """The pool's connections would not run as the role row-level security applies to."""
+
+
+async def require_app_role(pool: Any, *, timeout: float | None = 10.0) -> None:
+    """Make every pool connection run as ``aethermind_app``, or refuse.
+
+    Connections opened before a migration created the role (another replica's, say) run as
+    the login role, which may own the tables and so bypass row-level security: they are
+    expired here, so each is set up again, and a fresh one must then be the application
+    role. A server that cannot switch to it fails closed instead of serving unscoped."""
+    await pool.expire_connections()
+    async with pool.acquire(timeout=timeout) as conn:
+        role = await conn.fetchval("SELECT current_user", timeout=timeout)
+    if role != APP_ROLE:
+        raise RowLevelSecurityError(
+            f"database connections run as {role!r}, not {APP_ROLE!r}, so row-level security "
+            f"would not scope them to one organization: refusing to serve. Run the "
+            f"migrations (`aethermind migrate`) as a role that can create {APP_ROLE!r} and "
+            f"grant it to the login role."
+        )
+
+
 async def create_pool(
     dsn: str,
     *,

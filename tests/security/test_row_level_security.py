@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
@@ -239,3 +239,62 @@ async def changes_to_b_under_a(conn: Any, a: UUID, b: UUID) -> dict[str, int]:
             "DELETE FROM usage_rollup_hourly WHERE organization_id = $1", b
         )
     return {"update": int(updated.split()[-1]), "delete": int(deleted.split()[-1])}
+
+
+def _as_user(url: str, user: str) -> str:
+    """``url`` with another login role (trust authentication on the test servers)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+@contextlib.asynccontextmanager
+async def _login_role(database_url: str) -> AsyncIterator[str]:
+    """A fresh login role that is not (yet) allowed to become the application role."""
+    name = f"login_{uuid4().hex[:12]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f"CREATE ROLE {name} LOGIN NOSUPERUSER")
+        yield name
+    finally:
+        await admin.execute(f"DROP OWNED BY {name}")
+        await admin.execute(f"DROP ROLE {name}")
+        await admin.close()
+
+
+async def test_a_pool_opened_before_the_role_was_usable_is_recycled_not_left_unscoped(
+    database_url: str,
+) -> None:
+    from aethermind.storage.database import create_pool, require_app_role
+
+    async with _login_role(database_url) as login:
+        pool = await create_pool(_as_user(database_url, login), min_size=2, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT current_user") == login  # not yet usable
+            # What a migration (another replica's, say) does meanwhile.
+            admin = await asyncpg.connect(database_url)
+            await admin.execute(f"GRANT {APP_ROLE} TO {login}")
+            await admin.close()
+            await require_app_role(pool)
+            for _ in range(3):
+                async with pool.acquire() as conn:
+                    assert await conn.fetchval("SELECT current_user") == APP_ROLE
+        finally:
+            await pool.close()
+
+
+async def test_a_server_that_cannot_become_the_application_role_refuses_to_serve(
+    database_url: str,
+) -> None:
+    from aethermind.storage.database import RowLevelSecurityError, create_pool, require_app_role
+
+    async with _login_role(database_url) as login:
+        pool = await create_pool(_as_user(database_url, login), min_size=1, max_size=1)
+        try:
+            with pytest.raises(RowLevelSecurityError, match="refusing to serve"):
+                await require_app_role(pool)
+        finally:
+            await pool.close()
