@@ -57,6 +57,9 @@ class KeyCache(Generic[K]):
         self._clock = clock
         self._entries: dict[bytes, _Entry[K]] = {}
         self._inflight: dict[bytes, asyncio.Future[K | None]] = {}
+        # Bumped by every revocation and clear: a verification that was in flight across one
+        # may have read the key before it was revoked, so its answer is used once, not kept.
+        self._generation = 0
         self.hits = 0
         self.misses = 0
 
@@ -74,6 +77,7 @@ class KeyCache(Generic[K]):
         self.misses += 1
         future: asyncio.Future[K | None] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
+        generation = self._generation
         try:
             verified = await self._verify(key)
         except BaseException as exc:
@@ -83,6 +87,8 @@ class KeyCache(Generic[K]):
         finally:
             self._inflight.pop(digest, None)
         future.set_result(verified)
+        if generation != self._generation:
+            return verified
         if len(self._entries) >= self._max:
             self._evict(now)
         ttl = self._ttl if verified is not None else self._negative_ttl
@@ -92,6 +98,7 @@ class KeyCache(Generic[K]):
     def forget_key_ids(self, key_ids: Iterable[Any]) -> int:
         """Drop cached entries of these key ids (revoked); returns how many were dropped."""
         wanted = {str(k) for k in key_ids}
+        self._generation += 1
         doomed = [
             digest
             for digest, entry in self._entries.items()
@@ -102,6 +109,7 @@ class KeyCache(Generic[K]):
         return len(doomed)
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
 
     def _evict(self, now: float) -> None:
