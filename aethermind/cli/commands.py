@@ -164,20 +164,27 @@ async def cmd_retention(args: argparse.Namespace) -> None:
 
 
 async def cmd_price_set(args: argparse.Namespace) -> None:
-    from aethermind.storage.prices import create_price
+    from aethermind.storage.prices import PRICE_FIELDS, create_price
 
     async with open_pool(args) as pool:
         org = await find_organization(pool, args.org)
-        price = await create_price(
-            pool,
-            org.id,
-            args.model,
-            input_per_mtok=parse_money(args.input_per_mtok, "--input-per-mtok"),
-            output_per_mtok=parse_money(args.output_per_mtok, "--output-per-mtok"),
-            cache_read_per_mtok=parse_money(args.cache_read_per_mtok, "--cache-read-per-mtok"),
-            cache_write_per_mtok=parse_money(args.cache_write_per_mtok, "--cache-write-per-mtok"),
-            valid_from=parse_time(args.from_, "--from"),
-        )
+        money = {
+            name: parse_money(getattr(args, name), "--" + name.replace("_", "-"))
+            for name in PRICE_FIELDS
+        }
+        try:
+            price = await create_price(
+                pool,
+                org.id,
+                args.model,
+                input_per_mtok=money["input_per_mtok"],
+                output_per_mtok=money["output_per_mtok"],
+                cache_read_per_mtok=money["cache_read_per_mtok"],
+                cache_write_per_mtok=money["cache_write_per_mtok"],
+                valid_from=parse_time(args.from_, "--from"),
+            )
+        except ValueError as exc:
+            raise CliError(str(exc).replace("model_pattern", "--model")) from exc
     document = price.as_dict()
     emit(args, document, lambda: print(f"price {price.id} for {price.model_pattern} set"))
 

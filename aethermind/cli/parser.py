@@ -172,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(pset)
     pset.add_argument("--org", required=True, help=ORG_HELP)
     pset.add_argument(
-        "--model", required=True, metavar="PATTERN", help="model name or fnmatch pattern"
+        "--model",
+        required=True,
+        metavar="PATTERN",
+        help="model name, or a pattern with up to two * wildcards (ft:gpt-4o*)",
     )
     pset.add_argument(
         "--input-per-mtok", required=True, metavar="USD", help="USD per 1M input tokens"

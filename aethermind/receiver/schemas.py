@@ -29,6 +29,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
 from aethermind.ingest.events import MAX_ERRORS_REPORTED, IngestEvent
+from aethermind.semconv.pricing import MAX_PATTERN_STARS, check_model_pattern
 from aethermind.storage.dimensions import DIMENSIONS
 from aethermind.storage.keys import SCOPES, normalize_scopes
 from aethermind.storage.queries import GRANULARITIES
@@ -115,7 +116,10 @@ class NewKeyRequest(_Body):
 
 
 class NewPriceRequest(_Body):
-    model_pattern: Text = Field(description="A model name or an fnmatch pattern (`gpt-4o*`).")
+    model_pattern: Annotated[Text, AfterValidator(check_model_pattern)] = Field(
+        description=f"A model name, or a pattern with up to {MAX_PATTERN_STARS} `*` wildcards"
+        " (`ft:gpt-4o*`, `*-mini`, `*llama*`); no `?` or `[...]`."
+    )
     provider: Text | None = Field(
         default=None, description="Only spans of this provider (default: any provider)."
     )
@@ -166,7 +170,7 @@ class Price(_Answer):
     id: Uuid
     organization_id: Uuid
     provider: str | None
-    model_pattern: str = Field(description="A model name or an fnmatch pattern (`gpt-4o*`).")
+    model_pattern: str = Field(description="A model name, or a pattern with `*` wildcards.")
     input_per_mtok: Decimal | None
     output_per_mtok: Decimal | None
     cache_read_per_mtok: Decimal | None
@@ -362,7 +366,8 @@ def component_schemas() -> dict[str, Any]:
 _HINTS = {
     "scopes": f"must be a list of {', '.join(sorted(SCOPES))}",
     "name": f"must be a string of at most {MAX_TEXT_LENGTH} characters",
-    "model_pattern": f"must be a non-empty string of at most {MAX_TEXT_LENGTH}",
+    "model_pattern": f"must be a non-empty string of at most {MAX_TEXT_LENGTH}"
+    f" (a model name, or a pattern with up to {MAX_PATTERN_STARS} * wildcards)",
     "provider": f"must be a non-empty string of at most {MAX_TEXT_LENGTH}",
     "valid_from": "must be an RFC 3339 date-time, e.g. 2026-11-01T00:00:00Z",
     **{

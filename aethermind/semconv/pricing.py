@@ -11,7 +11,6 @@ snapshot or from an organization's own overrides.
 from __future__ import annotations
 
 import bisect
-import fnmatch
 import functools
 import logging
 from collections.abc import Sequence
@@ -50,9 +49,49 @@ _OVERRIDE_PRICE_FIELDS = (
 )
 
 
+MAX_PATTERN_STARS = 2
+"""Wildcards a model pattern may hold: exact names, ``prefix*``, ``*suffix``, ``*part*``."""
+MAX_PATTERN_LENGTH = 200
+
+
+def check_model_pattern(pattern: str) -> str:
+    """``pattern`` if it is one the matcher takes, else a ``ValueError`` saying why.
+
+    The grammar is what price overrides need (exact names, prefixes, suffixes, a part in the
+    middle) and nothing that costs more than a scan of the name: ``*`` only, at most
+    ``MAX_PATTERN_STARS`` of them; no ``?`` or ``[...]``."""
+    if not pattern or len(pattern) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"must be 1 to {MAX_PATTERN_LENGTH} characters")
+    if "?" in pattern or "[" in pattern or "]" in pattern:
+        raise ValueError("may use only * as a wildcard (no ? or [...])")
+    if pattern.count("*") > MAX_PATTERN_STARS:
+        raise ValueError(f"may hold at most {MAX_PATTERN_STARS} * wildcards")
+    return pattern
+
+
+def pattern_matches(pattern: str, name: str) -> bool:
+    """Whether ``name`` matches ``pattern`` (``*`` = any run of characters), case-blind, in
+    time linear in the name: each piece between wildcards is found once, left to right."""
+    pieces = pattern.lower().split("*")
+    name = name.lower()
+    if len(pieces) == 1:
+        return name == pieces[0]
+    first, *middle, last = pieces
+    if len(name) < len(first) + len(last) or not name.startswith(first) or not name.endswith(last):
+        return False
+    position, end = len(first), len(name) - len(last)
+    for piece in middle:
+        found = name.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class PriceOverride:
-    """An organization's own price for models matching ``model_pattern`` (fnmatch, case-blind).
+    """An organization's own price for models matching ``model_pattern`` (``*`` wildcards,
+    case-blind; see ``check_model_pattern``).
 
     Used for fine-tunes, private deployments and negotiated rates. Prices are USD per million
     tokens; a missing cache price means cached tokens cost the input price. A missing input
@@ -81,7 +120,7 @@ class PriceOverride:
             return False
         if self.provider is not None and not same_provider(self.provider, provider):
             return False
-        return fnmatch.fnmatchcase(model.lower(), self.model_pattern.lower())
+        return pattern_matches(self.model_pattern, model)
 
     @property
     def complete(self) -> bool:

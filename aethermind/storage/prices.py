@@ -11,7 +11,11 @@ from typing import Any
 from uuid import UUID
 
 from aethermind.semconv import PriceOverride
+from aethermind.semconv.pricing import check_model_pattern
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
+
+MAX_PRICE_OVERRIDES = 100
+"""Price overrides one organization may hold: every span of it is matched against them."""
 
 PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 """The money columns of an override, USD per million tokens."""
@@ -82,9 +86,23 @@ async def create_price(
         "cache_write_per_mtok": cache_write_per_mtok,
     }
     _check(prices)
-    if not model_pattern:
-        raise ValueError("model_pattern must not be empty")
+    try:
+        check_model_pattern(model_pattern)
+    except ValueError as exc:
+        raise ValueError(f"model_pattern {exc}") from None
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        # One organization's overrides are counted and added one writer at a time, so
+        # concurrent requests cannot pass the cap together.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))",
+            str(organization_id), timeout=timeout,
+        )  # fmt: skip
+        held = await conn.fetchval("SELECT count(*) FROM model_prices", timeout=timeout)
+        if held >= MAX_PRICE_OVERRIDES:
+            raise ValueError(
+                f"an organization holds at most {MAX_PRICE_OVERRIDES} price overrides;"
+                " delete one first"
+            )
         row = await conn.fetchrow(
             f"""
             INSERT INTO model_prices (organization_id, provider, model_pattern, input_per_mtok,

@@ -72,3 +72,37 @@ async def test_content_in_resource_attributes_is_kept_only_for_organizations_tha
     (row,) = await receiver.rows(receiver.acme)
     assert "gen_ai.prompt" not in row["resource_attributes"]
     assert row["resource_attributes"]["service.name"] == "svc"
+
+
+async def test_an_admin_key_cannot_pile_up_overrides_or_costly_patterns(
+    receiver: RunningReceiver,
+) -> None:
+    from aethermind.storage.prices import MAX_PRICE_OVERRIDES
+    from aethermind.storage.tenants import create_key
+
+    _, admin_key = await create_key(receiver.pool, receiver.acme.id, ["admin"], name="admin")
+    headers = {"Authorization": f"Bearer {admin_key}"}
+
+    async def add(pattern: str) -> Any:
+        return await receiver.session.post(
+            f"{receiver.url}/v1/prices", headers=headers,
+            json={"model_pattern": pattern, "input_per_mtok": "1", "output_per_mtok": "2"},
+        )  # fmt: skip
+
+    # The pattern of the measured attack: hundreds of ? (fnmatch backtracking per span).
+    refused = await add("?" * 150 + "*")
+    assert refused.status == 400
+    assert "only *" in (await refused.json())["error"]["message"]
+    assert (await add("*a*b*c*")).status == 400
+    for i in range(MAX_PRICE_OVERRIDES):
+        assert (await add(f"house-model-{i}*")).status == 201
+    over = await add("one-too-many")
+    assert over.status == 400
+    assert f"at most {MAX_PRICE_OVERRIDES}" in (await over.json())["error"]["message"]
+    # Another organization is not affected by acme's count.
+    _, globex_admin = await create_key(receiver.pool, receiver.globex.id, ["admin"])
+    response = await receiver.session.post(
+        f"{receiver.url}/v1/prices", headers={"Authorization": f"Bearer {globex_admin}"},
+        json={"model_pattern": "mine", "input_per_mtok": "1", "output_per_mtok": "2"},
+    )  # fmt: skip
+    assert response.status == 201

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from genai_prices import Usage, calc_price
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -242,3 +243,19 @@ def test_an_override_missing_a_token_price_leaves_its_models_unpriced_never_free
 def test_agent_spans_are_not_priced_as_model_calls() -> None:
     record = UsageRecord(operation="invoke_agent", request_model="gpt-4o", is_llm_call=False)
     assert PriceBook().price(record, AT_NS).source == "unknown"
+
+
+def test_model_patterns_match_in_one_scan_with_star_wildcards_only() -> None:
+    from aethermind.semconv.pricing import check_model_pattern, pattern_matches
+
+    assert pattern_matches("gpt-4o", "GPT-4o") and not pattern_matches("gpt-4o", "gpt-4o-mini")
+    assert pattern_matches("ft:gpt-4o*", "ft:gpt-4o-2024-08-06:acme::x")
+    assert pattern_matches("*-mini", "gpt-4o-mini") and not pattern_matches("*-mini", "mini-x")
+    assert pattern_matches("*llama*", "meta-llama-3.1") and not pattern_matches("*llama*", "lla")
+    assert pattern_matches("a*b*c", "a-b-c") and not pattern_matches("a*b*c", "a-c-b")
+    assert not pattern_matches("ab*ba", "aba")  # the pieces may not overlap
+    for bad in ("gpt-?", "gpt-[45]o", "*a*b*c*", "", "x" * 201):
+        with pytest.raises(ValueError):
+            check_model_pattern(bad)
+    # A hostile model name is scanned, not backtracked over.
+    assert not pattern_matches("*a*b", "a" * 100_000)
