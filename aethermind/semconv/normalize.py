@@ -361,13 +361,34 @@ def convention_of(scope: str | None, attrs: Mapping[str, Any]) -> str:
 
 
 def _counting(scope: str | None, attrs: Mapping[str, Any], provider: str | None) -> Counting:
-    """How the span's source counts cached and reasoning tokens. Not cached: for a scope
-    we do not know, the answer depends on the span's own spelling, so a cache keyed by scope
-    would let one tenant's span decide how another tenant's tokens are counted. Each step is
-    a dictionary lookup."""
+    """How the span's source counts cached and reasoning tokens.
+
+    Cached per (scope, provider) only for scopes the conventions know by name: there the
+    scope alone decides the convention. For any other scope the span's own spelling
+    decides, so caching by scope would let one tenant's span decide how another tenant's
+    tokens are counted; those are worked out each time (a few dictionary lookups)."""
+    key = (scope, provider)
+    counting = _COUNTING_BY_KNOWN_SCOPE.get(key)
+    if counting is not None:
+        return counting
     convention = convention_of(scope, attrs)
     provider_id = prices_provider_id(provider)
-    return COUNTING.get((convention, provider_id)) or COUNTING.get((convention, None)) or INCLUSIVE
+    counting = (
+        COUNTING.get((convention, provider_id)) or COUNTING.get((convention, None)) or INCLUSIVE
+    )
+    if (
+        scope is not None
+        and scope.startswith(_KNOWN_SCOPE_PREFIXES)
+        and len(_COUNTING_BY_KNOWN_SCOPE) < _MAX_CACHED_SCOPES
+    ):
+        _COUNTING_BY_KNOWN_SCOPE[(scope, provider)] = counting
+    return counting
+
+
+_KNOWN_SCOPE_PREFIXES: Final = tuple(prefix for prefix, _ in SCOPE_CONVENTIONS)
+_MAX_CACHED_SCOPES: Final = 4096
+"""Bounded: scope and provider names are whatever spans say. Past the bound, no caching."""
+_COUNTING_BY_KNOWN_SCOPE: dict[tuple[str | None, str | None], Counting] = {}
 
 
 def _model_from_invocation_parameters(value: Any) -> str | None:
