@@ -251,13 +251,20 @@ def _as_user(url: str, user: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _login_role(database_url: str) -> AsyncIterator[str]:
-    """A fresh login role that is not (yet) allowed to become the application role."""
+async def _pool_of_new_login_role(database_url: str) -> AsyncIterator[tuple[str, Any]]:
+    """A fresh login role that is not (yet) allowed to become the application role, and a
+    server pool logged in as it."""
+    from aethermind.storage.database import create_pool
+
     name = f"login_{uuid4().hex[:12]}"
     admin = await asyncpg.connect(database_url)
     try:
         await admin.execute(f"CREATE ROLE {name} LOGIN NOSUPERUSER")
-        yield name
+        pool = await create_pool(_as_user(database_url, name), min_size=2, max_size=2)
+        try:
+            yield name, pool
+        finally:
+            await pool.close()
     finally:
         await admin.execute(f"DROP OWNED BY {name}")
         await admin.execute(f"DROP ROLE {name}")
@@ -267,34 +274,26 @@ async def _login_role(database_url: str) -> AsyncIterator[str]:
 async def test_a_pool_opened_before_the_role_was_usable_is_recycled_not_left_unscoped(
     database_url: str,
 ) -> None:
-    from aethermind.storage.database import create_pool, require_app_role
+    from aethermind.storage.database import require_app_role
 
-    async with _login_role(database_url) as login:
-        pool = await create_pool(_as_user(database_url, login), min_size=2, max_size=2)
-        try:
+    async with _pool_of_new_login_role(database_url) as (login, pool):
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT current_user") == login  # not yet usable
+        # What a migration (another replica's, say) does meanwhile.
+        admin = await asyncpg.connect(database_url)
+        await admin.execute(f"GRANT {APP_ROLE} TO {login}")
+        await admin.close()
+        await require_app_role(pool)
+        for _ in range(3):
             async with pool.acquire() as conn:
-                assert await conn.fetchval("SELECT current_user") == login  # not yet usable
-            # What a migration (another replica's, say) does meanwhile.
-            admin = await asyncpg.connect(database_url)
-            await admin.execute(f"GRANT {APP_ROLE} TO {login}")
-            await admin.close()
-            await require_app_role(pool)
-            for _ in range(3):
-                async with pool.acquire() as conn:
-                    assert await conn.fetchval("SELECT current_user") == APP_ROLE
-        finally:
-            await pool.close()
+                assert await conn.fetchval("SELECT current_user") == APP_ROLE
 
 
 async def test_a_server_that_cannot_become_the_application_role_refuses_to_serve(
     database_url: str,
 ) -> None:
-    from aethermind.storage.database import RowLevelSecurityError, create_pool, require_app_role
+    from aethermind.storage.database import RowLevelSecurityError, require_app_role
 
-    async with _login_role(database_url) as login:
-        pool = await create_pool(_as_user(database_url, login), min_size=1, max_size=1)
-        try:
-            with pytest.raises(RowLevelSecurityError, match="refusing to serve"):
-                await require_app_role(pool)
-        finally:
-            await pool.close()
+    async with _pool_of_new_login_role(database_url) as (_, pool):
+        with pytest.raises(RowLevelSecurityError, match="refusing to serve"):
+            await require_app_role(pool)
