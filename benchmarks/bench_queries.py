@@ -107,7 +107,7 @@ def with_database(url: str, name: str) -> str:
 async def load(pool: Any, org: Any, rows: int) -> None:
     start = END - timedelta(days=DAYS)
     months = [start + timedelta(days=d) for d in range(0, DAYS + 1, 10)]
-    await ensure_partitions(pool, months)
+    await ensure_partitions(pool, months, max_new=len(months) + 1)
     seconds = DAYS * 86400
     chunk = 1_000_000
     async with owner_transaction(pool) as conn:

@@ -14,6 +14,7 @@ from typing import Any
 from aethermind.ingest.events import ReportedCall
 from aethermind.ingest.otlp import DecodedSpan
 from aethermind.ingest.policy import TenantPolicy
+from aethermind.ingest.window import TimeWindow
 from aethermind.semconv import PriceBook, UsageRecord, normalize
 from aethermind.semconv.filtering import shippable_attributes
 from aethermind.storage.span_row import copy_row
@@ -30,6 +31,10 @@ class Conversion:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     """``storage.span_row.CopyRow`` tuples, as the writer's COPY takes them."""
     dropped_not_genai: int = 0
+    out_of_window: int = 0
+    """Spans rejected for a start time outside the organization's window (``window.py``)."""
+    rejection_message: str = ""
+    """Why ``out_of_window`` spans were rejected, for the response; empty when none were."""
 
 
 def spans_to_rows(
@@ -37,6 +42,7 @@ def spans_to_rows(
     *,
     policy: TenantPolicy,
     price_book: PriceBook,
+    window: TimeWindow | None = None,
     keep_all_spans: bool = False,
 ) -> Conversion:
     result = Conversion()
@@ -44,6 +50,9 @@ def spans_to_rows(
     resources: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
     capture = policy.capture_content
     for span in spans:
+        if window is not None and not window.admits(span.start_time_unix_nano):
+            result.out_of_window += 1
+            continue
         attributes = span.attributes
         resource = span.resource_attributes
         status_error = span.status_code == 2
@@ -80,7 +89,13 @@ def spans_to_rows(
                 resource_attributes=cached[1],
             )
         )
+    _account_rejections(result, window)
     return result
+
+
+def _account_rejections(result: Conversion, window: TimeWindow | None) -> None:
+    if window is not None and result.out_of_window:
+        result.rejection_message = window.reason(result.out_of_window)
 
 
 def _plain_record(resource: Mapping[str, Any], status_error: bool) -> UsageRecord:
@@ -100,7 +115,11 @@ def _plain_record(resource: Mapping[str, Any], status_error: bool) -> UsageRecor
 
 
 def calls_to_rows(
-    calls: Sequence[ReportedCall], *, policy: TenantPolicy, price_book: PriceBook
+    calls: Sequence[ReportedCall],
+    *,
+    policy: TenantPolicy,
+    price_book: PriceBook,
+    window: TimeWindow | None = None,
 ) -> Conversion:
     """The rows of calls reported as plain events (``ingest/events.py``): priced like spans,
     their extra attributes filtered like span attributes."""
@@ -108,6 +127,9 @@ def calls_to_rows(
     capture = policy.capture_content
     for call in calls:
         start = call.start_time_unix_nano
+        if window is not None and not window.admits(start):
+            result.out_of_window += 1
+            continue
         cost = price_book.price(call.usage, start, overrides=policy.overrides)
         result.rows.append(
             copy_row(
@@ -125,4 +147,5 @@ def calls_to_rows(
                 resource_attributes=call.resource_attributes,
             )
         )
+    _account_rejections(result, window)
     return result

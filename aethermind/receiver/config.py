@@ -17,6 +17,7 @@ from aethermind.envconfig import (
     parse_text,
 )
 from aethermind.ingest.otlp import DEFAULT_LIMITS, DEFAULT_MAX_BODY_SIZE, DecodeLimits
+from aethermind.ingest.window import DEFAULT_MAX_FUTURE_SECONDS, TimeWindow, span_time_window
 
 ENV_PREFIX = "AETHERMIND_"
 
@@ -47,6 +48,10 @@ class ReceiverConfig:
     admin_timeout_seconds: float = 10.0
     retry_after_seconds: int = 2
     keep_all_spans: bool = False
+    # The accepted span start times (ingest/window.py): back to the organization's retention,
+    # or this many days when smaller (0: the retention), and this far ahead of our clock.
+    max_span_age_days: int = 0
+    max_span_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS
     cors_origins: tuple[str, ...] = ()
     redis_url: str | None = None
     tls_cert: str | None = None
@@ -96,6 +101,15 @@ class ReceiverConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_span_age_days < 0:
+            raise ReceiverConfigError(
+                f"max_span_age_days must be >= 0 (0: the retention), got {self.max_span_age_days}"
+            )
+        if not 0 <= self.max_span_future_seconds <= 366 * 86_400:
+            raise ReceiverConfigError(
+                "max_span_future_seconds must be between 0 and a year, got"
+                f" {self.max_span_future_seconds}"
+            )
         if self.alert_check_seconds < 0:
             raise ReceiverConfigError(
                 f"alert_check_seconds must be >= 0 (0: off), got {self.alert_check_seconds}"
@@ -109,6 +123,14 @@ class ReceiverConfig:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ReceiverConfigError("TLS needs both --tls-cert and --tls-key")
+
+    def span_window(self, retention_days: int) -> TimeWindow:
+        """The span start times accepted, now, for an organization keeping ``retention_days``."""
+        return span_time_window(
+            retention_days=retention_days,
+            max_age_days=self.max_span_age_days,
+            max_future_seconds=self.max_span_future_seconds,
+        )
 
     def __repr__(self) -> str:
         redis = "set" if self.redis_url else None
@@ -148,6 +170,8 @@ _FROM_ENV: dict[str, Callable[[str], Any]] = {
     "admin_timeout_seconds": parse_float,
     "auth_max_failures_per_minute": parse_int,
     "keep_all_spans": parse_bool,
+    "max_span_age_days": parse_int,
+    "max_span_future_seconds": parse_float,
     "workers": parse_int,
     "tls_cert": parse_text,
     "tls_key": parse_text,

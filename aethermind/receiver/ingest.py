@@ -17,8 +17,9 @@ from aiohttp import web
 
 from aethermind.ingest import otlp
 from aethermind.ingest.convert import Conversion, calls_to_rows, spans_to_rows
-from aethermind.ingest.events import parse_events
+from aethermind.ingest.events import MAX_ERRORS_REPORTED, parse_events
 from aethermind.ingest.policy import TenantPolicy
+from aethermind.ingest.window import TimeWindow
 from aethermind.receiver import schemas
 from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import (
@@ -76,7 +77,9 @@ async def otlp_traces(request: web.Request) -> web.Response:
             _count_decoded(app, decoded)
             await _rate_limit(app, verified, len(decoded.spans))
             spans = decoded.spans
-            await _store(app, verified, lambda policy: _spans_to_rows(app, spans, policy))
+            _, conversion = await _store(
+                app, verified, lambda policy, window: _spans_to_rows(app, spans, policy, window)
+            )
     except otlp.OtlpRequestError as exc:
         payload, ctype = otlp.encode_error(exc, content_type=content_type)
         return web.Response(status=exc.status, body=payload, content_type=ctype)
@@ -85,7 +88,11 @@ async def otlp_traces(request: web.Request) -> web.Response:
         return web.Response(
             status=exc.status, body=payload, headers=exc.headers, content_type=ctype
         )
-    payload, ctype = otlp.encode_decoded_response(decoded)
+    payload, ctype = otlp.encode_decoded_response(
+        decoded,
+        later_rejected=conversion.out_of_window,
+        later_reason=conversion.rejection_message,
+    )
     return web.Response(status=200, body=payload, content_type=ctype)
 
 
@@ -109,18 +116,23 @@ async def json_ingest(request: web.Request) -> web.Response:
             stored, conversion = await _store(
                 app,
                 verified,
-                lambda policy: calls_to_rows(calls, policy=policy, price_book=book),
+                lambda policy, window: calls_to_rows(
+                    calls, policy=policy, price_book=book, window=window
+                ),
             )
     except otlp.OtlpRequestError as exc:
         return _json_error(exc.status, exc.message)
     except HttpError as exc:
         return _json_error(exc.status, exc.message, exc.headers)
+    errors = parsed.errors
+    if conversion.rejection_message and len(errors) < MAX_ERRORS_REPORTED:
+        errors = [*errors, conversion.rejection_message]
     answer = schemas.IngestResponse(
-        accepted=len(parsed.calls),
+        accepted=len(parsed.calls) - conversion.out_of_window,
         stored=stored,
         duplicates=len(conversion.rows) - stored,
-        rejected=parsed.rejected,
-        errors=parsed.errors,
+        rejected=parsed.rejected + conversion.out_of_window,
+        errors=errors,
     )
     return answer_json(answer)
 
@@ -169,18 +181,25 @@ async def _rate_limit(app: web.Application, verified: VerifiedKey, spans: int) -
 
 
 def _spans_to_rows(
-    app: web.Application, spans: list[otlp.DecodedSpan], policy: TenantPolicy
+    app: web.Application,
+    spans: list[otlp.DecodedSpan],
+    policy: TenantPolicy,
+    window: TimeWindow,
 ) -> Conversion:
     return spans_to_rows(
         spans,
         policy=policy,
         price_book=app[PRICE_BOOK],
+        window=window,
         keep_all_spans=app[CONFIG].keep_all_spans,
     )
 
 
+
 async def _store(
-    app: web.Application, verified: VerifiedKey, convert: Callable[[TenantPolicy], Conversion]
+    app: web.Application,
+    verified: VerifiedKey,
+    convert: Callable[[TenantPolicy, TimeWindow], Conversion],
 ) -> tuple[int, Conversion]:
     """Convert (once the organization's policy is known) and write, committed before this
     returns; storage trouble is a 503, a value the database refuses a 400."""
@@ -196,7 +215,9 @@ async def _store(
             metrics.storage_unavailable.inc()
             raise Unavailable("storage unavailable", headers=retry) from exc
         raise
-    conversion = convert(policy)
+    conversion = convert(policy, app[CONFIG].span_window(verified.retention_days))
+    if conversion.out_of_window:
+        metrics.spans_rejected.labels("out_of_window").inc(conversion.out_of_window)
     if conversion.dropped_not_genai:
         metrics.spans_dropped.labels("not_genai").inc(conversion.dropped_not_genai)
     if not conversion.rows:

@@ -181,9 +181,10 @@ async def trace(request: web.Request) -> web.Response:
     trace_id = request.match_info["trace_id"]
     if not _TRACE_ID_RE.match(trace_id):
         raise BadRequest("path parameter 'trace_id' must be 32 hex characters")
+    since, until = app[CONFIG].span_window(verified.retention_days).stored_range()
     async with reading(app):
         spans = await queries.trace_spans(
-            app[POOL], verified.organization_id, trace_id,
+            app[POOL], verified.organization_id, trace_id, since=since, until=until,
             timeout=app[CONFIG].read_timeout_seconds,
         )  # fmt: skip
     if not spans:

@@ -274,16 +274,23 @@ async def trace_spans(
     organization_id: UUID | str,
     trace_id: str,
     *,
+    since: datetime,
+    until: datetime,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The stored spans of one trace in this organization, in start order; each with its
-    normalized fields, ``cost_usd`` (None when unpriced) and ``status``."""
+    """The stored spans of one trace in this organization that start in [since, until), in
+    start order; each with its normalized fields, ``cost_usd`` (None when unpriced) and
+    ``status``. The time range keeps the lookup to the partitions it can be in."""
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         records = await conn.fetch(
             f"SELECT {', '.join(_SPAN_COLUMNS)} FROM telemetry_events"
-            ' WHERE organization_id = $1 AND trace_id = $2 ORDER BY "timestamp", span_id',
+            " WHERE organization_id = $1 AND trace_id = $2"
+            '   AND "timestamp" >= $3 AND "timestamp" < $4'
+            ' ORDER BY "timestamp", span_id',
             UUID(str(organization_id)),
             trace_id.lower(),
+            since,
+            until,
             timeout=timeout,
         )
     spans = []

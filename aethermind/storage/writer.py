@@ -119,15 +119,24 @@ def _next_month(month: tuple[int, int]) -> tuple[int, int]:
     return (year + 1, 1) if mon == 12 else (year, mon + 1)
 
 
+MAX_NEW_PARTITIONS_PER_WRITE = 3
+"""Creating a partition locks the events table for every tenant, so one write creates at
+most this many (the newest months; say a backfill's latest month and the next). The rows of
+the other months wait in the default partition, and move out when a later write creates
+their month. The receiver's time window bounds the months that can exist at all."""
+
+
 async def ensure_partitions(
     pool_or_conn: PoolOrConnection,
     instants: Sequence[datetime],
     *,
     partitions: PartitionCache | None = None,
+    max_new: int = MAX_NEW_PARTITIONS_PER_WRITE,
     timeout: float | None = None,
 ) -> int:
     """Make sure the monthly partitions for ``instants`` exist, and the month after the
-    latest (so a month's first batch never waits on DDL). Returns the number created."""
+    latest (so a month's first batch never waits on DDL), creating at most ``max_new``.
+    Returns the number created."""
     known = partitions.months if partitions is not None else set()
     months = {_month(ts) for ts in instants}
     if months:
@@ -135,6 +144,12 @@ async def ensure_partitions(
     missing = sorted(months - known)
     if not missing:
         return 0
+    if len(missing) > max_new:
+        logger.info(
+            "partitions deferred: rows wait in the default partition",
+            extra={"deferred": [f"{y}-{m:02d}" for y, m in missing[:-max_new]]},
+        )
+        missing = missing[-max_new:]
     starts = [datetime(y, m, 1, tzinfo=UTC) for y, m in missing]
     async with connection(pool_or_conn) as conn:
         created: int = await conn.fetchval(

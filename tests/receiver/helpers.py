@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,12 +74,16 @@ def random_span_id() -> str:
     return os.urandom(8).hex()
 
 
+RECENT_UNIX_NANO = (time.time_ns() // 1_000_000_000 - 3600) * 1_000_000_000
+"""A whole second an hour before the tests started: inside every organization's time window."""
+
+
 def otlp_json_span(
     *,
     trace_id: str | None = None,
     span_id: str | None = None,
-    start: Any = "1764000000000000000",
-    end: Any = "1764000000250000000",
+    start: Any = str(RECENT_UNIX_NANO),
+    end: Any = str(RECENT_UNIX_NANO + 250_000_000),
     attributes: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tests.receiver.helpers import (
     PROTOBUF,
     export_with_otel,
     llm_spans,
+    RECENT_UNIX_NANO,
     otlp_json_body,
     otlp_json_span,
     protobuf_body,
@@ -106,7 +107,9 @@ async def test_hand_built_otlp_json_with_string_and_number_integers(
 ) -> None:
     spans = [
         otlp_json_span(),  # 64-bit ints as strings, as the spec's JSON mapping writes them
-        otlp_json_span(start=1764000000000000000, end=1764000000100000000, unknownField={"x": 1}),
+        otlp_json_span(
+            start=RECENT_UNIX_NANO, end=RECENT_UNIX_NANO + 100_000_000, unknownField={"x": 1}
+        ),
     ]
     response = await receiver.session.post(
         receiver.traces_url,
@@ -203,7 +206,7 @@ async def test_json_ingest_reports_every_invalid_field_of_an_event_with_its_path
         "trace_id": "xyz",
         "service": 7,
     }
-    good = {"model": "gpt-4o", "provider": "openai", "timestamp": 1764500000000}
+    good = {"model": "gpt-4o", "provider": "openai", "timestamp": RECENT_UNIX_NANO // 1_000_000}
     response = await receiver.session.post(
         f"{receiver.url}/v1/ingest", json={"events": [good, bad, "not an event"]},
         headers=receiver.acme.ingest_headers(),

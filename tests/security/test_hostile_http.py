@@ -31,6 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from tests.faults.load import genai_request
 from tests.faults.serving import owner_fetch
+from tests.receiver.helpers import RECENT_UNIX_NANO
 from tests.security.conftest import Target
 
 pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
@@ -63,8 +64,8 @@ VALID_JSON = json.dumps(
                                 "spanId": "eee19b7ec3c1b174",
                                 "name": "chat gpt-4o",
                                 "kind": 3,
-                                "startTimeUnixNano": "1764000000000000000",
-                                "endTimeUnixNano": "1764000000250000000",
+                                "startTimeUnixNano": str(RECENT_UNIX_NANO),
+                                "endTimeUnixNano": str(RECENT_UNIX_NANO + 250_000_000),
                                 "attributes": [
                                     {
                                         "key": "gen_ai.operation.name",
@@ -282,7 +283,7 @@ BASE_ATTRIBUTES = [
     {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
 ]
 TIMES = st.one_of(
-    st.just("1764000000000000000"),
+    st.just(str(RECENT_UNIX_NANO)),
     INTS,
     INTS.map(str),
     FLOATS,
@@ -299,7 +300,7 @@ def sometimes(draw: st.DrawFn, valid: Any, hostile: st.SearchStrategy[Any]) -> A
 
 @st.composite
 def hostile_json_span(draw: st.DrawFn) -> Any:
-    start = 1_764_000_000_000_000_000 + draw(st.integers(0, 10**15))
+    start = RECENT_UNIX_NANO - draw(st.integers(0, 10**14))  # within the last day
     span: dict[str, Any] = {
         "traceId": sometimes(draw, draw(hex_of(32)), IDS),
         "spanId": sometimes(draw, draw(hex_of(16)), IDS),
@@ -416,7 +417,7 @@ def hostile_protobuf_request(draw: st.DrawFn) -> bytes:
         for _ in range(draw(st.integers(0, 5))):
             key = draw(st.one_of(TOKEN_KEYS, st.text(max_size=20)))
             attributes.append(KeyValue(key=key, value=draw(_any_values())))
-        start = 1_764_000_000_000_000_000 + draw(st.integers(0, 10**15))
+        start = RECENT_UNIX_NANO - draw(st.integers(0, 10**14))  # within the last day
         u64 = st.integers(0, 2**64 - 1)
         spans.append(
             Span(

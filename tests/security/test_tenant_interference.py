@@ -3,6 +3,7 @@ performed through the receiver on a real PostgreSQL, each checked from the victi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -10,8 +11,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.plugins.receiver import RunningReceiver, Tenant
-from tests.receiver.helpers import PROTOBUF, protobuf_body
+from tests.plugins.receiver import ReceiverFactory, RunningReceiver, Tenant
+from tests.receiver.helpers import JSON, PROTOBUF, otlp_json_body, otlp_json_span, protobuf_body
+from tests.storage.factories import owner_fetch
 
 WRAPPER_SCOPE = "my-genai-wrapper"
 
@@ -106,3 +108,89 @@ async def test_an_admin_key_cannot_pile_up_overrides_or_costly_patterns(
         json={"model_pattern": "mine", "input_per_mtok": "1", "output_per_mtok": "2"},
     )  # fmt: skip
     assert response.status == 201
+
+
+def _otlp_span_at(start_unix_nano: int) -> dict[str, Any]:
+    return otlp_json_span(start=str(start_unix_nano), end=str(start_unix_nano + 250_000_000))
+
+
+async def _partitions(receiver: RunningReceiver) -> set[str]:
+    rows = await owner_fetch(
+        receiver.pool,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'telemetry_events'::regclass",
+    )
+    return {r["relname"] for r in rows}
+
+
+async def test_spans_in_far_months_are_rejected_and_create_no_partitions(
+    receiver: RunningReceiver,
+) -> None:
+    # The attack: one request whose spans start in hundreds of different months, from 1970
+    # to 2262. Each new month would be a partition created under a lock on the shared table,
+    # never dropped by retention, and every trace lookup would lock them all.
+    month_ns = 31 * 86_400 * 10**9
+    hostile = [_otlp_span_at(i * month_ns) for i in range(1, 3400, 7)]  # 1970 .. 2258
+    partitions_before = await _partitions(receiver)
+    response = await receiver.session.post(
+        receiver.traces_url, data=otlp_json_body(hostile),
+        headers=receiver.acme.ingest_headers(**{"Content-Type": JSON}),
+    )  # fmt: skip
+    assert response.status == 200
+    partial = (await response.json())["partialSuccess"]
+    in_window = sum(1 for s in hostile if _recent(int(s["startTimeUnixNano"])))
+    assert int(partial["rejectedSpans"]) == len(hostile) - in_window
+    assert "outside the accepted time window" in partial["errorMessage"]
+    assert "30 days" in partial["errorMessage"]  # the FREE plan's retention
+    assert await receiver.count_rows(receiver.acme) == in_window
+    # At most the current month and its neighbours exist, whatever was sent.
+    assert len(await _partitions(receiver) - partitions_before) <= 2
+    metrics = await (await receiver.session.get(f"{receiver.url}/metrics")).text()
+    rejected = len(hostile) - in_window
+    assert f'aethermind_spans_rejected_total{{reason="out_of_window"}} {rejected}.0' in metrics, [line for line in metrics.splitlines() if "rejected_total" in line]
+
+    # The other organization's spans, now and an hour ahead (clock skew), are stored.
+    now = time.time_ns()
+    response = await receiver.session.post(
+        receiver.traces_url,
+        data=otlp_json_body([_otlp_span_at(now - 10**9), _otlp_span_at(now + 3600 * 10**9)]),
+        headers=receiver.globex.ingest_headers(**{"Content-Type": JSON}),
+    )
+    assert await response.json() == {}
+    assert await receiver.count_rows(receiver.globex) == 2
+
+
+def _recent(start_unix_nano: int) -> bool:
+    now = time.time_ns()
+    return now - 30 * 86_400 * 10**9 <= start_unix_nano <= now + 86_400 * 10**9
+
+
+async def test_the_time_window_follows_retention_and_settings(
+    receiver_factory: ReceiverFactory,
+) -> None:
+    receiver = await receiver_factory(max_span_age_days=2, max_span_future_seconds=60)
+    now = time.time_ns()
+    day = 86_400 * 10**9
+    spans = [
+        _otlp_span_at(now - 3 * day),  # older than the 2 days set
+        _otlp_span_at(now - day),
+        _otlp_span_at(now + 30 * 10**9),
+        _otlp_span_at(now + 600 * 10**9),  # 10 minutes ahead, past the 60 s set
+    ]
+    response = await receiver.session.post(
+        receiver.traces_url, data=otlp_json_body(spans),
+        headers=receiver.acme.ingest_headers(**{"Content-Type": JSON}),
+    )  # fmt: skip
+    partial = (await response.json())["partialSuccess"]
+    assert partial["rejectedSpans"] == "2"
+    assert "2 days old" in partial["errorMessage"] and "60 s ahead" in partial["errorMessage"]
+    assert await receiver.count_rows(receiver.acme) == 2
+    # Plain JSON events obey the same window, and say so.
+    response = await receiver.session.post(
+        f"{receiver.url}/v1/ingest",
+        json={"events": [{"model": "gpt-4o", "timestamp": (now - 3 * day) // 10**6}]},
+        headers=receiver.acme.ingest_headers(),
+    )
+    body = await response.json()
+    assert (body["accepted"], body["rejected"], body["stored"]) == (0, 1, 0)
+    assert "outside the accepted time window" in body["errors"][0]

@@ -14,7 +14,7 @@ from aethermind.storage.queries import aggregates
 from aethermind.storage.reprice import reprice
 from aethermind.storage.retention import apply_retention
 from aethermind.storage.scope import tenant_transaction
-from aethermind.storage.writer import write_rows
+from aethermind.storage.writer import ensure_partitions, write_rows
 from tests.storage.factories import create_org, make_rows, owner_fetch
 from tests.storage.test_writer import rollup_mismatches
 
@@ -74,6 +74,7 @@ async def test_retention_deletes_each_organizations_old_spans_and_drops_old_part
     long = await create_org(pool, "long", retention_days=90)
     # Spans every 12 hours from January to mid June.
     rows = make_rows(330, start=datetime(2025, 1, 1, tzinfo=UTC), spacing=timedelta(hours=12))
+    await ensure_partitions(pool, [r.timestamp for r in rows], max_new=12)
     await write_rows(pool, short, rows)
     await write_rows(pool, long, rows)
 

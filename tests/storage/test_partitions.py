@@ -23,7 +23,8 @@ async def test_old_and_future_spans_land_in_their_month_partitions(pool: Any) ->
     future = make_rows(
         2, start=datetime(2031, 12, 31, 23, 59, tzinfo=UTC), spacing=timedelta(minutes=2), seed=2
     )
-    assert await write_rows(pool, org, old + future) == 5
+    assert await write_rows(pool, org, old) == 3
+    assert await write_rows(pool, org, future) == 2
     counts = await partition_counts(pool)
     assert counts == {
         "telemetry_events_p201902": 2,
@@ -65,3 +66,23 @@ async def test_partition_checks_are_cached_by_their_owner(pool: Any) -> None:
     rows = make_rows(1, start=when[0])
     assert await write_rows(pool, org, rows, partitions=partitions) == 1
     assert await partition_counts(pool) == {"telemetry_events_default": 1}
+
+
+async def test_one_write_creates_at_most_a_few_partitions_and_the_rest_wait(pool: Any) -> None:
+    # A write spanning ten months creates only the newest few partitions (each creation
+    # locks the table for every tenant); the other rows wait in the default partition and
+    # move out when a later write creates their month.
+    org = await create_org(pool, "acme")
+    rows = [
+        row
+        for month in range(1, 11)
+        for row in make_rows(1, start=datetime(2024, month, 3, tzinfo=UTC), seed=month)
+    ]
+    assert await write_rows(pool, org, rows) == 10
+    counts = await partition_counts(pool)
+    assert counts.pop("telemetry_events_default") == 8
+    assert counts == {"telemetry_events_p202409": 1, "telemetry_events_p202410": 1}
+    assert await ensure_partitions(pool, [datetime(2024, 3, 1, tzinfo=UTC)]) == 2
+    counts = await partition_counts(pool)
+    assert counts["telemetry_events_p202403"] == counts["telemetry_events_p202404"] == 1
+    assert counts["telemetry_events_default"] == 6

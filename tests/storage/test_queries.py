@@ -15,6 +15,8 @@ from tests.storage.factories import create_org, make_rows
 
 FROM = datetime(2025, 3, 10, 0, tzinfo=UTC)
 TO = datetime(2025, 3, 20, 0, tzinfo=UTC)
+EVER = datetime(2000, 1, 1, tzinfo=UTC)
+NEVER = datetime(2100, 1, 1, tzinfo=UTC)
 MEASURES = (
     "calls", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "reasoning_tokens", "total_tokens", "cost_usd", "unpriced_calls",
@@ -149,10 +151,12 @@ async def test_a_trace_shows_only_its_organizations_spans_in_order(pool: Any) ->
     rows = make_rows(6)
     await write_rows(pool, a, rows)
     await write_rows(pool, b, make_rows(3, seed=9))
-    spans = await trace_spans(pool, a, rows[2].trace_id)
+    spans = await trace_spans(pool, a, rows[2].trace_id, since=EVER, until=NEVER)
     assert [s["span_id"] for s in spans] == [rows[2].span_id]
     assert spans[0]["cost_usd"] == rows[2].cost and spans[0]["status"] == rows[2].status
-    assert await trace_spans(pool, b, rows[2].trace_id) == []
+    assert await trace_spans(pool, b, rows[2].trace_id, since=EVER, until=NEVER) == []
+    later = rows[2].timestamp + timedelta(seconds=1)
+    assert await trace_spans(pool, a, rows[2].trace_id, since=later, until=NEVER) == []
 
 
 async def test_top_traces_are_ordered_by_cost(pool: Any) -> None:

@@ -79,12 +79,15 @@ def encode_export_response(
     return _json({"partialSuccess": partial}), fmt.content_type
 
 
-def encode_decoded_response(decoded: DecodedRequest) -> tuple[bytes, str]:
-    """The 200 response for a decoded request, reporting the spans it rejected."""
+def encode_decoded_response(
+    decoded: DecodedRequest, *, later_rejected: int = 0, later_reason: str = ""
+) -> tuple[bytes, str]:
+    """The 200 response for a decoded request, reporting the spans the decoder rejected and
+    ``later_rejected`` more that a later step refused (``later_reason`` says why)."""
     return encode_export_response(
         decoded.format,
-        rejected_spans=decoded.rejected_spans,
-        error_message=decoded.error_message,
+        rejected_spans=decoded.rejected_spans + later_rejected,
+        error_message="; ".join(m for m in (decoded.error_message, later_reason) if m),
     )
 
 
