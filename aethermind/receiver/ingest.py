@@ -105,9 +105,7 @@ async def json_ingest(request: web.Request) -> web.Response:
                 raise otlp.UnsupportedContentTypeError("/v1/ingest takes application/json")
             verified = await authenticate(request, "ingest")
             body = await otlp.read_request_body(request, max_size=app[CONFIG].max_body_bytes)
-            parsed = parse_events(
-                body, max_events=app[CONFIG].decode_limits.max_spans_per_request
-            )
+            parsed = parse_events(body, max_events=app[CONFIG].decode_limits.max_spans_per_request)
             app[METRICS].spans_received.inc(len(parsed.calls))
             if parsed.rejected:
                 app[METRICS].spans_rejected.labels("invalid_event").inc(parsed.rejected)
@@ -193,7 +191,6 @@ def _spans_to_rows(
         window=window,
         keep_all_spans=app[CONFIG].keep_all_spans,
     )
-
 
 
 async def _store(

@@ -264,11 +264,7 @@ def _socket_dir_for(pgdata: Path, port: int, user: pwd.struct_passwd | None) -> 
         directory.mkdir(mode=0o700)
     except FileExistsError:
         st = directory.lstat()
-        if (
-            not stat.S_ISDIR(st.st_mode)
-            or st.st_uid != owner
-            or stat.S_IMODE(st.st_mode) & 0o077
-        ):
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != owner or stat.S_IMODE(st.st_mode) & 0o077:
             raise EmbeddedPostgresError(
                 f"refusing to put the database socket in {directory}: it exists but is not a "
                 f"private directory of the server's user (a symlink, another owner, or open "

@@ -17,9 +17,9 @@ from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.receiver.helpers import (
     JSON,
     PROTOBUF,
+    RECENT_UNIX_NANO,
     export_with_otel,
     llm_spans,
-    RECENT_UNIX_NANO,
     otlp_json_body,
     otlp_json_span,
     protobuf_body,

@@ -71,6 +71,10 @@ def assert_valid(document: dict[str, Any], name: str, instance: Any) -> None:
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
 
 
+RECENT_ISO = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+"""Inside every organization's time window, so these events reach the database."""
+
+
 def now_events(count: int, **extra: Any) -> list[dict[str, Any]]:
     moment = datetime.now(UTC) - timedelta(minutes=5)
     return [
@@ -542,21 +546,25 @@ FORMERLY_5XX: list[tuple[str, str, str, bytes | None, int]] = [
         "ingest-lone-surrogate-in-model",
         "POST",
         "/v1/ingest",
-        b'{"events":[{"model":"m\\ud800","timestamp":"2026-01-01T00:00:00Z"}]}',
+        '{"events":[{"model":"m\\ud800","timestamp":"NOW"}]}'.replace("NOW", RECENT_ISO).encode(),
         200,
     ),
     (
         "ingest-lone-surrogate-in-service",
         "POST",
         "/v1/ingest",
-        b'{"events":[{"model":"m","service":"\\ud800","timestamp":"2026-01-01T00:00:00Z"}]}',
+        '{"events":[{"model":"m","service":"\\ud800","timestamp":"NOW"}]}'.replace(
+            "NOW", RECENT_ISO
+        ).encode(),
         200,
     ),
     (
         "ingest-lone-surrogate-in-attribute",
         "POST",
         "/v1/ingest",
-        b'{"events":[{"model":"m","attributes":{"k":"v\\ud800"},"timestamp":"2026-01-02T00:00:00Z"}]}',
+        '{"events":[{"model":"m","attributes":{"k":"v\\ud800"},"timestamp":"NOW"}]}'.replace(
+            "NOW", RECENT_ISO
+        ).encode(),
         200,
     ),
 ]

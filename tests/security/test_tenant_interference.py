@@ -147,7 +147,7 @@ async def test_spans_in_far_months_are_rejected_and_create_no_partitions(
     assert len(await _partitions(receiver) - partitions_before) <= 2
     metrics = await (await receiver.session.get(f"{receiver.url}/metrics")).text()
     rejected = len(hostile) - in_window
-    assert f'aethermind_spans_rejected_total{{reason="out_of_window"}} {rejected}.0' in metrics, [line for line in metrics.splitlines() if "rejected_total" in line]
+    assert f'aethermind_spans_rejected_total{{reason="out_of_window"}} {rejected}.0' in metrics
 
     # The other organization's spans, now and an hour ahead (clock skew), are stored.
     now = time.time_ns()
