@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from aethermind.semconv import attributes as a
 from aethermind.semconv.providers import prices_provider_id
-from aethermind.semconv.record import UsageRecord
+from aethermind.semconv.record import MAX_NAME_LENGTH, UsageRecord
 
 # Larger counts are garbage (a bug or an attack), not usage: they are ignored, not stored.
 MAX_TOKENS: Final = 10**12
@@ -192,6 +192,10 @@ def _normalize(
     )
     if request_model is None and found[_INVOCATION] is not None:
         request_model = _model_from_invocation_parameters(found[_INVOCATION])
+    if request_model is not None and len(request_model) > MAX_NAME_LENGTH:
+        request_model = request_model[:MAX_NAME_LENGTH]
+    if response_model is not None and len(response_model) > MAX_NAME_LENGTH:
+        response_model = response_model[:MAX_NAME_LENGTH]
 
     v = found[_INPUT]
     input_tokens = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.INPUT_TOKEN_KEYS)
@@ -211,7 +215,7 @@ def _normalize(
     v = found[_PROVIDER]
     provider = v if v is None or (type(v) is str and v) else _valid_text(v, attrs, a.PROVIDER_KEYS)
     if provider is not None:
-        provider = _lower(provider)
+        provider = _lower(provider[:MAX_NAME_LENGTH])
 
     v = found[_CACHE_READ]
     cache_read = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.CACHE_READ_KEYS)
@@ -329,10 +333,10 @@ def reported_usage(
         INCLUSIVE,
     )
     return UsageRecord(
-        provider=None if provider is None else _lower(provider),
+        provider=None if provider is None else _lower(provider[:MAX_NAME_LENGTH]),
         operation=operation,
-        request_model=request_model,
-        response_model=response_model,
+        request_model=None if request_model is None else request_model[:MAX_NAME_LENGTH],
+        response_model=None if response_model is None else response_model[:MAX_NAME_LENGTH],
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cache_read_tokens=cache_read_tokens,

@@ -11,6 +11,7 @@ snapshot or from an organization's own overrides.
 from __future__ import annotations
 
 import bisect
+import copy
 import functools
 import logging
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from genai_prices.types import (
     TimeOfDateConstraint,
 )
 
+from aethermind.semconv.bounded import BoundedCache
 from aethermind.semconv.providers import prices_provider_id, same_provider, split_model_prefix
 from aethermind.semconv.record import UNKNOWN_COST, Cost, UsageRecord
 
@@ -40,7 +42,10 @@ _NS_PER_DAY = 86_400_000_000_000
 _NS_PER_MINUTE = 60_000_000_000
 _PROBE_OUTPUT = 1_000_000
 _PROBE_INPUT = 1_000_000
-_CACHE_LIMIT = 65_536
+_CACHE_LIMIT = 8192
+"""Entries per lookup cache of a price book. Keys hold model and provider names, which
+spans choose (bounded to ``record.MAX_NAME_LENGTH`` characters by the normalizer), so every
+cache is bounded; a few thousand models in steady use stay cached through any churn."""
 _OVERRIDE_PRICE_FIELDS = (
     "input_per_mtok",
     "output_per_mtok",
@@ -264,15 +269,17 @@ class PriceBook:
     """
 
     def __init__(self, snapshot: DataSnapshot | None = None) -> None:
-        self._snapshot = snapshot or get_snapshot()
-        self._resolved: dict[tuple[str | None, str], _Resolved | None] = {}
-        self._periods: dict[tuple[int, int], _PricedModel] = {}
-        self._overrides: dict[PriceOverride, _PricedModel] = {}
+        self._snapshot = _without_lookup_caches(snapshot or get_snapshot())
+        self._resolved: BoundedCache[tuple[str | None, str], _Resolved | None] = BoundedCache(
+            _CACHE_LIMIT
+        )
+        self._periods: BoundedCache[tuple[int, int], _PricedModel] = BoundedCache(_CACHE_LIMIT)
+        self._overrides: BoundedCache[PriceOverride, _PricedModel] = BoundedCache(_CACHE_LIMIT)
         # (provider as written, model, UTC day) -> the priced model and its ids: one lookup
         # per span in the common case. Models with time-of-day prices never enter it.
-        self._daily: dict[
+        self._daily: BoundedCache[
             tuple[str | None, str | None, int], tuple[_PricedModel, str, str] | None
-        ] = {}
+        ] = BoundedCache(_CACHE_LIMIT)
 
     def price(
         self,
@@ -285,13 +292,16 @@ class PriceBook:
         try:
             if not overrides and record.is_llm_call:
                 # The common case in one lookup: this model already priced for this UTC day.
-                daily = self._daily.get(
-                    (
-                        record.provider,
-                        record.response_model or record.request_model,
-                        start_time_unix_nano // _NS_PER_DAY,
-                    )
-                )
+                try:
+                    daily = self._daily[
+                        (
+                            record.provider,
+                            record.response_model or record.request_model,
+                            start_time_unix_nano // _NS_PER_DAY,
+                        )
+                    ]
+                except KeyError:
+                    daily = None
                 if daily is not None:
                     priced, model_id, provider_id = daily
                     card = priced.card_for(record.input_tokens or 0)
@@ -315,17 +325,21 @@ class PriceBook:
             if override is not None and not override.complete:
                 return _fallback(record)
             if override is not None:
-                priced = self._overrides.get(override)
-                if priced is None:
+                try:
+                    priced = self._overrides[override]
+                except KeyError:
                     priced = _PricedModel(override.model_price())
-                    self._remember(self._overrides, override, priced)
+                    self._overrides.put(override, priced)
                 card = priced.card_for(inputs)
                 return card.cost(
                     record, price_model_id=f"override:{override.model_pattern}", provider_id=None
                 )
         day_key = (record.provider, model, start_ns // _NS_PER_DAY)
-        if day_key in self._daily:
+        try:
             daily = self._daily[day_key]
+        except KeyError:
+            pass
+        else:
             if daily is None:
                 return _fallback(record)
             priced, model_id, provider_name = daily
@@ -337,28 +351,29 @@ class PriceBook:
         if resolved is None and record.request_model and record.request_model != model:
             resolved = self._resolve(provider_id, record.request_model)
         if resolved is None:
-            self._remember(self._daily, day_key, None)
+            self._daily.put(day_key, None)
             return _fallback(record)
         period = start_ns // (_NS_PER_MINUTE if resolved.time_of_day_prices else _NS_PER_DAY)
         key = (id(resolved.model), period)
-        priced_model = self._periods.get(key)
-        if priced_model is None:
+        try:
+            priced_model = self._periods[key]
+        except KeyError:
             at = datetime.fromtimestamp(start_ns / 1e9, tz=UTC)
             priced_model = _PricedModel(resolved.model.get_prices(at))
-            self._remember(self._periods, key, priced_model)
+            self._periods.put(key, priced_model)
         if not resolved.time_of_day_prices:
-            self._remember(
-                self._daily, day_key, (priced_model, resolved.model.id, resolved.provider.id)
-            )
+            self._daily.put(day_key, (priced_model, resolved.model.id, resolved.provider.id))
         card = priced_model.card_for(inputs)
         return card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
 
     def _resolve(self, provider_id: str | None, model: str) -> _Resolved | None:
         key = (provider_id, model)
-        if key in self._resolved:
+        try:
             return self._resolved[key]
+        except KeyError:
+            pass
         resolved = self._lookup(provider_id, model)
-        self._remember(self._resolved, key, resolved)
+        self._resolved.put(key, resolved)
         return resolved
 
     def _lookup(self, provider_id: str | None, model: str) -> _Resolved | None:
@@ -381,11 +396,40 @@ class PriceBook:
             return _Resolved(provider, info, _has_time_of_day_prices(info))
         return None
 
-    @staticmethod
-    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()  # crude but bounded; refilling costs one probe per model
-        cache[key] = value
+
+
+class _Unremembered(dict[Any, Any]):
+    """A dict that keeps nothing: stands in for genai-prices' own lookup caches."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+class _UnrememberedSet(set[Any]):
+    def add(self, element: Any) -> None:
+        pass
+
+
+_SNAPSHOT_CACHES = {
+    "_lookup_cache": _Unremembered,
+    "_provider_cache": _Unremembered,
+    "_provider_misses": _UnrememberedSet,
+}
+"""genai-prices' ``DataSnapshot`` remembers every model name it was asked about, found or
+not, without bound (names are whatever spans say). Our own bounded caches sit in front of
+it, so a private copy of the snapshot whose caches keep nothing loses no speed."""
+
+
+def _without_lookup_caches(snapshot: DataSnapshot) -> DataSnapshot:
+    private = copy.copy(snapshot)
+    for name, empty in _SNAPSHOT_CACHES.items():
+        if not hasattr(private, name):
+            # A genai-prices release that renamed its caches: say so rather than let an
+            # unbounded cache back in silently (tests/semconv checks the bound too).
+            logger.warning("genai-prices snapshot has no %s to bound", name)
+            continue
+        setattr(private, name, empty())
+    return private
 
 
 @functools.cache

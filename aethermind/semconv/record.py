@@ -10,6 +10,11 @@ from typing import Literal
 
 CostSource = Literal["computed", "provided", "unknown"]
 
+MAX_NAME_LENGTH = 256
+"""Characters kept of a provider or model name. Real names stay far below it (a Bedrock
+inference-profile ARN is ~110); longer ones are cut, stored cut, and priced by the cut name,
+so what keys the pricing caches stays small whatever a span says."""
+
 
 # Not frozen: a frozen dataclass __init__ costs about a microsecond on the hot path (it goes
 # through object.__setattr__ per field). Treat instances as immutable all the same.

@@ -3,7 +3,9 @@ performed through the receiver on a real PostgreSQL, each checked from the victi
 
 from __future__ import annotations
 
+import gc
 import time
+import tracemalloc
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -194,3 +196,60 @@ async def test_the_time_window_follows_retention_and_settings(
     body = await response.json()
     assert (body["accepted"], body["rejected"], body["stored"]) == (0, 1, 0)
     assert "outside the accepted time window" in body["errors"][0]
+
+
+def _unique_model_spans(first: int, count: int) -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests")
+    for i in range(first, first + count):
+        name = f"{i:08d}-" + "m" * (8 * 1024 - 9)  # unique in its first characters
+        with tracer.start_as_current_span("chat") as span:
+            span.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": name,
+                    "gen_ai.usage.input_tokens": 10,
+                    "gen_ai.usage.output_tokens": 5,
+                }
+            )
+    provider.shutdown()
+    return list(exporter.get_finished_spans())
+
+
+async def test_unique_model_names_leave_the_server_no_bigger(receiver: RunningReceiver) -> None:
+    # The attack: 3,000 spans with unique 8 KiB model names (72 MiB retained before the fix,
+    # 1.8 MiB after, measured here). genai-prices remembered every
+    # name it was asked about (~49 MiB for these), and our own caches kept 65,536 of them.
+    from aethermind.receiver.state import PRICE_BOOK
+    from aethermind.semconv.record import MAX_NAME_LENGTH
+
+    book = receiver.app[PRICE_BOOK]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for first in range(0, 3000, 500):
+            await _send(receiver, receiver.acme, _unique_model_spans(first, 500))
+        gc.collect()
+        retained, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert retained < 8 * 1024 * 1024, f"{retained / 2**20:.1f} MiB retained"
+    snapshot = vars(book)["_snapshot"]
+    assert not snapshot._lookup_cache and not snapshot._provider_cache
+    assert not snapshot._provider_misses
+    rows = await receiver.rows(receiver.acme)
+    assert len(rows) == 3000
+    assert {len(r["request_model"]) for r in rows} == {MAX_NAME_LENGTH}
+    # The other organization's spans are priced as ever.
+    await _send(
+        receiver,
+        receiver.globex,
+        _spans(
+            "tests", {**GEMINI, "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+        ),
+    )
+    (row,) = await receiver.rows(receiver.globex)
+    assert row["cost"] is not None and row["cost"] > 0
