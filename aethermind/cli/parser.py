@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="let this browser origin call the API (repeatable; '*' for any)",
     )
     serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=None,
+        metavar="CIDR",
+        help="a load balancer or proxy whose X-Forwarded-For names the client (repeatable;"
+        " env AETHERMIND_TRUSTED_PROXIES, comma list)",
+    )
+    serve.add_argument(
         "--max-body-bytes",
         type=int,
         default=None,

@@ -31,6 +31,7 @@ async def cmd_serve(args: argparse.Namespace) -> None:
         tls_key=args.tls_key,
         redis_url=args.redis_url,
         cors_origins=args.cors_origin,
+        trusted_proxies=args.trusted_proxy,
         max_body_bytes=args.max_body_bytes,
         workers=args.workers,
         listen_fds=tuple(args.listen_fd) if args.listen_fd else None,
@@ -74,6 +75,7 @@ async def _supervise_workers(args: argparse.Namespace, dsn: str, config: Receive
         *(["--tls-cert", args.tls_cert, "--tls-key", args.tls_key] if args.tls_cert else []),
         *(["--redis-url", args.redis_url] if args.redis_url else []),
         *[flag for origin in args.cors_origin or [] for flag in ("--cors-origin", origin)],
+        *[flag for cidr in args.trusted_proxy or [] for flag in ("--trusted-proxy", cidr)],
         *(["--max-body-bytes", str(args.max_body_bytes)] if args.max_body_bytes else []),
     ]  # fmt: skip
     command = [sys.executable, "-m", "aethermind.cli", "serve", "--worker", *forwarded]

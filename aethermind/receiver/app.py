@@ -24,10 +24,12 @@ from aiohttp import web
 from aethermind.ingest.policy import TenantPolicies
 from aethermind.receiver import admin, dashboard, ingest, openapi, ops, query
 from aethermind.receiver.alerts import alert_loop_ctx
+from aethermind.receiver.auth import client_address
+from aethermind.receiver.clientaddr import TrustedProxies
 from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.errors import HttpError
-from aethermind.receiver.keycache import FailureThrottle, KeyCache
+from aethermind.receiver.keycache import AuthThrottles, KeyCache
 from aethermind.receiver.logs import request_id_var
 from aethermind.receiver.metrics import ReceiverMetrics
 from aethermind.receiver.ratelimit import RateLimiter
@@ -42,6 +44,7 @@ from aethermind.receiver.state import (
     POOL,
     PRICE_BOOK,
     THROTTLE,
+    TRUSTED_PROXIES,
     WRITER,
     Admission,
 )
@@ -69,6 +72,7 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     metrics = ReceiverMetrics()
     app[CONFIG] = config
     app[METRICS] = metrics
+    app[TRUSTED_PROXIES] = TrustedProxies.parse(config.trusted_proxies)
     app[ADMISSION] = Admission()
     app[KEY_HASHING] = asyncio.Semaphore(1)
     app.cleanup_ctx.append(_resources_ctx(config, pool_provider, metrics))
@@ -111,7 +115,10 @@ def _resources_ctx(
                 ttl_seconds=config.auth_cache_ttl_seconds,
                 negative_ttl_seconds=config.auth_negative_ttl_seconds,
             )
-            app[THROTTLE] = FailureThrottle(max_failures=config.auth_max_failures_per_minute)
+            app[THROTTLE] = AuthThrottles(
+                max_failures_per_client=config.auth_max_failures_per_minute,
+                max_failures_per_key_id=config.auth_max_failures_per_key_id_per_minute,
+            )
             app[LIMITER] = RateLimiter(
                 redis, on_fallback=lambda on: metrics.rate_limit_fallback.set(int(on))
             )
@@ -234,6 +241,7 @@ async def _request_context(request: web.Request, handler: Handler) -> web.Stream
                 "status": status,
                 "ms": round(elapsed * 1000, 2),
                 "remote": request.remote,
+                "client": client_address(request),
             },
         )
         request_id_var.reset(token)

@@ -1,5 +1,6 @@
 """Authenticating a request: key -> organization and scopes, with throttling of clients that
-keep presenting bad keys. The organization always comes from the key, never from the request.
+keep presenting bad keys (``keycache.AuthThrottles``). The organization always comes from the
+key, never from the request.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from aethermind.receiver.errors import (
     Unavailable,
     is_storage_unavailable,
 )
-from aethermind.receiver.state import CONFIG, KEYS, METRICS, THROTTLE
+from aethermind.receiver.state import CONFIG, KEYS, METRICS, THROTTLE, TRUSTED_PROXIES
+from aethermind.storage.keys import parse_key
 from aethermind.storage.tenants import VerifiedKey
 
 BEARER_PREFIX = "bearer "
 API_KEY_HEADER = "x-api-key"
+FORWARDED_FOR_HEADER = "X-Forwarded-For"
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -35,31 +38,44 @@ def presented_key(request: web.Request) -> str | None:
 
 
 def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The TCP peer, or what ``X-Forwarded-For`` says when the peer is a trusted proxy."""
+    return request.app[TRUSTED_PROXIES].client_address(
+        request.remote, request.headers.getall(FORWARDED_FOR_HEADER, ())
+    )
 
 
 async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     """The verified key of ``request`` if it may use ``scope``; raises the HTTP error if not."""
     app = request.app
     metrics = app[METRICS]
-    address = client_address(request)
-    wait = app[THROTTLE].retry_after(address)
-    if wait is not None:
-        metrics.auth_failures.labels("throttled").inc()
-        raise TooManyRequests(
-            "too many failed authentication attempts from this address",
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
     key = presented_key(request)
     if key is None:
         metrics.auth_failures.labels("missing").inc()
         raise Unauthorized("missing API key: send Authorization: Bearer <key> or x-api-key")
+    address = client_address(request)
+    parsed = parse_key(key)
+    key_id = parsed.public_id if parsed is not None else ""
+    throttles = app[THROTTLE]
+    # A key that verified before passes: someone else's failures never refuse a valid key.
+    known = app[KEYS].verified_before(key)
+    if not known:
+        refusal = throttles.refusal(address, key_id)
+        if refusal is not None:
+            metrics.auth_failures.labels("throttled").inc()
+            raise TooManyRequests(
+                refusal.reason,
+                headers={"Retry-After": str(math.ceil(refusal.retry_after_seconds))},
+            )
     hits_before = app[KEYS].hits
     try:
         # Bounded: a key checked while the pool is exhausted or the database hangs gets a
         # 503 in time, instead of holding the request open.
         async with asyncio.timeout(app[CONFIG].auth_timeout_seconds):
-            verified = await app[KEYS].get(key)
+            if known:
+                verified = await app[KEYS].get(key)
+            else:
+                with throttles.checking(key_id):
+                    verified = await app[KEYS].get(key)
     except Exception as exc:
         if is_storage_unavailable(exc):
             raise Unavailable(
@@ -69,11 +85,11 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
         raise
     metrics.auth_cache.labels("hit" if app[KEYS].hits > hits_before else "miss").inc()
     if verified is None:
-        app[THROTTLE].record_failure(address)
+        throttles.record_failure(address, key_id)
         metrics.auth_failures.labels("unknown").inc()
         raise Unauthorized("unknown API key")
     if verified.revoked:
-        app[THROTTLE].record_failure(address)
+        throttles.record_failure(address, key_id)
         metrics.auth_failures.labels("revoked").inc()
         raise Forbidden("API key revoked")
     if scope not in verified.scopes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -53,12 +54,18 @@ class ReceiverConfig:
     max_span_age_days: int = 0
     max_span_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS
     cors_origins: tuple[str, ...] = ()
+    # Peers (CIDRs) whose X-Forwarded-For names the client; from anyone else it is ignored.
+    trusted_proxies: tuple[str, ...] = ()
     redis_url: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     auth_cache_ttl_seconds: float = 300.0
     auth_negative_ttl_seconds: float = 5.0
+    # Failed keys a minute from one client address with one key id, then 429 for that pair;
+    # and failed checks a minute of one key id from anywhere (each costs a bcrypt), then 429
+    # for that key id. A key that has verified before is never refused by either.
     auth_max_failures_per_minute: int = 30
+    auth_max_failures_per_key_id_per_minute: int = 10
     overrides_ttl_seconds: float = 30.0
     shutdown_grace_seconds: float = 30.0
     # Serving processes sharing one listening socket, supervised by `aethermind serve`.
@@ -94,6 +101,7 @@ class ReceiverConfig:
             "max_inflight_requests",
             "workers",
             "auth_max_failures_per_minute",
+            "auth_max_failures_per_key_id_per_minute",
             "write_timeout_seconds",
             "auth_timeout_seconds",
             "read_timeout_seconds",
@@ -121,6 +129,13 @@ class ReceiverConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ReceiverConfigError(
+                    f"trusted proxy {cidr!r} is not an IP address or CIDR (10.0.0.0/8)"
+                ) from None
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ReceiverConfigError("TLS needs both --tls-cert and --tls-key")
 
@@ -154,8 +169,9 @@ class ReceiverConfig:
             if value is not None:
                 values[name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(values.get("cors_origins"), list):
-            values["cors_origins"] = tuple(values["cors_origins"])
+        for name in ("cors_origins", "trusted_proxies"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return replace(cls(), **values)
 
 
@@ -169,6 +185,8 @@ _FROM_ENV: dict[str, Callable[[str], Any]] = {
     "read_timeout_seconds": parse_float,
     "admin_timeout_seconds": parse_float,
     "auth_max_failures_per_minute": parse_int,
+    "auth_max_failures_per_key_id_per_minute": parse_int,
+    "trusted_proxies": parse_list,
     "keep_all_spans": parse_bool,
     "max_span_age_days": parse_int,
     "max_span_future_seconds": parse_float,

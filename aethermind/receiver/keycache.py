@@ -2,20 +2,28 @@
 bcrypt kept off the hot path.
 
 bcrypt is slow by design, so a verified key is cached in memory under a fast digest of the key
-(never the key itself) for a TTL, unknown keys are cached negatively, concurrent first uses of
-one key share a single verification, and clients that keep failing are throttled by address.
-Revocations reach the cache through ``forget_key_ids`` (fed by the revocation watcher).
+(never the key itself) for a TTL, unknown keys are cached negatively, and concurrent first uses
+of one key share a single verification. Revocations reach the cache through ``forget_key_ids``
+(fed by the revocation watcher).
+
+Failures are throttled per (client address, key id) and per key id (``AuthThrottles``), never
+per address alone: behind a shared proxy or Collector one client's bad keys must not lock out
+every tenant. A key that verified before in this process (``KeyCache.verified_before``) is let
+through every throttle, so a valid key is never refused for someone else's failures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
+
+from aethermind.semconv.bounded import BoundedCache
 
 
 class VerifiedKeyLike(Protocol):
@@ -56,6 +64,9 @@ class KeyCache(Generic[K]):
         self._max = max_entries
         self._clock = clock
         self._entries: dict[bytes, _Entry[K]] = {}
+        # Digest -> key id of every key that verified (unrevoked) in this process, kept past
+        # the TTL: what lets a valid key through the failure throttles.
+        self._verified_before: BoundedCache[bytes, str] = BoundedCache(max_entries)
         self._inflight: dict[bytes, asyncio.Future[K | None]] = {}
         # Bumped by every revocation and clear: a verification that was in flight across one
         # may have read the key before it was revoked, so its answer is used once, not kept.
@@ -89,16 +100,27 @@ class KeyCache(Generic[K]):
         future.set_result(verified)
         if generation != self._generation:
             return verified
+        if verified is not None and not getattr(verified, "revoked", False):
+            self._verified_before.put(digest, str(verified.key_id))
         if len(self._entries) >= self._max:
             self._evict(now)
         ttl = self._ttl if verified is not None else self._negative_ttl
         self._entries[digest] = _Entry(verified, now + ttl)
         return verified
 
+    def verified_before(self, key: str) -> bool:
+        """Whether ``key`` verified in this process and was not revoked since."""
+        try:
+            self._verified_before[key_digest(key)]
+        except KeyError:
+            return False
+        return True
+
     def forget_key_ids(self, key_ids: Iterable[Any]) -> int:
         """Drop cached entries of these key ids (revoked); returns how many were dropped."""
         wanted = {str(k) for k in key_ids}
         self._generation += 1
+        self._verified_before.discard_values(wanted)
         doomed = [
             digest
             for digest, entry in self._entries.items()
@@ -111,6 +133,7 @@ class KeyCache(Generic[K]):
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
+        self._verified_before.forget_all()
 
     def _evict(self, now: float) -> None:
         for digest in [d for d, e in self._entries.items() if e.expires_at <= now]:
@@ -120,7 +143,8 @@ class KeyCache(Generic[K]):
 
 
 class FailureThrottle:
-    """Counts auth failures per client address in a sliding window; too many -> blocked."""
+    """Counts auth failures per key (a client address, a key id, a pair) in a sliding
+    window; too many -> blocked until the oldest leaves the window."""
 
     def __init__(
         self,
@@ -134,26 +158,93 @@ class FailureThrottle:
         self._window = window_seconds
         self._max_addresses = max_addresses
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[Hashable, deque[float]] = {}
         self.blocked = 0
 
-    def retry_after(self, address: str) -> float | None:
-        """Seconds this address must wait, or None when it may try."""
-        times = self._failures.get(address)
+    def retry_after(self, who: Hashable, *, pending: int = 0) -> float | None:
+        """Seconds ``who`` must wait, or None when it may try; ``pending`` attempts still
+        being checked count as failures already (they may all be)."""
+        times = self._failures.get(who)
         if not times:
-            return None
+            if pending < self._max_failures:
+                return None
+            self.blocked += 1
+            return 1.0
         now = self._clock()
         while times and times[0] <= now - self._window:
             times.popleft()
-        if len(times) < self._max_failures:
+        if len(times) + pending < self._max_failures:
             return None
         self.blocked += 1
-        return max(times[0] + self._window - now, 1.0)
+        return max(times[0] + self._window - now, 1.0) if times else 1.0
 
-    def record_failure(self, address: str) -> None:
-        if len(self._failures) >= self._max_addresses and address not in self._failures:
+    def record_failure(self, who: Hashable) -> None:
+        if len(self._failures) >= self._max_addresses and who not in self._failures:
             self._failures.clear()
-        self._failures.setdefault(address, deque(maxlen=self._max_failures)).append(self._clock())
+        self._failures.setdefault(who, deque(maxlen=self._max_failures)).append(self._clock())
 
-    def record_success(self, address: str) -> None:
-        self._failures.pop(address, None)
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str
+    retry_after_seconds: float
+
+
+class AuthThrottles:
+    """The two failure budgets a key check passes before any bcrypt runs.
+
+    - per (client address, key id): a client that keeps failing waits, and nobody else
+      does, even when all clients arrive through one proxy address;
+    - per key id, from any address: each failed check of a known key id costs a bcrypt
+      (~0.2 s of CPU), and a key id is known to whoever holds any key of its organization,
+      so guesses against one key id from many addresses are capped too.
+
+    Keys without a key id (malformed) count under the id ``""``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_failures_per_client: int = 30,
+        max_failures_per_key_id: int = 10,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_client = FailureThrottle(
+            max_failures=max_failures_per_client, window_seconds=window_seconds, clock=clock
+        )
+        self.per_key_id = FailureThrottle(
+            max_failures=max_failures_per_key_id, window_seconds=window_seconds, clock=clock
+        )
+        # Checks in progress per key id: a burst of concurrent guesses must not all start
+        # their bcrypt before the first one has failed.
+        self._checking: dict[str, int] = {}
+
+    def refusal(self, address: str, key_id: str) -> Refusal | None:
+        wait = self.per_client.retry_after((address, key_id))
+        if wait is not None:
+            return Refusal("too many failed keys from this client with this key id", wait)
+        if not key_id:
+            return None  # malformed: refused without a lookup, so nothing to cap
+        wait = self.per_key_id.retry_after(key_id, pending=self._checking.get(key_id, 0))
+        if wait is not None:
+            return Refusal("too many failed checks of this key id", wait)
+        return None
+
+    @contextlib.contextmanager
+    def checking(self, key_id: str) -> Iterator[None]:
+        """Counts a check of ``key_id`` as in progress while the block runs."""
+        self._checking[key_id] = self._checking.get(key_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._checking[key_id] - 1
+            if left:
+                self._checking[key_id] = left
+            else:
+                del self._checking[key_id]
+
+    def record_failure(self, address: str, key_id: str) -> None:
+        self.per_client.record_failure((address, key_id))
+        if key_id:
+            self.per_key_id.record_failure(key_id)

@@ -11,9 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from aethermind.ingest.policy import TenantPolicies
+from aethermind.receiver.clientaddr import TrustedProxies
 from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
-from aethermind.receiver.keycache import FailureThrottle, KeyCache
+from aethermind.receiver.keycache import AuthThrottles, KeyCache
 from aethermind.receiver.metrics import ReceiverMetrics
 from aethermind.receiver.ratelimit import RateLimiter
 from aethermind.semconv import PriceBook
@@ -40,7 +41,8 @@ ADMISSION = web.AppKey("admission", Admission)
 POOL: web.AppKey[Any] = web.AppKey("pool")
 """The asyncpg pool, owned by the pool provider given to ``create_app``."""
 KEYS: web.AppKey[KeyCache[VerifiedKey]] = web.AppKey("keys")
-THROTTLE = web.AppKey("throttle", FailureThrottle)
+THROTTLE = web.AppKey("throttle", AuthThrottles)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)
 LIMITER = web.AppKey("limiter", RateLimiter)
 PRICE_BOOK = web.AppKey("price_book", PriceBook)
 POLICIES = web.AppKey("policies", TenantPolicies)

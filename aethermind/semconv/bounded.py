@@ -46,6 +46,12 @@ class BoundedCache(dict[K, V]):
         """Entries in both generations (``len`` counts the young one only)."""
         return len(self) + len(self._old)
 
+    def discard_values(self, values: set[V]) -> None:
+        """Drop every entry, in both generations, whose value is in ``values``."""
+        for generation in (self, self._old):
+            for key in [k for k, v in dict.items(generation) if v in values]:
+                dict.__delitem__(generation, key)
+
     def forget_all(self) -> None:
         self.clear()
         self._old = {}

@@ -213,17 +213,27 @@ async def test_503_with_retry_after_at_once_when_saturated(
     assert (await slow).status == 200
 
 
-async def test_failed_authentication_is_throttled_per_client_address(
+async def test_failed_authentication_is_throttled_per_client_and_key_id(
     receiver_factory: ReceiverFactory,
 ) -> None:
     receiver = await receiver_factory(auth_max_failures_per_minute=5)
-    bad = {"Content-Type": PROTOBUF, "Authorization": "Bearer aether_nosuchid0000_secret"}
+    bad = {"Content-Type": PROTOBUF, "Authorization": f"Bearer aether_nosuchid0000_{'s' * 43}"}
     statuses = [
         (await receiver.session.post(receiver.traces_url, data=b"", headers=bad)).status
         for _ in range(7)
     ]
     assert statuses[:5] == [401] * 5
     assert statuses[5:] == [429, 429]
+    # The same address with another key is not refused: only that pair failed.
+    other_bad = {
+        "Content-Type": PROTOBUF,
+        "Authorization": f"Bearer aether_otherid00000_{'s' * 43}",
+    }
+    response = await receiver.session.post(receiver.traces_url, data=b"", headers=other_bad)
+    assert response.status == 401
+    valid = receiver.acme.ingest_headers(**{"Content-Type": PROTOBUF})
+    response = await receiver.session.post(receiver.traces_url, data=b"", headers=valid)
+    assert response.status == 200
 
 
 async def test_json_partial_success_message_names_the_problem(receiver: RunningReceiver) -> None:

@@ -3,6 +3,7 @@ performed through the receiver on a real PostgreSQL, each checked from the victi
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 import tracemalloc
@@ -253,3 +254,53 @@ async def test_unique_model_names_leave_the_server_no_bigger(receiver: RunningRe
     )
     (row,) = await receiver.rows(receiver.globex)
     assert row["cost"] is not None and row["cost"] > 0
+
+
+async def test_bad_keys_through_a_shared_proxy_lock_out_nobody_else(
+    receiver_factory: ReceiverFactory,
+) -> None:
+    # Every client arrives through one load balancer (the test client's 127.0.0.1), which
+    # the operator trusts, so X-Forwarded-For names the clients. Before: 30 bad keys a
+    # minute from the proxy's address gave every tenant 429, valid keys included.
+    from aethermind.receiver.state import KEYS
+    from aethermind.storage.keys import parse_key
+
+    receiver = await receiver_factory(
+        trusted_proxies=("127.0.0.1/32",), auth_max_failures_per_minute=30,
+        max_inflight_requests=100,  # the burst below is all let in, to reach the key check
+    )  # fmt: skip
+    acme, globex = receiver.acme, receiver.globex
+    body = protobuf_body(_spans("tests", {**GEMINI, "gen_ai.provider.name": "openai"}))
+
+    async def post(key: str, client: str) -> int:
+        response = await receiver.session.post(
+            receiver.traces_url, data=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": PROTOBUF,
+                     "X-Forwarded-For": client},
+        )  # fmt: skip
+        return response.status
+
+    assert await post(globex.ingest_key, "198.51.100.20") == 200  # globex's own key, in use
+    # 1. Garbage keys from one client: that client waits, the rest of the proxy's traffic not.
+    garbage = [await post(f"garbage-{i}", "203.0.113.5") for i in range(40)]
+    assert garbage[:30] == [401] * 30 and set(garbage[30:]) == {429}
+    assert await post(acme.ingest_key, "203.0.113.5") == 200  # same client, a valid key
+    assert await post(acme.ingest_key, "198.51.100.7") == 200
+
+    # 2. Guesses against one key id (globex knows its own) from many addresses, each a
+    # bcrypt: capped per key id, concurrent bursts included. The real key still works.
+    parsed = parse_key(globex.ingest_key)
+    assert parsed is not None
+    checks_before = receiver.app[KEYS].misses
+    guesses = await asyncio.gather(
+        *(
+            post(f"aether_{parsed.public_id}_{'g' * 40}{i:03d}", f"198.18.{i // 250}.{i % 250}")
+            for i in range(60)
+        )
+    )
+    bcrypt_checks = receiver.app[KEYS].misses - checks_before
+    assert bcrypt_checks <= 10, bcrypt_checks
+    assert guesses.count(401) == bcrypt_checks and guesses.count(429) == 60 - bcrypt_checks, guesses
+    assert await post(globex.ingest_key, "198.18.0.1") == 200
+    assert await post(acme.ingest_key, "198.18.0.1") == 200
+    assert await receiver.count_rows(acme) == 1  # the same span each time, stored once
