@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from aethermind.storage.scope import PoolOrConnection, connection
+from aethermind.storage.scope import BECOME_OWNER_SQL, PoolOrConnection, connection
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ async def migrate(pool_or_conn: PoolOrConnection, *, timeout: float | None = 300
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY, timeout=timeout)
         try:
             async with conn.transaction():
-                await conn.execute("SET LOCAL ROLE NONE")
+                await conn.execute(BECOME_OWNER_SQL)
                 await conn.execute(
                     """
                     CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -84,7 +84,7 @@ async def migrate(pool_or_conn: PoolOrConnection, *, timeout: float | None = 300
                     continue
                 logger.info("applying migration", extra={"migration": migration.name})
                 async with conn.transaction():
-                    await conn.execute("SET LOCAL ROLE NONE")
+                    await conn.execute(BECOME_OWNER_SQL)
                     try:
                         await conn.execute(migration.sql, timeout=timeout)
                     except Exception as exc:
@@ -114,7 +114,7 @@ async def pending_migrations(
         done: set[str] = set()
         if exists:
             async with conn.transaction():
-                await conn.execute("SET LOCAL ROLE NONE")
+                await conn.execute(BECOME_OWNER_SQL)
                 done = {
                     r["name"]
                     for r in await conn.fetch("SELECT name FROM schema_migrations", timeout=timeout)

@@ -1,6 +1,6 @@
 """Transactions that say whose data they touch: a tenant transaction sets the organization
-that row-level security filters on; an owner transaction drops to the login role for
-operator work (migrations, creating organizations, retention).
+that row-level security filters on; an owner transaction drops to the login role and says it
+is doing maintenance, for operator work (migrations, creating organizations, retention).
 
 Pool connections run as the NOLOGIN role ``aethermind_app`` (see ``database.py``), which
 row-level security applies to even when the URL logs in as a superuser. The org setting is
@@ -21,6 +21,12 @@ import asyncpg
 
 APP_ROLE = "aethermind_app"
 ORG_SETTING = "aethermind.org_id"
+MAINTENANCE_SETTING = "aethermind.maintenance"
+"""Set ('on') for a transaction of the owner's cross-tenant work: with row-level security
+forced on the owner too, the ``owner_maintenance`` policies admit the owning role only then
+(migration 0004)."""
+BECOME_OWNER_SQL = f"SET LOCAL ROLE NONE; SET LOCAL {MAINTENANCE_SETTING} = 'on'"
+"""What a transaction runs first to do the owner's work: the login role, maintenance on."""
 
 # asyncpg is untyped, so these are documentation: an ``asyncpg.Connection`` (or a pool's
 # proxy of one) and "an ``asyncpg.Pool`` or such a connection".
@@ -51,7 +57,7 @@ async def tenant_transaction(
 
 @asynccontextmanager
 async def owner_transaction(pool_or_conn: PoolOrConnection) -> AsyncIterator[Connection]:
-    """A transaction running as the login role (the schema owner), outside RLS."""
+    """A transaction running as the login role (the schema owner), across tenants."""
     async with connection(pool_or_conn) as conn, conn.transaction():
-        await conn.execute("SET LOCAL ROLE NONE")
+        await conn.execute(BECOME_OWNER_SQL)
         yield conn

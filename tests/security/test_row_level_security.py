@@ -297,3 +297,78 @@ async def test_a_server_that_cannot_become_the_application_role_refuses_to_serve
     async with _pool_of_new_login_role(database_url) as (_, pool):
         with pytest.raises(RowLevelSecurityError, match="refusing to serve"):
             await require_app_role(pool)
+
+
+@contextlib.asynccontextmanager
+async def _database_owned_by_a_plain_login_role(
+    admin_url: str,
+) -> AsyncIterator[tuple[str, str]]:
+    """A new database owned by a new login role that is no superuser but may create roles,
+    like a managed PostgreSQL's master user, and may become the application role."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"owner_{uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f"CREATE ROLE {name} LOGIN NOSUPERUSER CREATEROLE")
+        await admin.execute(
+            "DO $$ BEGIN CREATE ROLE aethermind_app NOLOGIN NOBYPASSRLS;"
+            " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        )
+        await admin.execute(f"GRANT {APP_ROLE} TO {name}")
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER {name}')
+        url = urlunsplit(urlsplit(_as_user(admin_url, name))._replace(path=f"/{name}"))
+        yield name, url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f"DROP ROLE IF EXISTS {name}")
+        await admin.close()
+
+
+async def test_the_policies_bind_the_tables_owner_too_and_its_own_work_still_runs(
+    postgres_admin_url: str,
+) -> None:
+    # The fail-open case: a server connection that never became the application role runs
+    # as the login role, the tables' owner, which ENABLE ROW LEVEL SECURITY alone exempts.
+    from aethermind.storage.database import create_pool
+    from aethermind.storage.migrate import migrate
+    from aethermind.storage.queries import organization_usage
+    from aethermind.storage.retention import apply_retention
+    from aethermind.storage.tenants import verify_key
+
+    async with _database_owned_by_a_plain_login_role(postgres_admin_url) as (owner, url):
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            await migrate(pool)
+            a = (await create_organization(pool, name="A", slug="force-a")).id
+            b = (await create_organization(pool, name="B", slug="force-b")).id
+            now = datetime.now(UTC)
+            await write_rows(pool, a, make_rows(5, start=now, seed=1))
+            await write_rows(pool, b, make_rows(3, start=now, seed=2))
+            _, key = await create_key(pool, a, ["ingest"])
+            # The owner's cross-tenant work goes on: key lookup, usage, retention.
+            verified = await verify_key(pool, key)
+            assert verified is not None and verified.organization_id == a
+            usage = await organization_usage(
+                pool, now.replace(day=1), now.replace(year=now.year + 1)
+            )
+            assert sum(u["calls"] for u in usage) == 8
+            await apply_retention(pool)
+        finally:
+            await pool.close()
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT current_user") == owner
+            assert await conn.fetchval("SELECT count(*) FROM telemetry_events") == 0
+            async with conn.transaction():
+                await conn.execute(f"SELECT set_config('{ORG_SETTING}', $1, true)", str(a))
+                assert await conn.fetchval("SELECT count(*) FROM telemetry_events") == 5
+                assert await conn.fetchval("SELECT count(*) FROM organizations") == 1
+                assert await conn.fetchval("SELECT count(*) FROM api_keys") == 1
+            # Maintenance is the owner's only: the application role cannot claim it.
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
+                await conn.execute("SET LOCAL aethermind.maintenance = 'on'")
+                assert await conn.fetchval("SELECT count(*) FROM telemetry_events") == 0
+        finally:
+            await conn.close()
