@@ -89,7 +89,7 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
         metrics.auth_failures.labels("unknown").inc()
         raise Unauthorized("unknown API key")
     if verified.revoked:
-        throttles.record_failure(address, key_id)
+        throttles.record_failure(address, key_id, checked_secret=False)
         metrics.auth_failures.labels("revoked").inc()
         raise Forbidden("API key revoked")
     if scope not in verified.scopes:

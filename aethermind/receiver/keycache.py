@@ -244,7 +244,9 @@ class AuthThrottles:
             else:
                 del self._checking[key_id]
 
-    def record_failure(self, address: str, key_id: str) -> None:
+    def record_failure(self, address: str, key_id: str, *, checked_secret: bool = True) -> None:
+        """A failed key; ``checked_secret`` False when no bcrypt ran for it (a revoked key
+        is known from its cached verification), so the key id's budget is not spent."""
         self.per_client.record_failure((address, key_id))
-        if key_id:
+        if key_id and checked_secret:
             self.per_key_id.record_failure(key_id)

@@ -40,6 +40,9 @@ def target(package_database_url: str, tmp_path_factory: pytest.TempPathFactory) 
     log_dir = tmp_path_factory.mktemp("hostile-logs")
     # The tenant matrix presents revoked and wrong keys on purpose, more than the default 30
     # a minute from one address; the throttle itself is proven in test_keys_and_logs.
-    throttle = {"AETHERMIND_AUTH_MAX_FAILURES_PER_MINUTE": "10000"}
+    throttle = {
+        "AETHERMIND_AUTH_MAX_FAILURES_PER_MINUTE": "10000",
+        "AETHERMIND_AUTH_MAX_FAILURES_PER_KEY_ID_PER_MINUTE": "10000",
+    }
     with serving(package_database_url, log_dir, env=throttle) as served:
         yield Target(served, package_database_url, dict(zip(slugs, tenants, strict=True)), log_dir)
