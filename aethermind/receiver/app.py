@@ -33,6 +33,7 @@ from aethermind.receiver.keycache import AuthThrottles, KeyCache
 from aethermind.receiver.logs import request_id_var
 from aethermind.receiver.metrics import ReceiverMetrics
 from aethermind.receiver.ratelimit import RateLimiter
+from aethermind.receiver.revocations import listen_for_revocations, poll_revocations
 from aethermind.receiver.state import (
     ADMISSION,
     CONFIG,
@@ -56,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 PoolProvider = Callable[[], AbstractAsyncContextManager[Any]]
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_LISTEN_RETRY_SECONDS = 1.0
 
 
 def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Application:
@@ -125,13 +125,15 @@ def _resources_ctx(
             app[PRICE_BOOK] = default_price_book()
             app[POLICIES] = TenantPolicies(load_overrides, ttl_seconds=config.overrides_ttl_seconds)
             app[WRITER] = WriteCoalescer(pool, timeout=config.write_timeout_seconds)
-            listener = asyncio.create_task(_listen_for_revocations(pool, app[KEYS]))
+            watchers = _watch_revocations(pool, app[KEYS], config)
             try:
                 yield
             finally:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+                for watcher in watchers:
+                    watcher.cancel()
+                for watcher in watchers:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
                 await app[WRITER].close()
 
     return ctx
@@ -151,44 +153,21 @@ async def _redis(url: str | None) -> AsyncIterator[Any]:
         await client.aclose()
 
 
-async def _listen_for_revocations(pool: Any, keys: KeyCache[tenants.VerifiedKey]) -> None:
-    """Drop revoked keys from the cache as soon as any replica revokes them.
-
-    While the listening connection is down a notification could be missed, so every
-    (re)connection starts by clearing the whole cache; keys are then verified afresh.
-    """
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                done = asyncio.get_running_loop().create_future()
-
-                def on_revoked(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-                    dropped = keys.forget_key_ids([payload])
-                    logger.info(
-                        "api key revoked elsewhere", extra={"key_id": payload, "dropped": dropped}
-                    )
-
-                def on_lost(_conn: Any, done: asyncio.Future[None] = done) -> None:
-                    if not done.done():
-                        done.set_result(None)
-
-                await conn.add_listener(tenants.KEY_REVOKED_CHANNEL, on_revoked)
-                conn.add_termination_listener(on_lost)
-                keys.clear()
-                try:
-                    await done
-                finally:
-                    with contextlib.suppress(Exception):
-                        await conn.remove_listener(tenants.KEY_REVOKED_CHANNEL, on_revoked)
-                    conn.remove_termination_listener(on_lost)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning(
-                "revocation listener down, retrying", extra={"error": type(exc).__name__}
-            )
-        keys.clear()
-        await asyncio.sleep(_LISTEN_RETRY_SECONDS)
+def _watch_revocations(
+    pool: Any, keys: KeyCache[tenants.VerifiedKey], config: ReceiverConfig
+) -> list[asyncio.Task[None]]:
+    watchers = []
+    if config.revocation_listen:
+        watchers.append(asyncio.create_task(listen_for_revocations(pool, keys)))
+    if config.revocation_poll_seconds > 0:
+        poll = poll_revocations(
+            pool,
+            keys,
+            interval_seconds=config.revocation_poll_seconds,
+            timeout=config.auth_timeout_seconds,
+        )
+        watchers.append(asyncio.create_task(poll))
+    return watchers
 
 
 async def _start_draining(app: web.Application) -> None:

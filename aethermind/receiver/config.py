@@ -67,6 +67,11 @@ class ReceiverConfig:
     auth_max_failures_per_minute: int = 30
     auth_max_failures_per_key_id_per_minute: int = 10
     overrides_ttl_seconds: float = 30.0
+    # Revocations made on other replicas (receiver/revocations.py): heard at once through
+    # LISTEN/NOTIFY, and polled every this many seconds (0: no poll). Behind a
+    # transaction-mode pooler LISTEN does not work: turn it off, the poll then sets the delay.
+    revocation_listen: bool = True
+    revocation_poll_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
     # Serving processes sharing one listening socket, supervised by `aethermind serve`.
     # Python runs one core per process; with PostgreSQL on the same box, 2 is a good start.
@@ -109,6 +114,15 @@ class ReceiverConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ReceiverConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.revocation_poll_seconds < 0:
+            raise ReceiverConfigError(
+                f"revocation_poll_seconds must be >= 0 (0: off), got {self.revocation_poll_seconds}"
+            )
+        if not self.revocation_listen and not self.revocation_poll_seconds:
+            raise ReceiverConfigError(
+                "with revocation_listen off, revocation_poll_seconds must be above 0, or a"
+                " revoked key stays usable for the key cache's TTL"
+            )
         if self.max_span_age_days < 0:
             raise ReceiverConfigError(
                 f"max_span_age_days must be >= 0 (0: the retention), got {self.max_span_age_days}"
@@ -189,6 +203,8 @@ _FROM_ENV: dict[str, Callable[[str], Any]] = {
     "trusted_proxies": parse_list,
     "keep_all_spans": parse_bool,
     "max_span_age_days": parse_int,
+    "revocation_listen": parse_bool,
+    "revocation_poll_seconds": parse_float,
     "max_span_future_seconds": parse_float,
     "workers": parse_int,
     "tls_cert": parse_text,

@@ -397,7 +397,6 @@ class PriceBook:
         return None
 
 
-
 class _Unremembered(dict[Any, Any]):
     """A dict that keeps nothing: stands in for genai-prices' own lookup caches."""
 

@@ -321,6 +321,20 @@ async def revoke_key(
     return record
 
 
+async def keys_revoked_since(
+    pool_or_conn: PoolOrConnection, since: datetime, *, timeout: float | None = None
+) -> list[tuple[UUID, datetime]]:
+    """(key id, revoked at) of every key revoked at or after ``since``, any organization:
+    what a replica polls when LISTEN/NOTIFY cannot reach it."""
+    async with connection(pool_or_conn) as conn:  # SECURITY DEFINER: ids only
+        rows = await conn.fetch(
+            "SELECT key_id, revoked_at FROM aethermind_keys_revoked_since($1)",
+            since,
+            timeout=timeout,
+        )
+    return [(row["key_id"], row["revoked_at"]) for row in rows]
+
+
 async def verify_key(
     pool_or_conn: PoolOrConnection, key: str, *, timeout: float | None = None
 ) -> VerifiedKey | None:
