@@ -33,8 +33,21 @@ class Conversion:
     dropped_not_genai: int = 0
     out_of_window: int = 0
     """Spans rejected for a start time outside the organization's window (``window.py``)."""
-    rejection_message: str = ""
-    """Why ``out_of_window`` spans were rejected, for the response; empty when none were."""
+    window: TimeWindow | None = None
+
+    @property
+    def rejection_message(self) -> str:
+        """Why ``out_of_window`` spans were rejected, for the response; empty when none were."""
+        if self.window is None or not self.out_of_window:
+            return ""
+        return self.window.reason(self.out_of_window)
+
+    def add(self, other: Conversion) -> None:
+        """Append the conversion of the next slice of the same request."""
+        self.rows.extend(other.rows)
+        self.dropped_not_genai += other.dropped_not_genai
+        self.out_of_window += other.out_of_window
+        self.window = self.window or other.window
 
 
 def spans_to_rows(
@@ -45,7 +58,7 @@ def spans_to_rows(
     window: TimeWindow | None = None,
     keep_all_spans: bool = False,
 ) -> Conversion:
-    result = Conversion()
+    result = Conversion(window=window)
     # Resources are shared by the spans of one ResourceSpans: filter each once.
     resources: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
     capture = policy.capture_content
@@ -89,13 +102,7 @@ def spans_to_rows(
                 resource_attributes=cached[1],
             )
         )
-    _account_rejections(result, window)
     return result
-
-
-def _account_rejections(result: Conversion, window: TimeWindow | None) -> None:
-    if window is not None and result.out_of_window:
-        result.rejection_message = window.reason(result.out_of_window)
 
 
 def _plain_record(resource: Mapping[str, Any], status_error: bool) -> UsageRecord:
@@ -123,7 +130,7 @@ def calls_to_rows(
 ) -> Conversion:
     """The rows of calls reported as plain events (``ingest/events.py``): priced like spans,
     their extra attributes filtered like span attributes."""
-    result = Conversion()
+    result = Conversion(window=window)
     capture = policy.capture_content
     for call in calls:
         start = call.start_time_unix_nano
@@ -147,5 +154,4 @@ def calls_to_rows(
                 resource_attributes=call.resource_attributes,
             )
         )
-    _account_rejections(result, window)
     return result

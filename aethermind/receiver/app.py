@@ -24,7 +24,7 @@ from aiohttp import web
 from aethermind.ingest.policy import TenantPolicies
 from aethermind.receiver import admin, dashboard, ingest, openapi, ops, query
 from aethermind.receiver.alerts import alert_loop_ctx
-from aethermind.receiver.auth import client_address
+from aethermind.receiver.auth import client_address, gated_verifier
 from aethermind.receiver.clientaddr import TrustedProxies
 from aethermind.receiver.coalesce import WriteCoalescer
 from aethermind.receiver.config import ReceiverConfig
@@ -101,23 +101,22 @@ def _resources_ctx(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async with pool_provider() as pool, _redis(config.redis_url) as redis:
 
-            async def verify(key: str) -> tenants.VerifiedKey | None:
-                return await tenants.verify_key(pool, key, timeout=config.auth_timeout_seconds)
-
             async def load_overrides(organization_id: UUID) -> tuple[PriceOverride, ...]:
                 return await load_price_overrides(
                     pool, organization_id, timeout=config.auth_timeout_seconds
                 )
 
             app[POOL] = pool
-            app[KEYS] = KeyCache(
-                verify,
-                ttl_seconds=config.auth_cache_ttl_seconds,
-                negative_ttl_seconds=config.auth_negative_ttl_seconds,
-            )
-            app[THROTTLE] = AuthThrottles(
+            throttles = AuthThrottles(
                 max_failures_per_client=config.auth_max_failures_per_minute,
                 max_failures_per_key_id=config.auth_max_failures_per_key_id_per_minute,
+                max_failures_per_organization=config.auth_max_failures_per_organization_per_minute,
+            )
+            app[THROTTLE] = throttles
+            app[KEYS] = KeyCache(
+                gated_verifier(pool, throttles, timeout=config.auth_timeout_seconds),
+                ttl_seconds=config.auth_cache_ttl_seconds,
+                negative_ttl_seconds=config.auth_negative_ttl_seconds,
             )
             app[LIMITER] = RateLimiter(
                 redis, on_fallback=lambda on: metrics.rate_limit_fallback.set(int(on))

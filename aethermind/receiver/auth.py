@@ -6,7 +6,11 @@ key, never from the request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from uuid import UUID
 
 from aiohttp import web
 
@@ -17,7 +21,9 @@ from aethermind.receiver.errors import (
     Unavailable,
     is_storage_unavailable,
 )
+from aethermind.receiver.keycache import AuthThrottles, KeyChecksRefused, key_digest
 from aethermind.receiver.state import CONFIG, KEYS, METRICS, THROTTLE, TRUSTED_PROXIES
+from aethermind.storage import tenants
 from aethermind.storage.keys import parse_key
 from aethermind.storage.tenants import VerifiedKey
 
@@ -35,6 +41,30 @@ def presented_key(request: web.Request) -> str | None:
             return key
     key = request.headers.get(API_KEY_HEADER, "").strip()
     return key or None
+
+
+def gated_verifier(
+    pool: Any, throttles: AuthThrottles, *, timeout: float
+) -> Callable[[str], Awaitable[VerifiedKey | None]]:
+    """``tenants.verify_key`` with every bcrypt check passed through the organization's
+    budget of failed checks (``AuthThrottles.gate``), and failures recorded against it."""
+
+    async def verify(key: str) -> VerifiedKey | None:
+        checked: list[UUID] = []
+
+        @contextlib.asynccontextmanager
+        async def gate(organization_id: UUID) -> AsyncIterator[None]:
+            async with throttles.gate(organization_id):
+                checked.append(organization_id)
+                yield
+
+        verified = await tenants.verify_key(pool, key, timeout=timeout, secret_check_gate=gate)
+        if verified is None:
+            for organization_id in checked:
+                throttles.record_organization_failure(organization_id)
+        return verified
+
+    return verify
 
 
 def client_address(request: web.Request) -> str:
@@ -58,8 +88,9 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     throttles = app[THROTTLE]
     # A key that verified before passes: someone else's failures never refuse a valid key.
     known = app[KEYS].verified_before(key)
+    digest = key_digest(key)
     if not known:
-        refusal = throttles.refusal(address, key_id)
+        refusal = throttles.refusal(address, key_id, digest)
         if refusal is not None:
             metrics.auth_failures.labels("throttled").inc()
             raise TooManyRequests(
@@ -74,8 +105,14 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
             if known:
                 verified = await app[KEYS].get(key)
             else:
-                with throttles.checking(key_id):
+                with throttles.checking(key_id, digest):
                     verified = await app[KEYS].get(key)
+    except KeyChecksRefused as exc:
+        metrics.auth_failures.labels("throttled").inc()
+        raise TooManyRequests(
+            exc.refusal.reason,
+            headers={"Retry-After": str(math.ceil(exc.refusal.retry_after_seconds))},
+        ) from None
     except Exception as exc:
         if is_storage_unavailable(exc):
             raise Unavailable(

@@ -66,6 +66,8 @@ class ReceiverConfig:
     # for that key id. A key that has verified before is never refused by either.
     auth_max_failures_per_minute: int = 30
     auth_max_failures_per_key_id_per_minute: int = 10
+    # Failed bcrypt checks a minute of keys of one organization, all its key ids together.
+    auth_max_failures_per_organization_per_minute: int = 30
     overrides_ttl_seconds: float = 30.0
     # Revocations made on other replicas (receiver/revocations.py): heard at once through
     # LISTEN/NOTIFY, and polled every this many seconds (0: no poll). Behind a
@@ -107,6 +109,7 @@ class ReceiverConfig:
             "workers",
             "auth_max_failures_per_minute",
             "auth_max_failures_per_key_id_per_minute",
+            "auth_max_failures_per_organization_per_minute",
             "write_timeout_seconds",
             "auth_timeout_seconds",
             "read_timeout_seconds",
@@ -200,6 +203,7 @@ _FROM_ENV: dict[str, Callable[[str], Any]] = {
     "admin_timeout_seconds": parse_float,
     "auth_max_failures_per_minute": parse_int,
     "auth_max_failures_per_key_id_per_minute": parse_int,
+    "auth_max_failures_per_organization_per_minute": parse_int,
     "trusted_proxies": parse_list,
     "keep_all_spans": parse_bool,
     "max_span_age_days": parse_int,

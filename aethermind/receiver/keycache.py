@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -191,14 +191,19 @@ class Refusal:
 
 
 class AuthThrottles:
-    """The two failure budgets a key check passes before any bcrypt runs.
+    """The failure budgets a key check passes before bcrypt runs.
 
     - per (client address, key id): a client that keeps failing waits, and nobody else
       does, even when all clients arrive through one proxy address;
     - per key id, from any address: each failed check of a known key id costs a bcrypt
       (~0.2 s of CPU), and a key id is known to whoever holds any key of its organization,
-      so guesses against one key id from many addresses are capped too.
+      so guesses against one key id from many addresses are capped too;
+    - per organization, across its key ids (an admin key can make many): bcrypt checks
+      that failed, known once the key id's row names the organization (``gate``).
 
+    Checks in progress count as failures already (they may all be), so a burst of
+    concurrent guesses cannot all start their bcrypt before the first one fails; distinct
+    keys count, not requests, so many requests presenting one new valid key are one check.
     Keys without a key id (malformed) count under the id ``""``.
     """
 
@@ -207,6 +212,7 @@ class AuthThrottles:
         *,
         max_failures_per_client: int = 30,
         max_failures_per_key_id: int = 10,
+        max_failures_per_organization: int = 30,
         window_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -216,33 +222,58 @@ class AuthThrottles:
         self.per_key_id = FailureThrottle(
             max_failures=max_failures_per_key_id, window_seconds=window_seconds, clock=clock
         )
-        # Checks in progress per key id: a burst of concurrent guesses must not all start
-        # their bcrypt before the first one has failed.
-        self._checking: dict[str, int] = {}
+        self.per_organization = FailureThrottle(
+            max_failures=max_failures_per_organization, window_seconds=window_seconds, clock=clock
+        )
+        self._checking_keys: dict[str, set[bytes]] = {}  # key id -> digests being checked
+        self._checking_orgs: dict[Hashable, int] = {}  # organization -> bcrypts running
 
-    def refusal(self, address: str, key_id: str) -> Refusal | None:
+    def refusal(self, address: str, key_id: str, digest: bytes = b"") -> Refusal | None:
         wait = self.per_client.retry_after((address, key_id))
         if wait is not None:
             return Refusal("too many failed keys from this client with this key id", wait)
         if not key_id:
             return None  # malformed: refused without a lookup, so nothing to cap
-        wait = self.per_key_id.retry_after(key_id, pending=self._checking.get(key_id, 0))
+        others = self._checking_keys.get(key_id, set()) - {digest}
+        wait = self.per_key_id.retry_after(key_id, pending=len(others))
         if wait is not None:
             return Refusal("too many failed checks of this key id", wait)
         return None
 
     @contextlib.contextmanager
-    def checking(self, key_id: str) -> Iterator[None]:
-        """Counts a check of ``key_id`` as in progress while the block runs."""
-        self._checking[key_id] = self._checking.get(key_id, 0) + 1
+    def checking(self, key_id: str, digest: bytes) -> Iterator[None]:
+        """Counts the check of one key (by digest) of ``key_id`` as in progress."""
+        digests = self._checking_keys.setdefault(key_id, set())
+        new = digest not in digests
+        digests.add(digest)
         try:
             yield
         finally:
-            left = self._checking[key_id] - 1
+            if new:
+                digests.discard(digest)
+                if not digests:
+                    del self._checking_keys[key_id]
+
+    @contextlib.asynccontextmanager
+    async def gate(self, organization: Hashable) -> AsyncIterator[None]:
+        """Around one bcrypt check of a key of ``organization``: refuses (raising
+        ``KeyChecksRefused``) when the organization's failed checks, with those running,
+        reach its budget; a check that ends without a match is recorded by the caller."""
+        running = self._checking_orgs.get(organization, 0)
+        wait = self.per_organization.retry_after(organization, pending=running)
+        if wait is not None:
+            raise KeyChecksRefused(
+                Refusal("too many failed key checks for this organization", wait)
+            )
+        self._checking_orgs[organization] = running + 1
+        try:
+            yield
+        finally:
+            left = self._checking_orgs[organization] - 1
             if left:
-                self._checking[key_id] = left
+                self._checking_orgs[organization] = left
             else:
-                del self._checking[key_id]
+                del self._checking_orgs[organization]
 
     def record_failure(self, address: str, key_id: str, *, checked_secret: bool = True) -> None:
         """A failed key; ``checked_secret`` False when no bcrypt ran for it (a revoked key
@@ -250,3 +281,14 @@ class AuthThrottles:
         self.per_client.record_failure((address, key_id))
         if key_id and checked_secret:
             self.per_key_id.record_failure(key_id)
+
+    def record_organization_failure(self, organization: Hashable) -> None:
+        self.per_organization.record_failure(organization)
+
+
+class KeyChecksRefused(Exception):
+    """Raised by ``AuthThrottles.gate``: no bcrypt for this key now."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal

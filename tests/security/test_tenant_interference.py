@@ -267,6 +267,7 @@ async def test_bad_keys_through_a_shared_proxy_lock_out_nobody_else(
 
     receiver = await receiver_factory(
         trusted_proxies=("127.0.0.1/32",), auth_max_failures_per_minute=30,
+        auth_max_failures_per_organization_per_minute=15,
         max_inflight_requests=100,  # the burst below is all let in, to reach the key check
     )  # fmt: skip
     acme, globex = receiver.acme, receiver.globex
@@ -303,4 +304,20 @@ async def test_bad_keys_through_a_shared_proxy_lock_out_nobody_else(
     assert guesses.count(401) == bcrypt_checks and guesses.count(429) == 60 - bcrypt_checks, guesses
     assert await post(globex.ingest_key, "198.18.0.1") == 200
     assert await post(acme.ingest_key, "198.18.0.1") == 200
+
+    # 3. More key ids of the same organization (an admin key can make many) do not buy
+    # more bcrypt: the organization's budget (15 here) covers all its key ids together.
+    from aethermind.storage.tenants import create_key
+
+    more = [(await create_key(receiver.pool, globex.id, ["ingest"]))[1] for _ in range(2)]
+    answers = [
+        await post(f"aether_{extra.split('_')[1]}_{'h' * 40}{i:03d}", f"198.19.0.{i}")
+        for extra in more
+        for i in range(12)
+    ]
+    # A 401 is a bcrypt that ran and failed; a 429 was refused before any.
+    assert answers.count(401) == 15 - bcrypt_checks, answers
+    assert answers.count(429) == len(answers) - answers.count(401)
+    assert await post(globex.ingest_key, "198.19.0.1") == 200  # verified before: passes
+    assert await post(acme.ingest_key, "198.19.0.1") == 200  # another organization
     assert await receiver.count_rows(acme) == 1  # the same span each time, stored once

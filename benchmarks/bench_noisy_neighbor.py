@@ -1,0 +1,402 @@
+"""Does a hostile tenant hurt a well-behaved one? Two organizations on one `aethermind serve
+--workers 2` (embedded PostgreSQL, trusted proxy 127.0.0.1):
+
+- phase 1: the good tenant alone at half of its saturating load (real OTLP/protobuf,
+  512-span requests): committed spans/s and request p99;
+- phase 2: the same load while the hostile tenant runs one attack at a time at its own rate
+  limit (PRO plan: 60,000 spans a minute): spans in far months, the costliest price-override
+  patterns allowed, unique 8 KiB model names, bad keys through the trusted proxy, and spans
+  that try to teach the normalizer another way of counting under the good tenant's scope.
+
+Printed per attack: the good tenant's committed spans/s and p99 as ratios of phase 1, the
+server's RSS at the start and end (and per minute), the number of partitions, and whether any
+of the good tenant's stored numbers differ from what its spans said (poisoning).
+
+Targets (issue 13 of 17... "3 of 7"): throughput >= 0.8 of phase 1 and p99 <= 2x for every
+attack, RSS growth under 50 MiB a minute, partitions bounded by the window, numbers exact.
+
+    python benchmarks/bench_noisy_neighbor.py [--seconds 20] [--attack-seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import psutil
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_receiver import CLI, SPANS, free_port, wait_ready
+from loadgen import LoadResult, _kv, build_payloads, drive
+
+from aethermind.storage.embedded import EmbeddedPostgres
+
+GOOD_SCOPE = "bench"  # loadgen's scope: the one the poisoning attack aims at
+HOSTILE_SPANS_PER_SECOND = 60_000 / 60  # the PRO plan's rate limit
+BAD_KEY_REQUESTS_PER_SECOND = 50  # unauthenticated: no organization's limit applies
+MONTH_NS = 31 * 86_400 * 10**9
+
+
+def cli_json(*args: str) -> dict[str, object]:
+    out = subprocess.run([*CLI, *args, "--json"], check=True, capture_output=True, text=True)
+    document: dict[str, object] = json.loads(out.stdout)
+    return document
+
+
+def request_of(spans: list[Span], *, scope: str = "hostile-app") -> bytes:
+    resource = Resource(attributes=[_kv("service.name", "hostile")])
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=resource,
+                scope_spans=[ScopeSpans(scope=InstrumentationScope(name=scope), spans=spans)],
+            )
+        ]
+    )
+    return request.SerializeToString()
+
+
+def chat_span(model: str, start_ns: int, **extra: object) -> Span:
+    attributes = [
+        _kv("gen_ai.operation.name", "chat"),
+        _kv("gen_ai.provider.name", "openai"),
+        _kv("gen_ai.request.model", model),
+        _kv("gen_ai.usage.input_tokens", 1000),
+        _kv("gen_ai.usage.output_tokens", 200),
+        *(_kv(k, v) for k, v in extra.items()),
+    ]
+    return Span(
+        trace_id=os.urandom(16),
+        span_id=os.urandom(8),
+        name=f"chat {model[:40]}",
+        kind=Span.SPAN_KIND_CLIENT,
+        start_time_unix_nano=start_ns,
+        end_time_unix_nano=start_ns + 250_000_000,
+        attributes=attributes,
+    )
+
+
+def far_month_requests(count: int) -> list[bytes]:
+    """Each request's spans start in 512 different months from 1970 to 2262."""
+    rng = random.Random(1)
+    return [
+        request_of([chat_span("gpt-4o", rng.randint(1, 3400) * MONTH_NS) for _ in range(SPANS)])
+        for _ in range(count)
+    ]
+
+
+WORST_NAME = "ab" * 128  # 256 characters, the longest name pricing sees
+WORST_PATTERNS = [f"*{'ab' * 49}{i:02d}*" for i in range(100)]  # never found: a full scan each
+
+
+def worst_override_requests(count: int) -> list[bytes]:
+    now = time.time_ns()
+    return [request_of([chat_span(WORST_NAME, now) for _ in range(SPANS)]) for _ in range(count)]
+
+
+def unique_name_requests(count: int) -> list[bytes]:
+    now = time.time_ns()
+    return [
+        request_of(
+            [chat_span(f"{i:06d}{j:04d}" + "m" * (8 * 1024 - 10), now) for j in range(SPANS)]
+        )
+        for i in range(count)
+    ]
+
+
+def poisoning_requests(count: int) -> list[bytes]:
+    """Spans under the good tenant's scope, spelled the OpenInference way (which counts
+    cached tokens outside the input): a normalizer that cached "how does scope `bench`
+    count" from these would add cache reads to the good tenant's inputs."""
+    now = time.time_ns()
+    extra = {
+        "openinference.span.kind": "LLM",
+        "llm.token_count.prompt": 1000,
+        "llm.token_count.prompt_details.cache_read": 600,
+        "gen_ai.usage.cache_read.input_tokens": 600,
+    }
+    return [
+        request_of([chat_span("gpt-4o", now, **extra) for _ in range(SPANS)], scope=GOOD_SCOPE)
+        for _ in range(count)
+    ]
+
+
+@dataclass
+class HostileResult:
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: int = 0
+
+
+async def paced(
+    url: str,
+    headers_for: Callable[[int], dict[str, str]],
+    payloads: list[bytes],
+    *,
+    per_second: float,
+    seconds: float,
+    concurrency: int = 4,
+) -> HostileResult:
+    """``per_second`` requests a second for ``seconds``, cycling ``payloads``."""
+    result = HostileResult()
+    deadline = time.perf_counter() + seconds
+    interval = concurrency / per_second
+    counter = 0
+
+    async def client(session: aiohttp.ClientSession, offset: float) -> None:
+        nonlocal counter
+        await asyncio.sleep(offset)
+        next_at = time.perf_counter()
+        while time.perf_counter() < deadline:
+            next_at += interval
+            index = counter
+            counter += 1
+            try:
+                async with session.post(
+                    url, data=payloads[index % len(payloads)], headers=headers_for(index)
+                ) as response:
+                    await response.read()
+                    result.statuses[response.status] += 1
+            except (aiohttp.ClientError, TimeoutError):
+                result.errors += 1
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(
+            *(client(session, i * interval / concurrency) for i in range(concurrency))
+        )
+    return result
+
+
+@dataclass
+class Measured:
+    name: str
+    spans_per_s: float
+    p99_ms: float
+    rss_start: float
+    rss_end: float
+    seconds: float
+    partitions: int
+    mismatched_rows: int
+    hostile: str
+
+
+async def run(args: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="aethermind-noisy-"))
+    data_dir.chmod(0o711)  # as root, the server's own OS user must enter it
+    common = ["--data-dir", str(data_dir)]
+    good = cli_json(
+        "org", "create", "good", "--plan", "ENTERPRISE", "--rate-limit", "1000000000", *common
+    )
+    hostile = cli_json("org", "create", "hostile", "--plan", "PRO", *common)
+    hostile_admin = cli_json("key", "create", "--org", "hostile", "--scope", "admin", *common)
+    good_key = good["key"]["key"]  # type: ignore[index]
+    hostile_key = hostile["key"]["key"]  # type: ignore[index]
+    admin_key = hostile_admin["key"]  # type: ignore[index]
+    good_id = good["organization"]["id"]  # type: ignore[index]
+    port = free_port()
+    server = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--log-level", "WARNING", "--workers", "2",
+         "--trusted-proxy", "127.0.0.1/32", *common],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    url = base + "/v1/traces"
+    embedded = EmbeddedPostgres(data_dir)
+    try:
+        wait_ready(base)
+        dsn = await embedded.start()
+        process = psutil.Process(server.pid)
+        db = await asyncpg.connect(dsn)
+
+        def rss_mib() -> float:
+            total = 0
+            for member in [process, *process.children(recursive=True)]:
+                try:
+                    total += member.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+            return total / 2**20
+
+        async def good_rows() -> int:
+            return int(await db.fetchval(
+                "SELECT count(*) FROM telemetry_events WHERE organization_id = $1", good_id
+            ))  # fmt: skip
+
+        async def partitions() -> int:
+            return int(await db.fetchval(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry_events'::regclass"
+            ))  # fmt: skip
+
+        async def mismatched() -> int:
+            # The good tenant's stored counts against what its own spans said.
+            return int(await db.fetchval(
+                """SELECT count(*) FROM telemetry_events WHERE organization_id = $1
+                   AND (input_tokens IS DISTINCT FROM
+                          (attributes->>'gen_ai.usage.input_tokens')::bigint
+                        OR output_tokens IS DISTINCT FROM
+                          (attributes->>'gen_ai.usage.output_tokens')::bigint
+                        OR cost_source IS DISTINCT FROM 'computed'
+                        OR price_model_id LIKE 'override:%')""",
+                good_id,
+            ))  # fmt: skip
+
+        print("building payloads ...", flush=True)
+        payloads = build_payloads(args.requests, SPANS)
+        cursor = 0
+
+        def take(n: int) -> list[bytes]:
+            nonlocal cursor
+            chunk = payloads[cursor : cursor + n]
+            cursor += n
+            if len(chunk) < n:
+                raise SystemExit("not enough payloads; raise --requests")
+            return chunk
+
+        await drive(url, good_key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
+        before = await good_rows()
+        started = time.perf_counter()
+        await drive(url, good_key, take(args.seconds * 120), SPANS, seconds=args.seconds,
+                    concurrency=8)  # fmt: skip
+        saturating = (await good_rows() - before) / (time.perf_counter() - started)
+        half_rps = saturating / SPANS / 2
+        print(f"good tenant alone at saturation: {saturating:,.0f} spans/s committed;"
+              f" half load is {half_rps * SPANS:,.0f} spans/s", flush=True)  # fmt: skip
+
+        async def good_load(seconds: float, attack: Awaitable[str] | None, name: str) -> Measured:
+            rss_start, rows_start = rss_mib(), await good_rows()
+            started = time.perf_counter()
+            load = drive(url, good_key, take(int(half_rps * seconds) + 50), SPANS,
+                         seconds=seconds, concurrency=8, rate_rps=half_rps)  # fmt: skip
+            if attack is None:
+                result: LoadResult = await load
+                hostile_summary = "-"
+            else:
+                result, hostile_summary = await asyncio.gather(load, attack)
+            elapsed = time.perf_counter() - started
+            committed = await good_rows() - rows_start
+            return Measured(
+                name=name,
+                spans_per_s=committed / elapsed,
+                p99_ms=result.percentile(0.99),
+                rss_start=rss_start,
+                rss_end=rss_mib(),
+                seconds=elapsed,
+                partitions=await partitions(),
+                mismatched_rows=await mismatched(),
+                hostile=hostile_summary,
+            )
+
+        async def as_hostile(payloads: list[bytes], per_second: float, key: str = "") -> str:
+            headers = {"Content-Type": "application/x-protobuf",
+                       "Authorization": f"Bearer {key or hostile_key}"}  # fmt: skip
+            result = await paced(url, lambda _: headers, payloads, per_second=per_second,
+                                 seconds=args.attack_seconds)  # fmt: skip
+            return f"statuses {dict(sorted(result.statuses.items()))}, errors {result.errors}"
+
+        hostile_rps = HOSTILE_SPANS_PER_SECOND / SPANS
+
+        async def bad_keys() -> str:
+            public_id = hostile_key.split("_")[1]
+
+            def headers(i: int) -> dict[str, str]:
+                key = (f"aether_{public_id}_{'g' * 39}{i:04d}" if i % 2
+                       else f"garbage-{i}")  # fmt: skip
+                return {"Content-Type": "application/x-protobuf",
+                        "Authorization": f"Bearer {key}",
+                        "X-Forwarded-For": f"198.18.{i // 250 % 250}.{i % 250}"}  # fmt: skip
+
+            result = await paced(url, headers, [b""], per_second=BAD_KEY_REQUESTS_PER_SECOND,
+                                 seconds=args.attack_seconds, concurrency=8)  # fmt: skip
+            return f"statuses {dict(sorted(result.statuses.items()))}, errors {result.errors}"
+
+        async with aiohttp.ClientSession() as session:
+            for pattern in WORST_PATTERNS:
+                async with session.post(
+                    base + "/v1/prices",
+                    headers={"Authorization": f"Bearer {admin_key}"},
+                    json={"model_pattern": pattern, "input_per_mtok": "1", "output_per_mtok": "2"},
+                ) as response:
+                    if response.status != 201:
+                        raise SystemExit(f"override refused: {await response.text()}")
+
+        n = max(int(hostile_rps * args.attack_seconds) + 2, 4)
+        attacks: list[tuple[str, Callable[[], Awaitable[str]]]] = [
+            ("far months", lambda: as_hostile(far_month_requests(n), hostile_rps)),
+            ("100 worst overrides", lambda: as_hostile(worst_override_requests(4), hostile_rps)),
+            ("unique 8 KiB model names", lambda: as_hostile(unique_name_requests(n), hostile_rps)),
+            ("bad keys via trusted proxy", bad_keys),
+            ("scope poisoning", lambda: as_hostile(poisoning_requests(4), hostile_rps)),
+        ]
+        print(f"phase 1: good tenant alone at half load for {args.attack_seconds}s ...", flush=True)
+        baseline = await good_load(args.attack_seconds, None, "alone")
+        results = []
+        for name, attack in attacks:
+            print(f"phase 2: {name} ...", flush=True)
+            results.append(await good_load(args.attack_seconds, attack(), name))
+        await db.close()
+
+        print()
+        print(f"phase 1, good tenant alone: {baseline.spans_per_s:,.0f} spans/s committed,"
+              f" p99 {baseline.p99_ms:.1f} ms, RSS {baseline.rss_start:.0f} -> {baseline.rss_end:.0f} MiB,"
+              f" {baseline.partitions} partitions")  # fmt: skip
+        header = (f"{'attack':<28} {'throughput':>10} {'p99':>6} {'RSS MiB':>15} {'MiB/min':>8}"
+                  f" {'parts':>5} {'poisoned':>8}  hostile's answers")  # fmt: skip
+        print(header)
+        worst_tp, worst_p99, worst_growth = 1e9, 0.0, 0.0
+        for m in results:
+            tp, p99 = m.spans_per_s / baseline.spans_per_s, m.p99_ms / baseline.p99_ms
+            growth = (m.rss_end - m.rss_start) / m.seconds * 60
+            worst_tp, worst_p99 = min(worst_tp, tp), max(worst_p99, p99)
+            worst_growth = max(worst_growth, growth)
+            print(f"{m.name:<28} {tp:>9.2f}x {p99:>5.2f}x {m.rss_start:>6.0f} -> {m.rss_end:>4.0f}"
+                  f" {growth:>8.1f} {m.partitions:>5} {m.mismatched_rows:>8}  {m.hostile}")  # fmt: skip
+        met = (worst_tp >= 0.8 and worst_p99 <= 2.0 and worst_growth < 50
+               and all(m.mismatched_rows == 0 for m in results)
+               and max(m.partitions for m in results) <= baseline.partitions + 2)  # fmt: skip
+        print(f"worst: throughput {worst_tp:.2f}x (target >= 0.8), p99 {worst_p99:.2f}x (<= 2),"
+              f" RSS growth {worst_growth:.1f} MiB/min (< 50); targets {'met' if met else 'NOT met'}")  # fmt: skip
+        print(
+            f"measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores,"
+            " serve --workers 2, server and PostgreSQL on one machine"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        await embedded.stop()
+        if not args.keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=15, help="the saturation measurement")
+    parser.add_argument("--attack-seconds", type=int, default=30, help="phase 1 and each attack")
+    parser.add_argument("--requests", type=int, default=6000)
+    parser.add_argument("--keep-data", action="store_true", help="keep the database directory")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
