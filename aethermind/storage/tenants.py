@@ -12,9 +12,13 @@ cached verifications.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import logging
+import os
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -337,6 +341,25 @@ async def keys_revoked_since(
     return [(row["key_id"], row["revoked_at"]) for row in rows]
 
 
+KEY_CHECK_THREADS = 2
+KEY_CHECK_NICENESS = 10
+
+
+@functools.cache
+def _key_checks() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that run bcrypt checks: few, and at a lower scheduling priority, so a
+    flood of guesses (each ~0.2 s of CPU) slows the guesses, not the serving threads or
+    PostgreSQL beside them. A valid key is checked once and then cached."""
+    return concurrent.futures.ThreadPoolExecutor(
+        max_workers=KEY_CHECK_THREADS, thread_name_prefix="key-check", initializer=_lower_priority
+    )
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), KEY_CHECK_NICENESS)
+
+
 SecretCheckGate: TypeAlias = Callable[[UUID], AbstractAsyncContextManager[None]]
 """Wraps each bcrypt check with the organization the key id belongs to: the caller's chance
 to refuse (by raising) or to account for the check before ~0.2 s of CPU is spent on it."""
@@ -370,7 +393,9 @@ async def verify_key(
             else contextlib.nullcontext()
         )
         async with gate:
-            matches = await asyncio.to_thread(keys.check_key, key, row["key_hash"])
+            matches = await asyncio.get_running_loop().run_in_executor(
+                _key_checks(), keys.check_key, key, row["key_hash"]
+            )
         if matches:
             verified = VerifiedKey(
                 key_id=row["key_id"],
