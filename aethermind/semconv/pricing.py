@@ -15,7 +15,7 @@ import copy
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -77,8 +77,12 @@ def check_model_pattern(pattern: str) -> str:
 def pattern_matches(pattern: str, name: str) -> bool:
     """Whether ``name`` matches ``pattern`` (``*`` = any run of characters), case-blind, in
     time linear in the name: each piece between wildcards is found once, left to right."""
-    pieces = pattern.lower().split("*")
-    name = name.lower()
+    return _pieces_match(tuple(pattern.lower().split("*")), name.lower())
+
+
+def _pieces_match(pieces: tuple[str, ...], name: str) -> bool:
+    """``pattern_matches`` for a pattern already split at its ``*`` and a name already in
+    lower case, both lowered once rather than per comparison."""
     if len(pieces) == 1:
         return name == pieces[0]
     first, *middle, last = pieces
@@ -111,8 +115,10 @@ class PriceOverride:
     cache_write_per_mtok: Decimal | None = None
     valid_from: datetime | None = None
     provider: str | None = None
+    _pieces: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_pieces", tuple(self.model_pattern.lower().split("*")))
         for name in _OVERRIDE_PRICE_FIELDS:
             value = getattr(self, name)
             if value is not None and (not value.is_finite() or value < 0):
@@ -121,11 +127,16 @@ class PriceOverride:
                 )
 
     def applies(self, model: str, provider: str | None, start_time_unix_nano: int) -> bool:
-        if self.valid_from is not None and start_time_unix_nano < _unix_nano(self.valid_from):
-            return False
+        return self.in_effect(start_time_unix_nano) and self.names(model.lower(), provider)
+
+    def in_effect(self, start_time_unix_nano: int) -> bool:
+        return self.valid_from is None or start_time_unix_nano >= _unix_nano(self.valid_from)
+
+    def names(self, lowered_model: str, provider: str | None) -> bool:
+        """Whether this override is for ``lowered_model`` (in lower case) of ``provider``."""
         if self.provider is not None and not same_provider(self.provider, provider):
             return False
-        return pattern_matches(self.model_pattern, model)
+        return _pieces_match(self._pieces, lowered_model)
 
     @property
     def complete(self) -> bool:
@@ -275,6 +286,12 @@ class PriceBook:
         )
         self._periods: BoundedCache[tuple[int, int], _PricedModel] = BoundedCache(_CACHE_LIMIT)
         self._overrides: BoundedCache[PriceOverride, _PricedModel] = BoundedCache(_CACHE_LIMIT)
+        # (id of an organization's override tuple, model, provider) -> (that tuple, the
+        # overrides naming the model): one scan of the overrides per model, not per span.
+        self._naming: BoundedCache[
+            tuple[int, str, str | None],
+            tuple[Sequence[PriceOverride], tuple[PriceOverride, ...]],
+        ] = BoundedCache(_CACHE_LIMIT)
         # (provider as written, model, UTC day) -> the priced model and its ids: one lookup
         # per span in the common case. Models with time-of-day prices never enter it.
         self._daily: BoundedCache[
@@ -321,7 +338,8 @@ class PriceBook:
             return _fallback(record)
         inputs = record.input_tokens or 0
         if overrides:
-            override = _pick_override(overrides, model, record.provider, start_ns)
+            naming = self._overrides_naming(overrides, model, record.provider)
+            override = _pick_override(naming, start_ns) if naming else None
             if override is not None and not override.complete:
                 return _fallback(record)
             if override is not None:
@@ -365,6 +383,21 @@ class PriceBook:
             self._daily.put(day_key, (priced_model, resolved.model.id, resolved.provider.id))
         card = priced_model.card_for(inputs)
         return card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
+
+    def _overrides_naming(
+        self, overrides: Sequence[PriceOverride], model: str, provider: str | None
+    ) -> tuple[PriceOverride, ...]:
+        key = (id(overrides), model, provider)
+        try:
+            owner, naming = self._naming[key]
+            if owner is overrides:  # not another tuple that reused a freed one's id
+                return naming
+        except KeyError:
+            pass
+        lowered = model.lower()
+        naming = tuple(o for o in overrides if o.names(lowered, provider))
+        self._naming.put(key, (overrides, naming))
+        return naming
 
     def _resolve(self, provider_id: str | None, model: str) -> _Resolved | None:
         key = (provider_id, model)
@@ -453,12 +486,11 @@ def _fallback(record: UsageRecord) -> Cost:
     return UNKNOWN_COST
 
 
-def _pick_override(
-    overrides: Sequence[PriceOverride], model: str, provider: str | None, start_ns: int
-) -> PriceOverride | None:
+def _pick_override(naming: Sequence[PriceOverride], start_ns: int) -> PriceOverride | None:
+    """Of the overrides naming a span's model, the latest in effect at its start."""
     best: PriceOverride | None = None
-    for override in overrides:
-        if not override.applies(model, provider, start_ns):
+    for override in naming:
+        if not override.in_effect(start_ns):
             continue
         if best is None or _valid_from_ns(override) > _valid_from_ns(best):
             best = override
