@@ -116,6 +116,7 @@ class LoadResult:
     statuses: dict[int, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)  # seconds from the start, per latency
+    outcomes: list[int] = field(default_factory=list)  # the status, per latency
     spans_ok: int = 0
     errors: int = 0
     elapsed: float = 0.0
@@ -169,6 +170,7 @@ async def drive(
                 continue
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
             result.sent_at.append(started - run_started)
+            result.outcomes.append(status)
             result.sent += 1
             result.statuses[status] = result.statuses.get(status, 0) + 1
             if status == 200:

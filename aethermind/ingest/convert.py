@@ -85,7 +85,7 @@ def spans_to_rows(
             cached = (resource, shippable_attributes(resource, capture_content=capture))
             resources[id(resource)] = cached
         start = span.start_time_unix_nano
-        cost = price_book.price(record, start, overrides=policy.overrides)
+        cost = price_book.price(record, start, overrides=policy.overrides, lookups=policy.lookups)
         result.rows.append(
             copy_row(
                 record,
@@ -137,7 +137,9 @@ def calls_to_rows(
         if window is not None and not window.admits(start):
             result.out_of_window += 1
             continue
-        cost = price_book.price(call.usage, start, overrides=policy.overrides)
+        cost = price_book.price(
+            call.usage, start, overrides=policy.overrides, lookups=policy.lookups
+        )
         result.rows.append(
             copy_row(
                 call.usage,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from aethermind.semconv import PriceOverride
+from aethermind.semconv.pricing import LookupBudget
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,8 @@ class TenantPolicy:
 
     capture_content: bool = False
     overrides: tuple[PriceOverride, ...] = ()
+    lookups: LookupBudget | None = None
+    """Its budget of price-table lookups for names not cached yet (``semconv.pricing``)."""
 
 
 OverridesLoader = Callable[[UUID], Awaitable[tuple[PriceOverride, ...]]]
@@ -38,6 +41,8 @@ class TenantPolicies:
         self._ttl = ttl_seconds
         self._clock = clock
         self._entries: dict[UUID, tuple[float, tuple[PriceOverride, ...]]] = {}
+        # Kept apart from the TTL'd entries: a budget must outlive a policy refresh.
+        self._lookups: dict[UUID, LookupBudget] = {}
 
     async def policy(self, organization_id: UUID, *, capture_content: bool) -> TenantPolicy:
         entry = self._entries.get(organization_id)
@@ -48,7 +53,12 @@ class TenantPolicies:
                 self._entries.clear()
             entry = (now + self._ttl, overrides)
             self._entries[organization_id] = entry
-        return TenantPolicy(capture_content=capture_content, overrides=entry[1])
+        lookups = self._lookups.get(organization_id)
+        if lookups is None:
+            if len(self._lookups) > 10_000:
+                self._lookups.clear()
+            lookups = self._lookups[organization_id] = LookupBudget()
+        return TenantPolicy(capture_content=capture_content, overrides=entry[1], lookups=lookups)
 
     def forget(self, organization_id: UUID) -> None:
         self._entries.pop(organization_id, None)

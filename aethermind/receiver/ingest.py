@@ -240,7 +240,10 @@ async def _store(
             raise Unavailable("storage unavailable", headers=retry) from exc
         raise
     window = app[CONFIG].span_window(verified.retention_days)
+    refused_before = policy.lookups.refused if policy.lookups is not None else 0
     conversion = await _convert(items, convert_slice, policy, window)
+    if policy.lookups is not None and policy.lookups.refused > refused_before:
+        metrics.price_lookups_refused.inc(policy.lookups.refused - refused_before)
     if conversion.out_of_window:
         metrics.spans_rejected.labels("out_of_window").inc(conversion.out_of_window)
     if conversion.dropped_not_genai:

@@ -57,6 +57,12 @@ class ReceiverMetrics:
             ["reason"],
             registry=r,
         )
+        self.price_lookups_refused = Counter(
+            "aethermind_price_lookups_refused",
+            "Spans stored unpriced because their organization spent its budget of lookups"
+            " of new model names (aethermind reprice prices them later)",
+            registry=r,
+        )
         self.values_truncated = Counter(
             "aethermind_attribute_values_truncated",
             "Attribute values cut to the length limit",

@@ -14,7 +14,8 @@ import bisect
 import copy
 import functools
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -150,6 +151,44 @@ class PriceOverride:
             cache_read_mtok=self.cache_read_per_mtok,
             cache_write_mtok=self.cache_write_per_mtok,
         )
+
+
+class LookupBudget:
+    """How many model names one organization may have looked up in genai-prices' tables
+    (~170 µs each; names already cached cost nothing), as a token bucket: a burst for a
+    cold start, then a steady rate. Past it a span is stored unpriced (cost NULL, counted
+    in ``refused``; ``aethermind reprice`` prices it later), so an organization sending
+    endless new names spends its own accuracy, not everybody's CPU."""
+
+    __slots__ = ("_burst", "_clock", "_per_second", "_tokens", "_updated", "refused")
+
+    def __init__(
+        self,
+        *,
+        burst: int = 1024,
+        per_second: float = 100.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._burst = float(burst)
+        self._per_second = per_second
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+        self.refused = 0
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._per_second)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.refused += 1
+        return False
+
+
+_NOT_NOW = object()
+"""A lookup the organization's ``LookupBudget`` refused: unpriced now, not remembered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,8 +343,10 @@ class PriceBook:
         start_time_unix_nano: int,
         *,
         overrides: Sequence[PriceOverride] = (),
+        lookups: LookupBudget | None = None,
     ) -> Cost:
-        """The cost of ``record`` at the span's start time; never raises on odd input."""
+        """The cost of ``record`` at the span's start time; never raises on odd input.
+        ``lookups`` is the organization's budget for names not cached yet."""
         try:
             if not overrides and record.is_llm_call:
                 # The common case in one lookup: this model already priced for this UTC day.
@@ -323,7 +364,7 @@ class PriceBook:
                     priced, model_id, provider_id = daily
                     card = priced.card_for(record.input_tokens or 0)
                     return card.cost(record, model_id, provider_id)
-            return self._price(record, start_time_unix_nano, overrides)
+            return self._price(record, start_time_unix_nano, overrides, lookups)
         except Exception:  # a pricing bug must not lose the span: it is stored unpriced
             logger.exception(
                 "pricing failed", extra={"provider": record.provider, "model": record.model}
@@ -331,14 +372,20 @@ class PriceBook:
             return _fallback(record)
 
     def _price(
-        self, record: UsageRecord, start_ns: int, overrides: Sequence[PriceOverride]
+        self,
+        record: UsageRecord,
+        start_ns: int,
+        overrides: Sequence[PriceOverride],
+        lookups: LookupBudget | None,
     ) -> Cost:
         model = record.model
         if not model or not record.is_llm_call:
             return _fallback(record)
         inputs = record.input_tokens or 0
         if overrides:
-            naming = self._overrides_naming(overrides, model, record.provider)
+            naming = self._overrides_naming(overrides, model, record.provider, lookups)
+            if naming is None:
+                return _fallback(record)
             override = _pick_override(naming, start_ns) if naming else None
             if override is not None and not override.complete:
                 return _fallback(record)
@@ -365,9 +412,11 @@ class PriceBook:
                 record, price_model_id=model_id, provider_id=provider_name
             )
         provider_id = prices_provider_id(record.provider)
-        resolved = self._resolve(provider_id, model)
+        resolved = self._resolve(provider_id, model, lookups)
         if resolved is None and record.request_model and record.request_model != model:
-            resolved = self._resolve(provider_id, record.request_model)
+            resolved = self._resolve(provider_id, record.request_model, lookups)
+        if resolved is _NOT_NOW:
+            return _fallback(record)
         if resolved is None:
             self._daily.put(day_key, None)
             return _fallback(record)
@@ -385,8 +434,13 @@ class PriceBook:
         return card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
 
     def _overrides_naming(
-        self, overrides: Sequence[PriceOverride], model: str, provider: str | None
-    ) -> tuple[PriceOverride, ...]:
+        self,
+        overrides: Sequence[PriceOverride],
+        model: str,
+        provider: str | None,
+        lookups: LookupBudget | None,
+    ) -> tuple[PriceOverride, ...] | None:
+        """The overrides naming ``model``; None when the budget refused the scan."""
         key = (id(overrides), model, provider)
         try:
             owner, naming = self._naming[key]
@@ -394,17 +448,23 @@ class PriceBook:
                 return naming
         except KeyError:
             pass
+        if lookups is not None and not lookups.take():
+            return None
         lowered = model.lower()
         naming = tuple(o for o in overrides if o.names(lowered, provider))
         self._naming.put(key, (overrides, naming))
         return naming
 
-    def _resolve(self, provider_id: str | None, model: str) -> _Resolved | None:
+    def _resolve(self, provider_id: str | None, model: str, lookups: LookupBudget | None) -> Any:
+        """The model's ``_Resolved``, None when genai-prices has no such model, or
+        ``_NOT_NOW`` when a lookup was needed and the budget refused it."""
         key = (provider_id, model)
         try:
             return self._resolved[key]
         except KeyError:
             pass
+        if lookups is not None and not lookups.take():
+            return _NOT_NOW
         resolved = self._lookup(provider_id, model)
         self._resolved.put(key, resolved)
         return resolved

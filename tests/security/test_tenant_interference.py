@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import time
 import tracemalloc
 from typing import Any
@@ -244,6 +245,13 @@ async def test_unique_model_names_leave_the_server_no_bigger(receiver: RunningRe
     rows = await receiver.rows(receiver.acme)
     assert len(rows) == 3000
     assert {len(r["request_model"]) for r in rows} == {MAX_NAME_LENGTH}
+    # Past its budget of new-name lookups (a burst of 1024) acme's spans wait unpriced,
+    # counted, rather than spending everyone's CPU on genai-prices' tables.
+    metrics = await (await receiver.session.get(f"{receiver.url}/metrics")).text()
+    refused = re.search(r"^aethermind_price_lookups_refused_total (\S+)$", metrics, re.M)
+    assert refused is not None
+    # 3000 new names, 1024 in the burst, ~100 a second more while the test runs
+    assert 1000 < float(refused.group(1)) <= 1976
     # The other organization's spans are priced as ever.
     await _send(
         receiver,

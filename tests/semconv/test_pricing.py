@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from genai_prices import Usage, calc_price
@@ -259,3 +260,25 @@ def test_model_patterns_match_in_one_scan_with_star_wildcards_only() -> None:
             check_model_pattern(bad)
     # A hostile model name is scanned, not backtracked over.
     assert not pattern_matches("*a*b", "a" * 100_000)
+
+
+def test_a_lookup_budget_bounds_new_names_not_known_ones() -> None:
+    from aethermind.semconv.pricing import LookupBudget
+
+    now = [0.0]
+    budget = LookupBudget(burst=2, per_second=1.0, clock=lambda: now[0])
+    book = PriceBook()
+
+    def cost(model: str) -> Any:
+        record = UsageRecord(
+            provider="openai", operation="chat", request_model=model,
+            input_tokens=1000, output_tokens=100,
+        )  # fmt: skip
+        return book.price(record, 1_764_000_000 * 10**9, lookups=budget).total
+
+    assert cost("gpt-4o") is not None  # a lookup, within the burst
+    assert cost("house-model-1") is None  # a lookup (not in genai-prices), within the burst
+    assert cost("gpt-4o-mini") is None and budget.refused == 1  # over: unpriced for now
+    assert cost("gpt-4o") is not None  # known names cost nothing and are always priced
+    now[0] += 1.0
+    assert cost("gpt-4o-mini") is not None  # the bucket refilled
