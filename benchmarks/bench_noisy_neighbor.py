@@ -467,7 +467,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=15, help="the saturation measurement")
     parser.add_argument("--attack-seconds", type=int, default=60, help="each attack's run")
-    parser.add_argument("--requests", type=int, default=9000)
+    parser.add_argument("--requests", type=int, default=12000)
     parser.add_argument("--keep-data", action="store_true", help="keep the database directory")
     asyncio.run(run(parser.parse_args()))
 
