@@ -52,7 +52,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_receiver import CLI, SPANS, free_port, wait_ready
-from loadgen import _kv, build_payloads, drive
+from loadgen import PayloadSupply, _kv, build_payloads, drive
 
 from aethermind.storage.embedded import EmbeddedPostgres
 
@@ -351,16 +351,7 @@ async def run(args: argparse.Namespace) -> None:
             ))  # fmt: skip
 
         print("building payloads ...", flush=True)
-        payloads = build_payloads(args.requests, SPANS)
-        cursor = 0
-
-        def take(n: int) -> list[bytes]:
-            nonlocal cursor
-            chunk = payloads[cursor : cursor + n]
-            cursor += n
-            if len(chunk) < n:
-                raise SystemExit("not enough payloads; raise --requests")
-            return chunk
+        take = PayloadSupply(build_payloads(args.requests, SPANS)).take
 
         await drive(url, good_key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
         before = await good_rows()

@@ -32,7 +32,7 @@ import asyncpg
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import LoadResult, build_payloads, drive
+from loadgen import LoadResult, PayloadSupply, build_payloads, drive
 
 from aethermind.storage.embedded import EmbeddedPostgres
 
@@ -230,16 +230,7 @@ async def run(args: argparse.Namespace) -> None:
 
         url = base + "/v1/traces"
         print(f"building {args.requests} payloads of {SPANS} spans ...", flush=True)
-        payloads = build_payloads(args.requests, SPANS)
-        cursor = 0
-
-        def take(n: int) -> list[bytes]:
-            nonlocal cursor
-            chunk = payloads[cursor : cursor + n]
-            cursor += n
-            if len(chunk) < n:
-                raise SystemExit("not enough payloads; raise --requests")
-            return chunk
+        take = PayloadSupply(build_payloads(args.requests, SPANS)).take
 
         await drive(url, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
         before = await count_rows(dsn)

@@ -58,6 +58,21 @@ def build_payloads(count: int, spans: int, *, variants: int = 8) -> list[bytes]:
     return payloads
 
 
+class PayloadSupply:
+    """Prebuilt requests handed out once each, so every acknowledged span is a new row."""
+
+    def __init__(self, payloads: list[bytes]) -> None:
+        self._payloads = payloads
+        self._cursor = 0
+
+    def take(self, n: int) -> list[bytes]:
+        chunk = self._payloads[self._cursor : self._cursor + n]
+        self._cursor += n
+        if len(chunk) < n:
+            raise SystemExit("not enough payloads; raise --requests")
+        return chunk
+
+
 def build_request(spans: int, *, seed: int, start_ns: int | None = None) -> bytes:
     """One ExportTraceServiceRequest of ``spans`` LLM spans (~12 attributes each)."""
     rng = random.Random(seed)
