@@ -243,28 +243,35 @@ def expect_statuses(statuses: dict[str, dict[str, int]]) -> None:
 
 
 def throttle_scenario(port: int, valid_key: str) -> dict[str, Any]:
-    """One client address keeps presenting one bad key: after 30 failures a minute that
-    address gets 429 with Retry-After for that key id, also with a spoofed X-Forwarded-For
-    (the peer is no trusted proxy); a valid key from the same address, and other addresses,
-    are not affected."""
-    bad = "aether_nosuchkey000_" + "x" * 43
-    flood = [post_from("127.0.0.2", port, bad) for _ in range(35)]
+    """Clients keep presenting bad keys. A malformed key from one address: 30 failures a
+    minute, then 429 with Retry-After for that address and key. A well-formed key of an id
+    nobody holds: 10 failed checks of that key id, then 429 for it from every address (each
+    check of a real id would cost a bcrypt). Neither touches a valid key, from any address;
+    a spoofed X-Forwarded-For changes nothing (the peer is no trusted proxy)."""
+    garbage = "not-an-aethermind-key"
+    flood = [post_from("127.0.0.2", port, garbage) for _ in range(35)]
     first_429 = flood.index(429) if 429 in flood else None
-    valid_from_blocked = post_from("127.0.0.2", port, valid_key)
-    spoofed = post_from("127.0.0.2", port, bad, {"X-Forwarded-For": "203.0.113.9"})
-    other_address = post_from("127.0.0.3", port, valid_key)
-    other_bad = post_from("127.0.0.3", port, bad)
+    unknown_id = "aether_nosuchkey000_" + "x" * 43
+    guesses = [post_from("127.0.0.4", port, unknown_id) for _ in range(15)]
     outcome = {
-        "failures before 429": first_429,
+        "malformed-key failures before 429": first_429,
         "statuses": dict(Counter(flood)),
-        "valid key from the blocked address": valid_from_blocked,
-        "X-Forwarded-For from the blocked address": spoofed,
-        "valid key from another address": other_address,
-        "bad key from another address": other_bad,
+        "unknown key id: statuses": dict(Counter(guesses)),
+        "valid key from the blocked address": post_from("127.0.0.2", port, valid_key),
+        "X-Forwarded-For from the blocked address": post_from(
+            "127.0.0.2", port, garbage, {"X-Forwarded-For": "203.0.113.9"}
+        ),
+        "valid key from another address": post_from("127.0.0.3", port, valid_key),
+        "malformed key from another address": post_from("127.0.0.3", port, garbage),
+        "unknown key id from another address": post_from("127.0.0.3", port, unknown_id),
     }
     assert first_429 == 30 and set(flood[30:]) == {429}, outcome
-    assert valid_from_blocked == 200 and spoofed == 429, outcome
-    assert other_address == 200 and other_bad == 401, outcome
+    assert guesses[:10] == [401] * 10 and set(guesses[10:]) == {429}, outcome
+    assert outcome["valid key from the blocked address"] == 200, outcome
+    assert outcome["X-Forwarded-For from the blocked address"] == 429, outcome
+    assert outcome["valid key from another address"] == 200, outcome
+    assert outcome["malformed key from another address"] == 401, outcome
+    assert outcome["unknown key id from another address"] == 429, outcome
     return outcome
 
 
