@@ -7,7 +7,9 @@
   5-second window, at its own rate limit (PRO plan: 60,000 spans a minute): spans in far
   months, the costliest price-override patterns allowed, unique 8 KiB model names, bad keys
   through the trusted proxy, and spans that try to teach the normalizer another way of
-  counting under the good tenant's scope. Good requests sent while the attack was on are
+  counting under the good tenant's scope. Two controls run the same way: ordinary spans at
+  the same rate from the hostile tenant (a polite neighbour) and from the good tenant itself
+  (just more load). Good requests sent while the attack was on are
   compared with those sent while it was off, seconds apart, so the run's slow drift (the
   database grows) does not count against the attack.
 
@@ -217,7 +219,9 @@ closely, the slow drift of the run (the database grows, checkpoints get heavier)
 
 
 POLITE = "a polite neighbour (control)"
+OWN_EXTRA = "the good tenant's own extra spans (control)"
 ATTACKS = (
+    OWN_EXTRA,
     POLITE,
     "far months",
     "100 worst overrides",
@@ -242,7 +246,7 @@ def attack_plan(name: str, hostile_key: str, seconds: float) -> Plan:
             "X-Forwarded-For": f"198.18.{i // 250 % 250}.{i % 250}",
         }
 
-    if name == POLITE:  # ordinary spans at the same rate: what any second tenant costs
+    if name in (POLITE, OWN_EXTRA):  # ordinary spans at the same rate (the key decides whose)
         return build_payloads(count, SPANS), lambda _: ingest, HOSTILE_RPS, 4
     if name == "far months":
         return far_month_requests(count), lambda _: ingest, HOSTILE_RPS, 4
@@ -368,7 +372,14 @@ async def run(args: argparse.Namespace) -> None:
             window; its requests split by whether the attack was on when they were sent."""
             ours, theirs = multiprocessing.Pipe()
             child = multiprocessing.Process(
-                target=attack_process, args=(attack, url, hostile_key, seconds, theirs)
+                target=attack_process,
+                args=(
+                    attack,
+                    url,
+                    good_key if attack == OWN_EXTRA else hostile_key,
+                    seconds,
+                    theirs,
+                ),
             )
             child.start()
             await asyncio.to_thread(ours.recv)  # its payloads are built
@@ -415,7 +426,7 @@ async def run(args: argparse.Namespace) -> None:
 
         partitions_at_start = await partitions()
         results = []
-        for name in ATTACKS:
+        for name in args.only or ATTACKS:
             print(f"{name}: {args.attack_seconds}s, attacking every other {ON_OFF_SECONDS:g}s",
                   flush=True)  # fmt: skip
             results.append(await under_attack(args.attack_seconds, name))
@@ -460,6 +471,7 @@ def main() -> None:
     parser.add_argument("--attack-seconds", type=int, default=60, help="each attack's run")
     parser.add_argument("--requests", type=int, default=12000)
     parser.add_argument("--keep-data", action="store_true", help="keep the database directory")
+    parser.add_argument("--only", action="append", choices=ATTACKS, help="run just this attack")
     asyncio.run(run(parser.parse_args()))
 
 
