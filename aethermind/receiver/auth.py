@@ -21,7 +21,7 @@ from aethermind.receiver.errors import (
     Unavailable,
     is_storage_unavailable,
 )
-from aethermind.receiver.keycache import AuthThrottles, KeyChecksRefused, key_digest
+from aethermind.receiver.keycache import AuthThrottles, KeyChecksRefused, Refusal, key_digest
 from aethermind.receiver.state import CONFIG, KEYS, METRICS, THROTTLE, TRUSTED_PROXIES
 from aethermind.storage import tenants
 from aethermind.storage.keys import parse_key
@@ -92,11 +92,7 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     if not known:
         refusal = throttles.refusal(address, key_id, digest)
         if refusal is not None:
-            metrics.auth_failures.labels("throttled").inc()
-            raise TooManyRequests(
-                refusal.reason,
-                headers={"Retry-After": str(math.ceil(refusal.retry_after_seconds))},
-            )
+            raise _throttled(request, refusal)
     hits_before = app[KEYS].hits
     try:
         # Bounded: a key checked while the pool is exhausted or the database hangs gets a
@@ -108,11 +104,7 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
                 with throttles.checking(key_id, digest):
                     verified = await app[KEYS].get(key)
     except KeyChecksRefused as exc:
-        metrics.auth_failures.labels("throttled").inc()
-        raise TooManyRequests(
-            exc.refusal.reason,
-            headers={"Retry-After": str(math.ceil(exc.refusal.retry_after_seconds))},
-        ) from None
+        raise _throttled(request, exc.refusal) from None
     except Exception as exc:
         if is_storage_unavailable(exc):
             raise Unavailable(
@@ -133,3 +125,10 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
         metrics.auth_failures.labels("scope").inc()
         raise Forbidden(f"API key lacks the {scope!r} scope")
     return verified
+
+
+def _throttled(request: web.Request, refusal: Refusal) -> TooManyRequests:
+    request.app[METRICS].auth_failures.labels("throttled").inc()
+    return TooManyRequests(
+        refusal.reason, headers={"Retry-After": str(math.ceil(refusal.retry_after_seconds))}
+    )
