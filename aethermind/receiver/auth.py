@@ -87,8 +87,8 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     key_id = parsed.public_id if parsed is not None else ""
     throttles = app[THROTTLE]
     # A key that verified before passes: someone else's failures never refuse a valid key.
-    known = app[KEYS].verified_before(key)
     digest = key_digest(key)
+    known = app[KEYS].verified_before(digest)
     if not known:
         refusal = throttles.refusal(address, key_id, digest)
         if refusal is not None:

@@ -108,10 +108,11 @@ class KeyCache(Generic[K]):
         self._entries[digest] = _Entry(verified, now + ttl)
         return verified
 
-    def verified_before(self, key: str) -> bool:
-        """Whether ``key`` verified in this process and was not revoked since."""
+    def verified_before(self, digest: bytes) -> bool:
+        """Whether the key of ``digest`` (``key_digest``) verified in this process and was
+        not revoked since."""
         try:
-            self._verified_before[key_digest(key)]
+            self._verified_before[digest]
         except KeyError:
             return False
         return True
