@@ -263,6 +263,11 @@ def _stored_span_model() -> type[_Answer]:
         ] | None,
         "attributes": dict[str, Any],
         "resource_attributes": dict[str, Any],
+        "usage_role": Annotated[
+            Literal["request", "rollup"] | None,
+            Field(description="request: a provider request; rollup: not a request but reports "
+                  "usage (an agent run, a workflow, an outer SDK span); null: no usage."),
+        ],
     }  # fmt: skip
     columns: dict[str, Any] = {}
     for column in fields(TelemetryRow):
@@ -276,6 +281,14 @@ def _stored_span_model() -> type[_Answer]:
     columns["model"] = (
         str | None,
         Field(description="The response model, else the request model."),
+    )
+    columns["counted"] = (
+        bool | Literal["rollup", "duplicate"],
+        Field(
+            description="true when the span counts toward totals; else why not: rollup (its "
+            "usage sums spans under it), duplicate (another span describes the same provider "
+            "request), false (no usage)."
+        ),
     )
     model: type[_Answer] = create_model("StoredSpan", __base__=_Answer, **columns)
     return model

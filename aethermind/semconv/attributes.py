@@ -36,6 +36,13 @@ GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
 GEN_AI_PROMPT: Final = "gen_ai.prompt"
 GEN_AI_COMPLETION: Final = "gen_ai.completion"
 
+# --- pydantic-ai: an agent run's summed usage, under its own namespace by default ----------
+GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS: Final = "gen_ai.aggregated_usage.input_tokens"
+GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS: Final = "gen_ai.aggregated_usage.output_tokens"
+GEN_AI_AGGREGATED_USAGE_CACHE_READ: Final = "gen_ai.aggregated_usage.cache_read.input_tokens"
+GEN_AI_AGGREGATED_USAGE_CACHE_WRITE: Final = "gen_ai.aggregated_usage.cache_write.input_tokens"
+GEN_AI_AGGREGATED_USAGE_REASONING: Final = "gen_ai.aggregated_usage.details.reasoning_tokens"
+
 # --- OpenLLMetry (Traceloop) extras and legacy names --------------------------------------
 GEN_AI_USAGE_TOTAL_TOKENS: Final = "gen_ai.usage.total_tokens"
 GEN_AI_USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning_tokens"
@@ -101,32 +108,39 @@ RESPONSE_MODEL_KEYS: Final = (
     LLM_MODEL_NAME,
     EMBEDDING_MODEL_NAME,
 )
+# A roll-up span's summed usage is read as its usage (shown in the trace, never added to
+# totals: storage/counting.py), after every per-request spelling.
 INPUT_TOKEN_KEYS: Final = (
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_PROMPT_TOKENS,
     LLM_TOKEN_COUNT_PROMPT,
+    GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS,
 )
 OUTPUT_TOKEN_KEYS: Final = (
     GEN_AI_USAGE_OUTPUT_TOKENS,
     GEN_AI_USAGE_COMPLETION_TOKENS,
     LLM_TOKEN_COUNT_COMPLETION,
+    GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS,
 )
 TOTAL_TOKEN_KEYS: Final = (GEN_AI_USAGE_TOTAL_TOKENS, LLM_USAGE_TOTAL_TOKENS, LLM_TOKEN_COUNT_TOTAL)
 CACHE_READ_KEYS: Final = (
     GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
     GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_LEGACY,
     LLM_TOKEN_COUNT_CACHE_READ,
+    GEN_AI_AGGREGATED_USAGE_CACHE_READ,
 )
 CACHE_WRITE_KEYS: Final = (
     GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
     GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
     GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_LEGACY,
     LLM_TOKEN_COUNT_CACHE_WRITE,
+    GEN_AI_AGGREGATED_USAGE_CACHE_WRITE,
 )
 REASONING_KEYS: Final = (
     GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
     GEN_AI_USAGE_REASONING_TOKENS,
     LLM_TOKEN_COUNT_REASONING,
+    GEN_AI_AGGREGATED_USAGE_REASONING,
 )
 PROVIDED_COST_KEYS: Final = (GEN_AI_USAGE_COST, LLM_COST_TOTAL)
 STREAMING_KEYS: Final = (GEN_AI_IS_STREAMING, LLM_IS_STREAMING)

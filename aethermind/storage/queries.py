@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
+from aethermind.storage.counting import reason_not_counted
 from aethermind.storage.dimensions import DIMENSIONS
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
 from aethermind.storage.rollups import (
@@ -130,8 +131,8 @@ def _rollup_sql(
     raw_where, _ = _where(filters, first_param=8, null_as_empty=False)
     measures_in = [*GROUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
     edges = (
-        '(SELECT * FROM telemetry_events WHERE organization_id = $1 AND ("timestamp" >= $2'
-        ' AND "timestamp" < $4 OR "timestamp" >= $5 AND "timestamp" < $3)'
+        "(SELECT * FROM telemetry_events WHERE organization_id = $1 AND counted"
+        ' AND ("timestamp" >= $2 AND "timestamp" < $4 OR "timestamp" >= $5 AND "timestamp" < $3)'
         f"{raw_where}) AS edges"
     )
     dims = list(group_by)
@@ -185,7 +186,8 @@ def _raw_sql(
     group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
     sql = (
         f"SELECT {', '.join(select + measures)} FROM telemetry_events"
-        f' WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3{where}{group}'
+        f' WHERE organization_id = $1 AND counted AND "timestamp" >= $2 AND "timestamp" < $3'
+        f"{where}{group}"
     )
     return sql, args
 
@@ -265,8 +267,9 @@ async def aggregates(
     return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
 
 
-_SPAN_COLUMNS = (*(f'"{c}"' for c in COLUMNS), "model")
-"""What the trace API shows of a span: every stored column and the generated model."""
+_SPAN_COLUMNS = (*(f'"{c}"' for c in COLUMNS), "model", "counted")
+"""What the trace API shows of a span: every stored column, the generated model and whether
+it counts."""
 
 
 async def trace_spans(
@@ -279,8 +282,10 @@ async def trace_spans(
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
     """The stored spans of one trace in this organization that start in [since, until), in
-    start order; each with its normalized fields, ``cost_usd`` (None when unpriced) and
-    ``status``. The time range keeps the lookup to the partitions it can be in."""
+    start order; each with its normalized fields, ``cost_usd`` (None when unpriced),
+    ``status``, and ``counted``: True when the span counts toward totals, else why not
+    (``"rollup"``, ``"duplicate"``; False for a span without usage). The time range keeps the
+    lookup to the partitions it can be in."""
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         records = await conn.fetch(
             f"SELECT {', '.join(_SPAN_COLUMNS)} FROM telemetry_events"
@@ -297,6 +302,8 @@ async def trace_spans(
     for record in records:
         span = dict(record)
         span["cost_usd"] = span.pop("cost")
+        if not span["counted"]:
+            span["counted"] = reason_not_counted(span["usage_role"])
         spans.append(span)
     return spans
 
@@ -310,9 +317,10 @@ async def top_traces(
     limit: int = 10,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The traces with the highest total cost among spans started in ``[from_, to)``:
-    ``trace_id``, ``root_name`` (the span without a parent, if stored), ``spans``,
-    ``cost_usd``, ``unpriced_calls``, ``total_tokens``, ``started_at``, ``duration_ms``."""
+    """The traces with the highest counted cost among spans started in ``[from_, to)``:
+    ``trace_id``, ``root_name`` (the span without a parent, if stored), ``spans`` (all
+    stored), ``cost_usd``, ``unpriced_calls`` and ``total_tokens`` (counted spans only, as in
+    every total), ``started_at``, ``duration_ms``."""
     if not 0 < limit <= 1000:
         raise ValueError(f"limit must be within 1..1000, got {limit}")
     _validate(from_, to, (), None, {})
@@ -323,9 +331,9 @@ async def top_traces(
                    (array_agg(name ORDER BY "timestamp") FILTER (WHERE parent_span_id IS NULL))[1]
                        AS root_name,
                    count(*) AS spans,
-                   sum(cost) AS cost_usd,
-                   count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls,
-                   coalesce(sum(total_tokens), 0)::bigint AS total_tokens,
+                   sum(cost) FILTER (WHERE counted) AS cost_usd,
+                   count(*) FILTER (WHERE counted AND {IS_UNPRICED_SQL}) AS unpriced_calls,
+                   coalesce(sum(total_tokens) FILTER (WHERE counted), 0)::bigint AS total_tokens,
                    min("timestamp") AS started_at,
                    extract(epoch FROM
                        max("timestamp" + make_interval(secs => coalesce(duration_ms, 0) / 1000))
@@ -333,8 +341,8 @@ async def top_traces(
               FROM telemetry_events
              WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
              GROUP BY trace_id
-            HAVING sum(cost) IS NOT NULL
-             ORDER BY sum(cost) DESC, trace_id
+            HAVING sum(cost) FILTER (WHERE counted) IS NOT NULL
+             ORDER BY sum(cost) FILTER (WHERE counted) DESC, trace_id
              LIMIT $4
             """,
             UUID(str(organization_id)),

@@ -18,6 +18,7 @@ from aethermind.storage.dimensions import DIMENSIONS
 from aethermind.storage.rollups import ROLLUP_TABLES
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 from aethermind.storage.span_row import COST_COLUMNS, PG_TYPES, cost_values, usage_from_row
+from aethermind.storage.writer import COUNTING_LOCK_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ async def reprice(
 
     Only spans whose cost columns change are written; the rollup's cost, priced and
     unpriced counts in the hourly and daily rollups move by the same deltas in the same
-    transaction, so rollup and raw rows
+    transaction (for the spans that count; the others are not in the rollups), so rollup and
+    raw rows
     agree after every batch (a crash mid-way leaves earlier batches repriced, later ones not;
     running again finishes the job). Returns how many spans were examined and changed.
     """
@@ -93,6 +95,8 @@ async def reprice(
     cursor: tuple[datetime, str, str] | None = None
     while True:
         async with tenant_transaction(pool_or_conn, org) as conn:
+            # The writer's lock: whether a span counts does not change while it is repriced.
+            await conn.execute(COUNTING_LOCK_SQL.format(org=org), timeout=timeout)
             rows = await conn.fetch(
                 f"""
                 SELECT "timestamp", trace_id, span_id,
@@ -100,7 +104,7 @@ async def reprice(
                        {", ".join(f"coalesce({d}, '') AS {d}" for d in _DIMS)},
                        request_model, response_model, input_tokens, output_tokens,
                        cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens,
-                       provided_cost, error_type, {", ".join(_COST_FIELDS)}
+                       provided_cost, error_type, counted, {", ".join(_COST_FIELDS)}
                   FROM telemetry_events
                  WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
                    AND ($4::timestamptz IS NULL OR ("timestamp", trace_id, span_id) > ($4, $5, $6))
@@ -121,6 +125,8 @@ async def reprice(
                 if new == old:
                     continue
                 updates.append((row["timestamp"], row["trace_id"], row["span_id"], *new))
+                if not row["counted"]:
+                    continue  # not in the rollups: nothing there moves
                 old_flags = _pricing_flags(old[_COST], old[_SOURCE])
                 new_flags = _pricing_flags(new[_COST], new[_SOURCE])
                 delta = deltas[(row["hour"], *(row[d] for d in _DIMS))]

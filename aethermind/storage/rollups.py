@@ -35,28 +35,49 @@ ROLLUP_SUMS = (
 )
 
 
-def rollup_aggregates_sql(source: str) -> str:
+def rollup_aggregates_sql(source: str, *, weight: str | None = None) -> str:
     """SELECT list + FROM + GROUP BY that turns span rows in ``source`` into rollup rows
-    (hour, the five dimensions, then the measures in ``ROLLUP_SUMS`` order, min, max)."""
+    (hour, the five dimensions, then the measures in ``ROLLUP_SUMS`` order, min, max).
+
+    With ``weight`` (a column of +1 or -1), each row adds or takes away its share: how a
+    span that starts or stops counting moves the rollups. Latency min and max only widen
+    (a rollup row's bounds for interpolating percentiles, not exact figures)."""
     bucket = "width_bucket(duration_ms, aethermind_latency_bounds())"
+
+    def total(column: str) -> str:
+        return (
+            f"coalesce(sum({column}), 0)"
+            if weight is None
+            else (f"coalesce(sum({weight} * {column}), 0)")
+        )
+
+    def when(condition: str) -> str:
+        return (
+            f"count(*) FILTER (WHERE {condition})"
+            if weight is None
+            else (f"coalesce(sum({weight}) FILTER (WHERE {condition}), 0)")
+        )
+
+    each = "count(*)" if weight is None else f"sum({weight})"
+    widening = "" if weight is None else f" FILTER (WHERE {weight} > 0)"
     buckets = ",\n        ".join(
-        f"count(*) FILTER (WHERE {bucket} = {i}) AS {col}" for i, col in enumerate(BUCKET_COLUMNS)
+        f"{when(f'{bucket} = {i}')} AS {col}" for i, col in enumerate(BUCKET_COLUMNS)
     )
-    tokens = ",\n        ".join(f"coalesce(sum({c}), 0) AS {c}" for c in TOKEN_COLUMNS)
+    tokens = ",\n        ".join(f"{total(c)} AS {c}" for c in TOKEN_COLUMNS)
     dims = ", ".join(f"coalesce({k}, '') AS {k}" for k in ROLLUP_KEYS)
     return f"""
         SELECT date_trunc('hour', "timestamp", 'UTC') AS hour, {dims},
-        count(*) AS calls,
-        count(*) FILTER (WHERE {IS_ERROR_SQL}) AS errors,
+        {each} AS calls,
+        {when(IS_ERROR_SQL)} AS errors,
         {tokens},
-        coalesce(sum(cost), 0) AS cost,
-        count(cost) AS priced_calls,
-        count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls,
-        count(duration_ms) AS latency_count,
-        coalesce(sum(duration_ms), 0) AS latency_sum_ms,
+        {total("cost")} AS cost,
+        {when("cost IS NOT NULL")} AS priced_calls,
+        {when(IS_UNPRICED_SQL)} AS unpriced_calls,
+        {when("duration_ms IS NOT NULL")} AS latency_count,
+        {total("duration_ms")} AS latency_sum_ms,
         {buckets},
-        min(duration_ms) AS latency_min_ms,
-        max(duration_ms) AS latency_max_ms
+        min(duration_ms){widening} AS latency_min_ms,
+        max(duration_ms){widening} AS latency_max_ms
         FROM {source}
         GROUP BY 1, 2, 3, 4, 5, 6"""
 

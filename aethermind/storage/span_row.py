@@ -75,6 +75,8 @@ class TelemetryRow:
     provided_cost: Decimal | None = field(default=None, metadata=_NUMERIC)
     attributes: Mapping[str, Any] = field(default_factory=dict, metadata=_JSONB)
     resource_attributes: Mapping[str, Any] = field(default_factory=dict, metadata=_JSONB)
+    usage_role: str | None = field(default=None, metadata=_TEXT)
+    """``request``, ``rollup`` or None: see ``usage_role`` below and ``storage/counting.py``."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -83,6 +85,10 @@ class TelemetryRow:
             raise ValueError("trace_id and span_id must be non-empty")
         if self.status not in SPAN_STATUSES:
             raise ValueError(f"status must be one of {sorted(SPAN_STATUSES)}, got {self.status!r}")
+        if self.usage_role is None:
+            # Built by hand without a role: the rule the migration applied to older rows (a
+            # cost source marks a model call), which agrees with ``usage_role()``.
+            object.__setattr__(self, "usage_role", _role_of_stored(self))
 
     @property
     def model(self) -> str | None:
@@ -104,6 +110,38 @@ decimal text (asyncpg's binary numeric encoding costs about 1.5 µs a value; the
 takes text and PostgreSQL casts it). Built positionally, because that is the hot path (a
 namedtuple built by keyword costs about 3 µs a row); ``tests/storage/test_span_row.py``
 proves every value lands in its declared column, and a length check runs at import."""
+
+
+TRACE_DECIDED_COLUMNS: tuple[str, ...] = ("counted",)
+"""The columns after ``COLUMNS`` that the writer decides from the whole trace (whether the
+span counts toward totals: ``storage/counting.py``), in table order."""
+
+
+def _role_of_stored(row: TelemetryRow) -> str | None:
+    if row.cost_source is not None:
+        return "request"
+    return "rollup" if _reports_usage(row) else None
+
+
+def _reports_usage(usage: UsageRecord | TelemetryRow) -> bool:
+    return (
+        usage.input_tokens is not None
+        or usage.output_tokens is not None
+        or usage.total_tokens is not None
+        or usage.cache_read_tokens is not None
+        or usage.cache_write_tokens is not None
+        or usage.reasoning_tokens is not None
+        or usage.provided_cost is not None
+    )
+
+
+def usage_role(usage: UsageRecord) -> str | None:
+    """A span's part in counting: ``request`` for a provider request (even one that failed
+    and reported nothing), ``rollup`` for any other span that reports usage (which can only be
+    the sum of requests made under it), None for a span without usage."""
+    if usage.is_llm_call:
+        return "request"
+    return "rollup" if _reports_usage(usage) else None
 
 
 def cost_values(cost: Cost, *, is_llm_call: bool) -> tuple[Any, ...]:
@@ -188,6 +226,7 @@ def copy_row(
         None if usage.provided_cost is None else str(usage.provided_cost),
         attributes,
         resource_attributes,
+        usage_role(usage),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from aethermind.storage.migrate import load_migrations, migrate, pending_migrations
-from aethermind.storage.span_row import COLUMNS, PG_TYPES
+from aethermind.storage.span_row import COLUMNS, PG_TYPES, TRACE_DECIDED_COLUMNS
 
 
 async def test_migrate_applies_everything_once_then_nothing(empty_database_url: str) -> None:
@@ -47,7 +47,8 @@ def test_migration_files_are_numbered_and_ordered() -> None:
 async def test_the_stored_span_declaration_is_the_tables_columns_in_order(pool: Any) -> None:
     """``span_row.TelemetryRow`` owns the columns: the migrations must have made exactly
     those, in that order and of those types (besides the id, the tenant and the generated
-    model column, which the writer never fills)."""
+    model column, which the writer never fills), then the columns the writer decides from
+    the whole trace."""
     rows = await pool.fetch(
         """SELECT column_name, udt_name FROM information_schema.columns
             WHERE table_schema = current_schema() AND table_name = 'telemetry_events'
@@ -55,5 +56,8 @@ async def test_the_stored_span_declaration_is_the_tables_columns_in_order(pool: 
     )
     table = [(r["column_name"], r["udt_name"]) for r in rows]
     filled = [c for c in table if c[0] not in {"id", "organization_id", "model"}]
-    assert filled == [(name, PG_TYPES[name]) for name in COLUMNS]
+    assert filled == [
+        *((name, PG_TYPES[name]) for name in COLUMNS),
+        *((name, "bool") for name in TRACE_DECIDED_COLUMNS),
+    ]
     assert {"id", "organization_id", "model"} <= {name for name, _ in table}

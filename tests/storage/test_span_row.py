@@ -59,6 +59,7 @@ def test_copy_row_puts_every_value_in_its_declared_column() -> None:
         "cost_cache_write": "0.204", "cost_output": "0.205", "cost_source": "computed",
         "price_model_id": "p-price-model", "provided_cost": "0.107",
         "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
+        "usage_role": "request",
     }  # fmt: skip
 
 

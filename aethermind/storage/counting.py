@@ -1,0 +1,178 @@
+"""Which spans of a trace count toward totals: each provider request exactly once.
+
+Agent frameworks and stacked instrumentations describe one provider request with several
+spans, and sum the usage of many requests on an outer span. Totals must add each request
+once, so every span that carries usage gets one of three states:
+
+- counted: a provider request as close to the wire as the trace shows it;
+- ``rollup``: a span that is not a provider request (an agent run, a workflow, a chain, an
+  SDK's outer ``generate`` span) and has usage-carrying spans under it: its usage is the sum
+  of theirs;
+- ``duplicate``: a provider-request span with another provider-request span under it (a
+  framework's LLM span around the client instrumentation's span, or an SDK tracing itself
+  under an instrumentor): the same request seen by two layers.
+
+The rule, in one sentence: the usage-carrying spans with no usage-carrying span under them
+count; in a chain of request spans over a single such span (one request seen by several
+layers), the one with the richest usage counts instead, ties going to the one closest to
+the wire. "Under" follows parent links; where a chain of parent links is broken (an
+intermediate span was not GenAI and was dropped, or has not arrived), the topmost span of
+the broken chain is under every usage-carrying span whose time interval holds its start.
+
+Pure: the writer feeds it the spans of a trace (stored and arriving) and stores its answer.
+The answer depends only on the set of spans, never on their arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+UsageRole = Literal["request", "rollup"]
+COUNTED_REASONS: dict[str, str] = {"request": "duplicate", "rollup": "rollup"}
+"""Why a span of each role that does not count does not: the API's ``counted`` value."""
+
+MAX_RECONCILED_SPANS = 5000
+"""Spans of one trace the writer reads back to decide what counts. A trace with more is not
+reconciled any further: its new spans count by what their own batch shows (see the README)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpanFacts:
+    """What the decision needs of one span. ``role`` is None for spans without usage (tool
+    spans, spans kept for context): they only link others. ``richness`` is the number of
+    usage kinds the span reported (input, output, cached, cache writes, reasoning)."""
+
+    span_id: str
+    parent_span_id: str | None
+    start_us: int
+    end_us: int
+    role: UsageRole | None
+    richness: int = 0
+
+
+def counted_spans(spans: Iterable[SpanFacts]) -> set[str]:
+    """The ids of the spans that count, among ``spans`` (one trace, each span once)."""
+    by_id = {s.span_id: s for s in spans}
+    carriers = [s for s in by_id.values() if s.role is not None]
+    if len(carriers) <= 1:
+        return {c.span_id for c in carriers}
+    holders = _Holders(by_id, carriers)
+    ancestors = {s.span_id: _carrier_ancestors(s, by_id, holders) for s in carriers}
+    below: dict[str, int] = dict.fromkeys(by_id, 0)
+    for above in ancestors.values():
+        for ancestor in above:
+            below[ancestor] += 1
+    return {
+        _richest_layer(leaf, ancestors, below, by_id).span_id
+        for leaf in carriers
+        if not below[leaf.span_id]
+    }
+
+
+MAX_BROKEN_CHAINS = 64
+"""Broken parent chains per trace placed by time; past it, a broken chain is taken as a root
+(bounds the work a trace of unrelated fragments can cause)."""
+
+
+class _Holders:
+    """The carriers whose interval holds the start of a broken chain's top, per top."""
+
+    def __init__(self, by_id: dict[str, SpanFacts], carriers: list[SpanFacts]) -> None:
+        self._by_id = by_id
+        self._carriers = sorted(carriers, key=lambda c: c.start_us)
+        self._found: dict[str, list[str]] = {}
+
+    def of(self, top: SpanFacts) -> list[str]:
+        found = self._found.get(top.span_id)
+        if found is not None:
+            return found
+        if len(self._found) >= MAX_BROKEN_CHAINS:
+            return []
+        candidates = []
+        for carrier in self._carriers:
+            if carrier.start_us > top.start_us:
+                break
+            if (
+                carrier.end_us >= top.start_us
+                and carrier is not top
+                and not _under(carrier, top.span_id, self._by_id)
+            ):
+                candidates.append(carrier)
+        # Nearest first: the latest start, then the earliest end (the innermost interval).
+        candidates.sort(key=lambda c: (-c.start_us, c.end_us, c.span_id))
+        found = [c.span_id for c in candidates]
+        self._found[top.span_id] = found
+        return found
+
+
+def _carrier_ancestors(
+    span: SpanFacts, by_id: dict[str, SpanFacts], holders: _Holders
+) -> list[str]:
+    """The usage-carrying spans ``span`` is under, nearest first: its parent chain, and where
+    that chain breaks, every carrier whose interval holds the start of the chain's top."""
+    found: list[str] = []
+    chain = {span.span_id}
+    top = span
+    while top.parent_span_id is not None:
+        parent = by_id.get(top.parent_span_id)
+        if parent is None or parent.span_id in chain:
+            break
+        chain.add(parent.span_id)
+        if parent.role is not None:
+            found.append(parent.span_id)
+        top = parent
+    else:
+        return found  # the chain reached a root: nothing is missing
+    found.extend(holders.of(top))
+    return found
+
+
+def _under(span: SpanFacts, ancestor_id: str, by_id: dict[str, SpanFacts]) -> bool:
+    """Whether ``ancestor_id`` is on ``span``'s parent chain."""
+    seen = {span.span_id}
+    current = span
+    while current.parent_span_id is not None:
+        if current.parent_span_id == ancestor_id:
+            return True
+        parent = by_id.get(current.parent_span_id)
+        if parent is None or parent.span_id in seen:
+            return False
+        seen.add(parent.span_id)
+        current = parent
+    return False
+
+
+def _richest_layer(
+    leaf: SpanFacts,
+    ancestors: dict[str, list[str]],
+    below: dict[str, int],
+    by_id: dict[str, SpanFacts],
+) -> SpanFacts:
+    """The span that counts for ``leaf``'s request: ``leaf``, or a request span above it that
+    wraps only this one request and reported richer usage (ties: the one nearer the wire)."""
+    if leaf.role != "request":
+        return leaf
+    best = leaf
+    for ancestor_id in ancestors[leaf.span_id]:
+        ancestor = by_id[ancestor_id]
+        if ancestor.role != "request" or below[ancestor_id] != _layers_between(
+            leaf, ancestor_id, ancestors
+        ):
+            break
+        if ancestor.richness > best.richness:
+            best = ancestor
+    return best
+
+
+def _layers_between(leaf: SpanFacts, ancestor_id: str, ancestors: dict[str, list[str]]) -> int:
+    """How many carriers lie under ``ancestor_id`` on ``leaf``'s own chain (``leaf`` and the
+    request layers between): an ancestor with exactly these under it wraps one request."""
+    chain = ancestors[leaf.span_id]
+    return chain.index(ancestor_id) + 1
+
+
+def reason_not_counted(role: str | None) -> str | bool:
+    """The API's ``counted`` value for a span that does not count."""
+    return COUNTED_REASONS.get(role or "", False)
