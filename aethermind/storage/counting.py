@@ -17,7 +17,9 @@ count; in a chain of request spans over a single such span (one request seen by 
 layers), the one with the richest usage counts instead, ties going to the one closest to
 the wire. "Under" follows parent links; where a chain of parent links is broken (an
 intermediate span was not GenAI and was dropped, or has not arrived), the topmost span of
-the broken chain is under every usage-carrying span whose time interval holds its start.
+the broken chain is under every roll-up span whose time interval holds its start. Never
+under a request span by time alone: requests made in parallel overlap all the time, and
+stacked request layers link to each other directly.
 
 Pure: the writer feeds it the spans of a trace (stored and arriving) and stores its answer.
 The answer depends only on the set of spans, never on their arrival order.
@@ -26,8 +28,7 @@ The answer depends only on the set of spans, never on their arrival order.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 UsageRole = Literal["request", "rollup"]
 COUNTED_REASONS: dict[str, str] = {"request": "duplicate", "rollup": "rollup"}
@@ -38,8 +39,7 @@ MAX_RECONCILED_SPANS = 5000
 reconciled any further: its new spans count by what their own batch shows (see the README)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SpanFacts:
+class SpanFacts(NamedTuple):
     """What the decision needs of one span. ``role`` is None for spans without usage (tool
     spans, spans kept for context): they only link others. ``richness`` is the number of
     usage kinds the span reported (input, output, cached, cache writes, reasoning)."""
@@ -58,7 +58,8 @@ def counted_spans(spans: Iterable[SpanFacts]) -> set[str]:
     carriers = [s for s in by_id.values() if s.role is not None]
     if len(carriers) <= 1:
         return {c.span_id for c in carriers}
-    holders = _Holders(by_id, carriers)
+    rollups = [c for c in carriers if c.role == "rollup"]
+    holders = _Holders(by_id, rollups) if rollups else None
     ancestors = {s.span_id: _carrier_ancestors(s, by_id, holders) for s in carriers}
     below: dict[str, int] = dict.fromkeys(by_id, 0)
     for above in ancestors.values():
@@ -77,11 +78,11 @@ MAX_BROKEN_CHAINS = 64
 
 
 class _Holders:
-    """The carriers whose interval holds the start of a broken chain's top, per top."""
+    """The roll-up spans whose interval holds the start of a broken chain's top, per top."""
 
-    def __init__(self, by_id: dict[str, SpanFacts], carriers: list[SpanFacts]) -> None:
+    def __init__(self, by_id: dict[str, SpanFacts], rollups: list[SpanFacts]) -> None:
         self._by_id = by_id
-        self._carriers = sorted(carriers, key=lambda c: c.start_us)
+        self._carriers = sorted(rollups, key=lambda c: c.start_us)
         self._found: dict[str, list[str]] = {}
 
     def of(self, top: SpanFacts) -> list[str]:
@@ -108,10 +109,10 @@ class _Holders:
 
 
 def _carrier_ancestors(
-    span: SpanFacts, by_id: dict[str, SpanFacts], holders: _Holders
+    span: SpanFacts, by_id: dict[str, SpanFacts], holders: _Holders | None
 ) -> list[str]:
     """The usage-carrying spans ``span`` is under, nearest first: its parent chain, and where
-    that chain breaks, every carrier whose interval holds the start of the chain's top."""
+    that chain breaks, every roll-up whose interval holds the start of the chain's top."""
     found: list[str] = []
     chain = {span.span_id}
     top = span
@@ -125,7 +126,8 @@ def _carrier_ancestors(
         top = parent
     else:
         return found  # the chain reached a root: nothing is missing
-    found.extend(holders.of(top))
+    if holders is not None:
+        found.extend(holders.of(top))
     return found
 
 

@@ -14,11 +14,11 @@ from typing import Any
 from uuid import UUID
 
 from aethermind.semconv.record import Cost, UsageRecord
+from aethermind.storage.deciding import counting_lock_sql
 from aethermind.storage.dimensions import DIMENSIONS
 from aethermind.storage.rollups import ROLLUP_TABLES
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 from aethermind.storage.span_row import COST_COLUMNS, PG_TYPES, cost_values, usage_from_row
-from aethermind.storage.writer import COUNTING_LOCK_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ async def reprice(
     while True:
         async with tenant_transaction(pool_or_conn, org) as conn:
             # The writer's lock: whether a span counts does not change while it is repriced.
-            await conn.execute(COUNTING_LOCK_SQL.format(org=org), timeout=timeout)
+            await conn.execute(counting_lock_sql(f"'{org}'"), timeout=timeout)
             rows = await conn.fetch(
                 f"""
                 SELECT "timestamp", trace_id, span_id,

@@ -80,6 +80,11 @@ async def apply_retention(
                     org["id"], cutoff, timeout=timeout,
                 )  # fmt: skip
                 deleted_rollup += int(status.split()[-1])
+            # Traces whose spans are past retention need no more deciding (writer.py).
+            await conn.execute(
+                "DELETE FROM linked_traces WHERE organization_id = $1 AND last_start < $2",
+                org["id"], cutoff, timeout=timeout,
+            )  # fmt: skip
     result = RetentionResult(dropped, deleted_spans, deleted_rollup)
     logger.info(
         "retention applied",

@@ -64,6 +64,8 @@ OPTIONAL_SEEDS = {
     "VALUES ($1, 100, 'https://hooks.example.com/x')",
     "alert_deliveries": "INSERT INTO alert_deliveries (organization_id, month, threshold, "
     "claimed_at) VALUES ($1, date '2026-11-01', 50, now())",
+    "linked_traces": "INSERT INTO linked_traces (organization_id, trace_id, last_start) "
+    "VALUES ($1, md5(random()::text), now())",
 }
 
 

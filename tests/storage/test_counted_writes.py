@@ -1,0 +1,145 @@
+"""The writer keeps totals exact whatever order a trace's spans arrive in, in however many
+batches, re-sent or written concurrently: the rollups always equal the sum of the counted
+spans, and the counted spans are those storage/counting.py picks from the whole trace."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aethermind.storage import queries
+from aethermind.storage.span_row import TelemetryRow
+from aethermind.storage.writer import write_rows
+from tests.storage.factories import create_org, owner_fetch
+from tests.storage.test_counting import TREE, TREE_COUNTED
+from tests.storage.test_writer import rollup_mismatches
+
+START = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+_orgs = itertools.count()
+
+
+def tree_rows() -> dict[str, TelemetryRow]:
+    """The rows of ``test_counting.TREE``: every carrier with its own distinct usage."""
+    rows = {}
+    for i, facts in enumerate(TREE):
+        request = facts.role == "request"
+        carries = facts.role is not None
+        rows[facts.span_id] = TelemetryRow(
+            trace_id="7" * 32,
+            span_id=f"{i + 1:016x}",
+            parent_span_id=(
+                None
+                if facts.parent_span_id is None
+                else f"{[f.span_id for f in TREE].index(facts.parent_span_id) + 1:016x}"
+            ),
+            name=facts.span_id,
+            timestamp=START + timedelta(milliseconds=facts.start_us),
+            duration_ms=float(facts.end_us - facts.start_us),
+            provider="openai" if carries else None,
+            operation="chat" if request else ("invoke_agent" if carries else "execute_tool"),
+            request_model="gpt-4o" if carries else None,
+            input_tokens=1000 * (i + 1) if carries else None,
+            output_tokens=10 * (i + 1) if carries else None,
+            cache_read_tokens=100 * (i + 1) if facts.richness >= 3 and carries else None,
+            total_tokens=1010 * (i + 1) if carries else None,
+            cost=Decimal(i + 1) if request else None,
+            cost_source="computed" if request else None,
+            usage_role=facts.role,
+        )
+    return rows
+
+
+ROWS = tree_rows()
+EXPECTED_INPUT = sum(r.input_tokens or 0 for k, r in ROWS.items() if k in TREE_COUNTED)
+EXPECTED_COST = sum((r.cost or Decimal(0)) for k, r in ROWS.items() if k in TREE_COUNTED)
+
+
+async def totals(pool: Any, org: UUID) -> tuple[int, int, Decimal | None]:
+    """(calls, input tokens, cost) as the API answers them, from the rollups."""
+    hour = START.replace(minute=0)
+    [row] = await queries.aggregates(
+        pool, org, hour - timedelta(hours=1), hour + timedelta(hours=2), source="rollup"
+    )
+    return row["calls"], row["input_tokens"], row["cost_usd"]
+
+
+async def counted_names(pool: Any, org: UUID) -> set[str]:
+    rows = await owner_fetch(
+        pool, "SELECT name FROM telemetry_events WHERE organization_id = $1 AND counted", org
+    )
+    return {r["name"] for r in rows}
+
+
+@given(
+    order=st.permutations(list(ROWS)),
+    cuts=st.lists(st.integers(min_value=1, max_value=len(ROWS) - 1), max_size=4, unique=True),
+    resend=st.lists(st.integers(min_value=0, max_value=4), max_size=3),
+)
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+async def test_any_order_any_batches_any_resends_give_the_same_exact_totals(
+    pool: Any, order: list[str], cuts: list[int], resend: list[int]
+) -> None:
+    org = await create_org(pool, f"order-{next(_orgs)}")
+    bounds = [0, *sorted(cuts), len(order)]
+    batches = [[ROWS[k] for k in order[a:b]] for a, b in itertools.pairwise(bounds)]
+    for index in resend:  # a re-sent batch arrives again later
+        batches.append(batches[index % len(batches)])
+    for batch in batches:
+        await write_rows(pool, org, batch)
+    assert await counted_names(pool, org) == TREE_COUNTED
+    assert await totals(pool, org) == (len(TREE_COUNTED), EXPECTED_INPUT, EXPECTED_COST)
+    assert await rollup_mismatches(pool) == 0
+
+
+async def test_concurrent_writers_of_one_trace_decide_as_one(pool: Any) -> None:
+    """Each span in its own write, all at once, on separate connections: the counting lock
+    makes each writer see the spans the others committed."""
+    org = await create_org(pool, "concurrent")
+    rows = list(ROWS.values())
+    for seed in range(3):
+        random.Random(seed).shuffle(rows)
+        await asyncio.gather(*(write_rows(pool, org, [row]) for row in rows))
+        assert await counted_names(pool, org) == TREE_COUNTED
+        assert await totals(pool, org) == (len(TREE_COUNTED), EXPECTED_INPUT, EXPECTED_COST)
+    assert await rollup_mismatches(pool) == 0
+
+
+async def test_the_raw_path_and_the_trace_view_agree_with_the_rollups(pool: Any) -> None:
+    org = await create_org(pool, "views")
+    await write_rows(pool, org, list(ROWS.values())[::-1])
+    [raw] = await queries.aggregates(
+        pool, org, START - timedelta(minutes=5), START + timedelta(minutes=5), source="raw"
+    )
+    assert (raw["calls"], raw["input_tokens"], raw["cost_usd"]) == await totals(pool, org)
+    spans = await queries.trace_spans(
+        pool, org, "7" * 32, since=START - timedelta(days=1), until=START + timedelta(days=1)
+    )
+    shown = {s["name"]: s["counted"] for s in spans}
+    assert shown == {
+        "workflow": "rollup",
+        "agent-a": "rollup",
+        "a-llm": "duplicate",
+        "a-client": True,
+        "a-tool": False,
+        "a-llm2": True,
+        "agent-b": "rollup",
+        "b-step": "rollup",
+        "b-llm": True,
+    }
+    [top] = await queries.top_traces(
+        pool, org, START - timedelta(minutes=5), START + timedelta(minutes=5)
+    )
+    assert top["cost_usd"] == EXPECTED_COST
+    assert top["spans"] == len(ROWS)

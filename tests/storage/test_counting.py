@@ -1,0 +1,113 @@
+"""The rule of what counts (storage/counting.py), on trace shapes the real stacks produce."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aethermind.storage.counting import SpanFacts, counted_spans
+
+
+def span(
+    span_id: str,
+    parent: str | None,
+    start: int,
+    end: int,
+    role: str | None,
+    richness: int = 2,
+) -> SpanFacts:
+    return SpanFacts(span_id, parent, start, end, role, richness)  # type: ignore[arg-type]
+
+
+def test_an_agent_run_over_two_model_requests_counts_the_requests() -> None:
+    spans = [
+        span("agent", None, 0, 100, "rollup"),
+        span("chat1", "agent", 10, 40, "request"),
+        span("tool", "agent", 41, 50, None),
+        span("chat2", "agent", 51, 90, "request"),
+    ]
+    assert counted_spans(spans) == {"chat1", "chat2"}
+
+
+def test_an_agent_that_only_reports_totals_still_counts() -> None:
+    spans = [span("agent", None, 0, 100, "rollup"), span("tool", "agent", 10, 20, None)]
+    assert counted_spans(spans) == {"agent"}
+
+
+def test_a_framework_span_around_the_client_span_counts_once_at_the_wire() -> None:
+    spans = [
+        span("chain", None, 0, 100, None),
+        span("framework-llm", "chain", 5, 95, "request"),
+        span("client", "framework-llm", 10, 90, "request"),
+    ]
+    assert counted_spans(spans) == {"client"}
+
+
+def test_the_richer_layer_counts_when_the_wire_span_reports_less() -> None:
+    spans = [
+        span("framework-llm", None, 0, 100, "request", richness=4),
+        span("client", "framework-llm", 10, 90, "request", richness=2),
+    ]
+    assert counted_spans(spans) == {"framework-llm"}
+
+
+def test_a_layer_over_two_requests_is_not_one_request() -> None:
+    spans = [
+        span("framework-llm", None, 0, 100, "request", richness=5),
+        span("try1", "framework-llm", 10, 40, "request", richness=2),
+        span("try2", "framework-llm", 50, 90, "request", richness=2),
+    ]
+    assert counted_spans(spans) == {"try1", "try2"}
+
+
+def test_a_dropped_intermediate_span_is_bridged_by_time() -> None:
+    """The agent's model call hangs under a span that was not GenAI (dropped): the call's
+    start lies inside the agent's interval, so the agent is a roll-up of it."""
+    spans = [
+        span("agent", None, 0, 100, "rollup"),
+        span("chat", "dropped-http-span", 10, 40, "request"),
+    ]
+    assert counted_spans(spans) == {"chat"}
+
+
+def test_a_complete_chain_elsewhere_in_the_trace_is_not_bridged() -> None:
+    spans = [
+        span("root", None, 0, 200, None),
+        span("agent", "root", 0, 100, "rollup"),
+        span("chat", "root", 10, 40, "request"),  # a sibling, not under the agent
+    ]
+    assert counted_spans(spans) == {"agent", "chat"}
+
+
+TREE = [
+    span("workflow", None, 0, 1000, "rollup"),
+    span("agent-a", "workflow", 10, 500, "rollup"),
+    span("a-llm", "agent-a", 20, 200, "request", richness=3),
+    span("a-client", "a-llm", 25, 190, "request", richness=3),
+    span("a-tool", "agent-a", 210, 300, None),
+    span("a-llm2", "agent-a", 310, 490, "request"),
+    span("agent-b", "workflow", 510, 990, "rollup"),
+    span("b-step", "agent-b", 520, 980, "rollup"),
+    span("b-llm", "b-step", 530, 970, "request"),
+]
+TREE_COUNTED = {"a-client", "a-llm2", "b-llm"}
+
+
+def test_a_nested_workflow() -> None:
+    assert counted_spans(TREE) == TREE_COUNTED
+
+
+@given(st.permutations(TREE), st.integers(min_value=1, max_value=len(TREE)))
+@settings(max_examples=200, deadline=None)
+def test_the_answer_never_depends_on_order_or_on_which_spans_have_arrived(
+    order: list[SpanFacts], arrived: int
+) -> None:
+    """Whatever subset has arrived, in whatever order, the decision is a function of the set;
+    once all have arrived it is the full answer."""
+    subset = order[:arrived]
+    shuffled = list(subset)
+    random.Random(arrived).shuffle(shuffled)
+    assert counted_spans(subset) == counted_spans(shuffled)
+    assert counted_spans(order) == TREE_COUNTED
