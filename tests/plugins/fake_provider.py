@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiohttp import web
@@ -168,13 +168,84 @@ class RecordedRequest:
         return self.body.get("model") if isinstance(self.body, dict) else None
 
 
+@dataclass(frozen=True)
+class Served:
+    """One response the fake provider gave: the ledger entry tests compare totals with.
+
+    `usage` is the provider's own usage object as served (OpenAI: prompt tokens include cached
+    ones; Anthropic: input tokens exclude cache reads and writes); `counts()` gives it in the
+    GenAI conventions' terms."""
+
+    vendor: Vendor
+    model: str
+    """The model that answered (the dated snapshot), or the one asked for on an error."""
+    status: int
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """input (all of it, cache included), output (reasoning included), cache_read,
+        cache_write, reasoning, total: as Aethermind stores them."""
+        u = self.usage
+        if not u:
+            return dict.fromkeys(TOKEN_KINDS, 0)
+        if self.vendor == "anthropic":
+            read = u.get("cache_read_input_tokens") or 0
+            write = u.get("cache_creation_input_tokens") or 0
+            inp = u["input_tokens"] + read + write
+            out = u["output_tokens"]
+            reasoning = 0
+        else:
+            inp = u.get("prompt_tokens", u.get("input_tokens", 0))
+            out = u.get("completion_tokens", u.get("output_tokens", 0))
+            read = (u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}).get(
+                "cached_tokens", 0
+            )
+            write = 0
+            details = u.get("completion_tokens_details") or u.get("output_tokens_details") or {}
+            reasoning = details.get("reasoning_tokens", 0)
+        return {
+            "input_tokens": inp,
+            "output_tokens": out,
+            "cache_read_tokens": read,
+            "cache_write_tokens": write,
+            "reasoning_tokens": reasoning,
+            "total_tokens": inp + out,
+        }
+
+
+TOKEN_KINDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+)
+
+
+def ledger_totals(served: list[Served]) -> dict[str, dict[str, int]]:
+    """Per model: calls, errors and every token kind, summed over what was served."""
+    totals: dict[str, dict[str, int]] = {}
+    for entry in served:
+        row = totals.setdefault(
+            entry.model, {"calls": 0, "errors": 0, **dict.fromkeys(TOKEN_KINDS, 0)}
+        )
+        row["calls"] += 1
+        row["errors"] += entry.status >= 400
+        for kind, count in entry.counts().items():
+            row[kind] += count
+    return totals
+
+
 @dataclass
 class FakeProvider:
     """A running fake server. `base_url` has no path; `openai_base_url` adds the `/v1` that the
-    OpenAI SDK expects (the Anthropic SDK adds it itself)."""
+    OpenAI SDK expects (the Anthropic SDK adds it itself). `served` is its ledger: one entry
+    per response, in order."""
 
     base_url: str
     requests: list[RecordedRequest] = field(default_factory=list)
+    served: list[Served] = field(default_factory=list)
 
     @property
     def openai_base_url(self) -> str:
@@ -189,15 +260,48 @@ class FakeProvider:
 
     def clear(self) -> None:
         self.requests.clear()
+        self.served.clear()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Vendor = Literal["openai", "anthropic"]
+LEDGER = web.AppKey("ledger", list)
 
 _ids = itertools.count(1)
 
 
 def _next_id(prefix: str) -> str:
     return f"{prefix}{next(_ids):06d}"
+
+
+def _record(
+    request: web.Request, vendor: Vendor, model: str, status: int, usage: dict[str, Any] | None
+) -> None:
+    request.app[LEDGER].append(Served(vendor, model, status, dict(usage or {})))
+
+
+def _tool_call_wanted(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The first tool the request offers, when no tool has answered yet in its conversation:
+    the fake then calls it (once), so agents loop as they do against the real API."""
+    tools = body.get("tools") or []
+    messages = body.get("messages") or []
+    answered = any(
+        m.get("role") == "tool"
+        or (isinstance(m.get("content"), list) and any(
+            isinstance(c, dict) and c.get("type") == "tool_result" for c in m["content"]))
+        for m in messages if isinstance(m, dict)
+    )  # fmt: skip
+    return tools[0] if tools and not answered else None
+
+
+def _arguments_for(schema: dict[str, Any]) -> dict[str, Any]:
+    """Arguments that satisfy a tool's JSON schema's required properties."""
+    samples = {"string": "fake", "integer": 1, "number": 1, "boolean": True}
+    properties = schema.get("properties") or {}
+    return {
+        name: samples.get(str((properties.get(name) or {}).get("type")), "fake")
+        for name in schema.get("required") or []
+    }
 
 
 def _openai_error(status: int, model: str) -> web.Response:
@@ -304,6 +408,7 @@ async def _openai_chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     asked = str(body.get("model", ""))
     if asked in ERROR_MODELS:
+        _record(request, "openai", asked, ERROR_MODELS[asked], None)
         return _openai_error(ERROR_MODELS[asked], asked)
     model = OPENAI_MODEL_SNAPSHOTS.get(asked, asked)
     completion_id = _next_id("chatcmpl-fake")
@@ -311,29 +416,43 @@ async def _openai_chat(request: web.Request) -> web.StreamResponse:
     headers = {"x-request-id": _next_id("req_"), "openai-processing-ms": "42"}
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        _record(request, "openai", model, 200, OPENAI_STREAM_USAGE if include_usage else None)
         return await _send_sse(
             request,
             _openai_chat_frames(model, completion_id, created, include_usage),
             headers,
         )
     usage = OPENAI_REASONING_USAGE if _is_reasoning(asked) else OPENAI_CHAT_USAGE
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": OPENAI_CHAT_TEXT,
+        "refusal": None,
+        "annotations": [],
+    }
+    finish_reason = "stop"
+    tool = _tool_call_wanted(body)
+    if tool is not None:
+        function = tool.get("function") or {}
+        message["content"] = None
+        message["tool_calls"] = [
+            {
+                "id": _next_id("call_fake"),
+                "type": "function",
+                "function": {
+                    "name": function.get("name", "tool"),
+                    "arguments": json.dumps(_arguments_for(function.get("parameters") or {})),
+                },
+            }
+        ]
+        finish_reason = "tool_calls"
+    _record(request, "openai", model, 200, usage)
     response = {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": OPENAI_CHAT_TEXT,
-                    "refusal": None,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
         ],
         "usage": usage,
         "service_tier": "default",
@@ -353,7 +472,9 @@ async def _openai_embeddings(request: web.Request) -> web.Response:
     body = await request.json()
     model = str(body.get("model", ""))
     if model in ERROR_MODELS:
+        _record(request, "openai", model, ERROR_MODELS[model], None)
         return _openai_error(ERROR_MODELS[model], model)
+    _record(request, "openai", model, 200, OPENAI_EMBEDDINGS_USAGE)
     inputs = body.get("input")
     count = (
         len(inputs)
@@ -454,6 +575,7 @@ async def _anthropic_messages(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     asked = str(body.get("model", ""))
     if asked in ERROR_MODELS:
+        _record(request, "anthropic", asked, ERROR_MODELS[asked], None)
         return _anthropic_error(ERROR_MODELS[asked], asked)
     model = ANTHROPIC_MODEL_SNAPSHOTS.get(asked, asked)
     message_id = _next_id("msg_fake")
@@ -461,12 +583,24 @@ async def _anthropic_messages(request: web.Request) -> web.StreamResponse:
     if body.get("stream"):
         cumulative = request.headers.get(DELTA_USAGE_HEADER, "") == "cumulative"
         frames = _anthropic_stream_frames(message_id, model, cumulative)
+        _record(request, "anthropic", model, 200, ANTHROPIC_STREAM_USAGE)
         return await _send_sse(request, frames, headers)
-    content = [{"type": "text", "text": ANTHROPIC_TEXT}]
-    return web.json_response(
-        _anthropic_message(message_id, model, content, ANTHROPIC_MESSAGES_USAGE),
-        headers=headers,
-    )
+    content: list[dict[str, Any]] = [{"type": "text", "text": ANTHROPIC_TEXT}]
+    tool = _tool_call_wanted(body)
+    if tool is not None:
+        content = [
+            {
+                "type": "tool_use",
+                "id": _next_id("toolu_fake"),
+                "name": tool.get("name", "tool"),
+                "input": _arguments_for(tool.get("input_schema") or {}),
+            }
+        ]
+    message = _anthropic_message(message_id, model, content, ANTHROPIC_MESSAGES_USAGE)
+    if tool is not None:
+        message["stop_reason"] = "tool_use"
+    _record(request, "anthropic", model, 200, ANTHROPIC_MESSAGES_USAGE)
+    return web.json_response(message, headers=headers)
 
 
 def _make_app(provider: FakeProvider) -> web.Application:
@@ -483,6 +617,7 @@ def _make_app(provider: FakeProvider) -> web.Application:
         return await handler(request)
 
     app = web.Application(middlewares=[record])
+    app[LEDGER] = provider.served
     app.router.add_post("/v1/chat/completions", _openai_chat)
     app.router.add_post("/v1/embeddings", _openai_embeddings)
     app.router.add_post("/v1/messages", _anthropic_messages)
