@@ -17,6 +17,7 @@ from aethermind.ingest.policy import TenantPolicy
 from aethermind.ingest.window import TimeWindow
 from aethermind.semconv import PriceBook, UsageRecord, normalize
 from aethermind.semconv.filtering import shippable_attributes
+from aethermind.semconv.record import MAX_NAME_LENGTH
 from aethermind.storage.span_row import copy_row
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
@@ -100,6 +101,7 @@ def spans_to_rows(
                 status=STATUS_CODES[span.status_code] if 0 <= span.status_code <= 2 else "UNSET",
                 attributes=shippable_attributes(attributes, capture_content=capture),
                 resource_attributes=cached[1],
+                instrumentation_scope=span.scope_name[:MAX_NAME_LENGTH] or None,
             )
         )
     return result

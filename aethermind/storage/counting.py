@@ -10,14 +10,21 @@ once, so every span that carries usage gets one of three states:
   of theirs;
 - ``duplicate``: a provider-request span with another provider-request span under it (a
   framework's LLM span around the client instrumentation's span, or an SDK tracing itself
-  under an instrumentor): the same request seen by two layers.
+  under an instrumentor), or beside it: two instrumentations whose spans of one request are
+  siblings (OpenLLMetry's LangChain span next to OpenInference's OpenAI span) are told
+  apart by their instrumentation scopes, the one's interval holding the other's.
 
 The rule, in one sentence: the usage-carrying spans with no usage-carrying span under them
 count; in a chain of request spans over a single such span (one request seen by several
 layers), the one with the richest usage counts instead, ties going to the one closest to
-the wire. "Under" follows parent links; where a chain of parent links is broken (an
-intermediate span was not GenAI and was dropped, or has not arrived), the topmost span of
-the broken chain is under every roll-up span whose time interval holds its start. Never
+the wire. Two counted request spans with the same parent, from different instrumentation
+scopes, one's interval holding the other's, are one request seen by two instrumentations
+side by side: the richer counts, ties going to the inner one (nearer the wire); a span
+holding several such siblings wraps several requests, and they count instead.
+
+"Under" follows parent links; where a chain of parent links is broken (an intermediate span
+was not GenAI and was dropped, or has not arrived), the topmost span of the broken chain is
+under every roll-up span whose time interval holds its start. Never
 under a request span by time alone: requests made in parallel overlap all the time, and
 stacked request layers link to each other directly.
 
@@ -50,6 +57,7 @@ class SpanFacts(NamedTuple):
     end_us: int
     role: UsageRole | None
     richness: int = 0
+    scope: str | None = None
 
 
 def counted_spans(spans: Iterable[SpanFacts]) -> set[str]:
@@ -65,11 +73,41 @@ def counted_spans(spans: Iterable[SpanFacts]) -> set[str]:
     for above in ancestors.values():
         for ancestor in above:
             below[ancestor] += 1
-    return {
+    counted = {
         _richest_layer(leaf, ancestors, below, by_id).span_id
         for leaf in carriers
         if not below[leaf.span_id]
     }
+    return _without_side_by_side_layers(counted, by_id)
+
+
+def _without_side_by_side_layers(counted: set[str], by_id: dict[str, SpanFacts]) -> set[str]:
+    """``counted`` less one of each pair of sibling request spans that two instrumentations
+    wrote for one request (see the module docstring)."""
+    by_parent: dict[str | None, list[SpanFacts]] = {}
+    for span_id in counted:
+        span = by_id[span_id]
+        if span.role == "request" and span.scope is not None:
+            by_parent.setdefault(span.parent_span_id, []).append(span)
+    for siblings in by_parent.values():
+        if len(siblings) < 2 or len({s.scope for s in siblings}) < 2:
+            continue
+        for outer in siblings:
+            if outer.span_id not in counted:
+                continue
+            inner = [
+                s
+                for s in siblings
+                if s.span_id in counted
+                and s.scope != outer.scope
+                and outer.start_us <= s.start_us
+                and s.end_us <= outer.end_us
+            ]
+            if len(inner) == 1 and outer.richness > inner[0].richness:
+                counted.discard(inner[0].span_id)
+            elif inner:
+                counted.discard(outer.span_id)
+    return counted
 
 
 MAX_BROKEN_CHAINS = 64

@@ -62,6 +62,7 @@ _PARENT = COLUMNS.index("parent_span_id")
 _TIMESTAMP = COLUMNS.index("timestamp")
 _DURATION = COLUMNS.index("duration_ms")
 _ROLE = COLUMNS.index("usage_role")
+_SCOPE = COLUMNS.index("instrumentation_scope")
 _USAGE_KINDS = tuple(
     COLUMNS.index(c)
     for c in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
@@ -102,7 +103,7 @@ LINKED_PROBE_SQL = (
 )
 STORED_TRACE_SPANS_SQL = f"""
     SELECT t.trace_id, e.span_id, e.parent_span_id, e."timestamp", e.duration_ms,
-           e.usage_role, e.counted, {_RICHNESS_SQL} AS richness
+           e.usage_role, e.instrumentation_scope, e.counted, {_RICHNESS_SQL} AS richness
       FROM unnest($2::text[]) AS t(trace_id)
      CROSS JOIN LATERAL (
            SELECT * FROM telemetry_events
@@ -336,11 +337,18 @@ def _decide_trace(
         known = []
     ids = {row[_SPAN_ID] for row in new_spans}
     ids.update(record["span_id"] for record in known)
-    if not any(row[_PARENT] in ids or row[_ROLE] == "rollup" for row in new_spans) and not any(
-        record["parent_span_id"] in ids or record["usage_role"] == "rollup" for record in known
+    scopes = {row[_SCOPE] for row in new_spans if row[_ROLE] is not None}
+    scopes.update(r["instrumentation_scope"] for r in known if r["usage_role"] is not None)
+    if (
+        len(scopes) < 2
+        and not any(row[_PARENT] in ids or row[_ROLE] == "rollup" for row in new_spans)
+        and not any(
+            record["parent_span_id"] in ids or record["usage_role"] == "rollup" for record in known
+        )
     ):
-        # No span of the trace is under another and none sums others (say, an app's
-        # requests under spans that were not GenAI): each request counts.
+        # No span of the trace is under another, none sums others, and one instrumentation
+        # wrote them all (say, an app's requests under spans that were not GenAI): each
+        # request counts.
         decided = {row[_SPAN_ID] for row in new_spans if row[_ROLE] is not None}
         decided.update(r["span_id"] for r in known if r["usage_role"] is not None)
     else:
@@ -368,6 +376,7 @@ def _decide_from_facts(new_spans: list[Row], known: list[Any]) -> set[str]:
             record["duration_ms"],
             record["usage_role"],
             record["richness"],
+            record["instrumentation_scope"],
         )
     for row in new_spans:
         if row[_SPAN_ID] not in facts:
@@ -378,6 +387,7 @@ def _decide_from_facts(new_spans: list[Row], known: list[Any]) -> set[str]:
                 row[_DURATION],
                 row[_ROLE],
                 sum(row[i] is not None for i in _USAGE_KINDS),
+                row[_SCOPE],
             )
     return counted_spans(facts.values())
 
@@ -389,7 +399,8 @@ def _facts(  # noqa: PLR0917 - one call per span, in column order
     duration_ms: float | None,
     role: str | None,
     richness: int,
+    scope: str | None,
 ) -> SpanFacts:
     start_us = (start - _EPOCH) // timedelta(microseconds=1)
-    end_us = start_us + int((duration_ms or 0.0) * 1000)
-    return SpanFacts(span_id, parent, start_us, max(start_us, end_us), role, richness)  # type: ignore[arg-type]
+    end_us = max(start_us, start_us + int((duration_ms or 0.0) * 1000))
+    return SpanFacts(span_id, parent, start_us, end_us, role, richness, scope)  # type: ignore[arg-type]

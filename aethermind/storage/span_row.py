@@ -77,6 +77,8 @@ class TelemetryRow:
     resource_attributes: Mapping[str, Any] = field(default_factory=dict, metadata=_JSONB)
     usage_role: str | None = field(default=None, metadata=_TEXT)
     """``request``, ``rollup`` or None: see ``usage_role`` below and ``storage/counting.py``."""
+    instrumentation_scope: str | None = field(default=None, metadata=_TEXT)
+    """The OTel instrumentation scope that wrote the span (cut to ``MAX_NAME_LENGTH``)."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -177,6 +179,7 @@ def copy_row(
     status: str,
     attributes: Mapping[str, Any],
     resource_attributes: Mapping[str, Any],
+    instrumentation_scope: str | None = None,
 ) -> CopyRow:
     """The stored span for one span's normalized ``usage`` and its ``cost``, as a
     ``CopyRow``.
@@ -227,6 +230,7 @@ def copy_row(
         attributes,
         resource_attributes,
         usage_role(usage),
+        instrumentation_scope,
     )
 
 
@@ -248,6 +252,7 @@ def row_from_usage(
     status: str = "UNSET",
     attributes: Mapping[str, Any] | None = None,
     resource_attributes: Mapping[str, Any] | None = None,
+    instrumentation_scope: str | None = None,
 ) -> TelemetryRow:
     """``copy_row`` as a checked, typed ``TelemetryRow`` (money as Decimal), for code that
     builds rows one at a time (tests, tools) rather than the receiver's hot path."""
@@ -264,6 +269,7 @@ def row_from_usage(
         status=status,
         attributes=dict(attributes or {}),
         resource_attributes=dict(resource_attributes or {}),
+        instrumentation_scope=instrumentation_scope,
     )
     values = dict(zip(COLUMNS, copy, strict=True))
     for column in MONEY_COLUMNS:

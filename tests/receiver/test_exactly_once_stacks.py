@@ -27,11 +27,16 @@ SERVICE = "agents-app"
 Deliver = Callable[[list[ReadableSpan]], list[list[ReadableSpan]]]
 
 
+_EXPORTER = InMemorySpanExporter()
+_PROVIDER = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
+_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
 def tracer_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
+    """One provider for the module, emptied per run: instrumentors are process-wide and
+    some keep the tracer of the first provider they were given, even after uninstrument."""
+    _EXPORTER.clear()
+    return _PROVIDER, _EXPORTER
 
 
 def run_pydantic_ai(fake: FakeProvider, *, aggregated_names: bool) -> list[ReadableSpan]:
@@ -56,7 +61,43 @@ def run_pydantic_ai(fake: FakeProvider, *, aggregated_names: bool) -> list[Reada
         return f"sunny in {city}"
 
     agent.run_sync("What is the weather in Paris?")
-    provider.shutdown()
+    return list(exporter.get_finished_spans())
+
+
+def run_langchain(fake: FakeProvider, *, openai_instrumentation: str) -> list[ReadableSpan]:
+    """A LangChain chain (prompt | ChatOpenAI) under OpenLLMetry's LangChain instrumentation
+    with an OpenAI instrumentation too: OpenLLMetry's own (which stands aside inside the
+    LangChain span) or OpenInference's (whose span lands beside it, not under it).
+
+    With OpenLLMetry's pair, also a bare model call outside any chain. With OpenInference's,
+    a bare call's two spans land in two different traces (the LangChain span of a bare call
+    is not made current), which nothing in a trace can tell apart from two requests: the
+    README lists it among what is not deduplicated."""
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_openai import ChatOpenAI
+    from openinference.instrumentation.openai import OpenAIInstrumentor as OpenInferenceOpenAI
+    from opentelemetry.instrumentation.langchain import LangchainInstrumentor
+    from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryOpenAI
+
+    provider, exporter = tracer_provider()
+    instrumentors = [
+        LangchainInstrumentor(),
+        OpenInferenceOpenAI() if openai_instrumentation == "openinference" else OpenLLMetryOpenAI(),
+    ]
+    for instrumentor in instrumentors:
+        instrumentor.instrument(tracer_provider=provider)
+    try:
+        llm = ChatOpenAI(
+            model="gpt-4o", base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0
+        )
+        chain = ChatPromptTemplate.from_messages([("user", "{question}")]) | llm
+        chain.invoke({"question": "Say hello."})
+        chain.invoke({"question": "Say hello again."})
+        if openai_instrumentation == "openllmetry":
+            llm.invoke("Say hello once more.")  # a bare model call, outside any chain
+    finally:
+        for instrumentor in instrumentors:
+            instrumentor.uninstrument()
     return list(exporter.get_finished_spans())
 
 
@@ -155,3 +196,21 @@ async def test_pydantic_ai_agent_run_counts_each_model_request_once(
         True,
         True,
     ]
+
+
+@pytest.mark.parametrize("delivery", list(DELIVERIES))
+@pytest.mark.parametrize("openai_instrumentation", ["openllmetry", "openinference"])
+async def test_langchain_with_an_openai_instrumentation_counts_each_request_once(
+    receiver: RunningReceiver,
+    fake_provider: FakeProvider,
+    delivery: str,
+    openai_instrumentation: str,
+) -> None:
+    before = len(fake_provider.served)
+    spans = await asyncio.to_thread(
+        run_langchain, fake_provider, openai_instrumentation=openai_instrumentation
+    )
+    served = fake_provider.served[before:]
+    assert len(served) == (3 if openai_instrumentation == "openllmetry" else 2)
+    await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
+    await assert_totals_match_ledger(receiver, receiver.acme, served)

@@ -111,3 +111,48 @@ def test_the_answer_never_depends_on_order_or_on_which_spans_have_arrived(
     random.Random(arrived).shuffle(shuffled)
     assert counted_spans(subset) == counted_spans(shuffled)
     assert counted_spans(order) == TREE_COUNTED
+
+
+def scoped(span_id: str, start: int, end: int, scope: str, richness: int = 3) -> SpanFacts:
+    return SpanFacts(span_id, "chain", start, end, "request", richness, scope)
+
+
+CHAIN = span("chain", None, 0, 1000, None)
+
+
+def test_two_instrumentations_side_by_side_count_once_at_the_inner_span() -> None:
+    """OpenLLMetry's LangChain span beside OpenInference's OpenAI span, both under the chain."""
+    spans = [
+        CHAIN,
+        scoped("langchain-llm", 10, 900, "opentelemetry.instrumentation.langchain"),
+        scoped("openai-client", 20, 890, "openinference.instrumentation.openai"),
+    ]
+    assert counted_spans(spans) == {"openai-client"}
+
+
+def test_the_richer_side_by_side_span_counts() -> None:
+    spans = [
+        CHAIN,
+        scoped("langchain-llm", 10, 900, "opentelemetry.instrumentation.langchain", richness=5),
+        scoped("openai-client", 20, 890, "openinference.instrumentation.openai", richness=2),
+    ]
+    assert counted_spans(spans) == {"langchain-llm"}
+
+
+def test_parallel_requests_of_one_instrumentation_both_count() -> None:
+    spans = [
+        CHAIN,
+        scoped("call-1", 10, 900, "openinference.instrumentation.openai"),
+        scoped("call-2", 20, 400, "openinference.instrumentation.openai"),
+    ]
+    assert counted_spans(spans) == {"call-1", "call-2"}
+
+
+def test_a_side_by_side_span_around_two_requests_wraps_them() -> None:
+    spans = [
+        CHAIN,
+        scoped("framework-llm", 10, 900, "opentelemetry.instrumentation.langchain", richness=5),
+        scoped("try-1", 20, 400, "openinference.instrumentation.openai"),
+        scoped("try-2", 450, 890, "openinference.instrumentation.openai"),
+    ]
+    assert counted_spans(spans) == {"try-1", "try-2"}

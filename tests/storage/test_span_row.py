@@ -40,6 +40,7 @@ def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
         "trace_id": "p-trace", "span_id": "p-span", "parent_span_id": "p-parent",
         "name": "p-name", "kind": "p-kind", "timestamp": WHEN, "duration_ms": 301.5,
         "status": "OK", "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
+        "instrumentation_scope": "p-scope",
     }  # fmt: skip
     return usage, cost, span
 
@@ -59,7 +60,7 @@ def test_copy_row_puts_every_value_in_its_declared_column() -> None:
         "cost_cache_write": "0.204", "cost_output": "0.205", "cost_source": "computed",
         "price_model_id": "p-price-model", "provided_cost": "0.107",
         "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
-        "usage_role": "request",
+        "usage_role": "request", "instrumentation_scope": "p-scope",
     }  # fmt: skip
 
 

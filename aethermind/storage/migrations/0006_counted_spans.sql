@@ -4,10 +4,13 @@
 --
 -- usage_role: 'request' (a provider request), 'rollup' (not a request, but reports usage:
 -- an agent run, a workflow, an SDK's outer span), NULL (no usage: a tool span).
+-- instrumentation_scope: the OTel instrumentation scope that wrote the span (two
+-- instrumentations' spans of one request are told apart by it).
 -- counted: rows written before this migration keep counting as they did (the rollups hold
 -- them); the writer sets it explicitly on every new row.
 ALTER TABLE telemetry_events
     ADD COLUMN usage_role text CHECK (usage_role IN ('request', 'rollup')),
+    ADD COLUMN instrumentation_scope text,
     ADD COLUMN counted boolean NOT NULL DEFAULT true;
 ALTER TABLE telemetry_events ALTER COLUMN counted SET DEFAULT false;
 
