@@ -80,6 +80,12 @@ GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
 GEN_AI_CONTENT_PROMPT: Final = "gen_ai.content.prompt"
 GEN_AI_CONTENT_COMPLETION: Final = "gen_ai.content.completion"
 
+# --- LiteLLM's OpenTelemetry callback ---------------------------------------------------
+# Its own cost, and the provider's usage object as a Python repr string: the only place its
+# spans carry cache and reasoning counts.
+GEN_AI_COST_TOTAL_COST: Final = "gen_ai.cost.total_cost"
+LITELLM_USAGE_OBJECT: Final = "metadata.usage_object"
+
 # --- Anthropic SDK's own spans ------------------------------------------------------------
 ANTHROPIC_CACHE_WRITE_5M: Final = "anthropic.usage.cache_creation.ephemeral_5m_input_tokens"
 ANTHROPIC_CACHE_WRITE_1H: Final = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
@@ -142,7 +148,7 @@ REASONING_KEYS: Final = (
     LLM_TOKEN_COUNT_REASONING,
     GEN_AI_AGGREGATED_USAGE_REASONING,
 )
-PROVIDED_COST_KEYS: Final = (GEN_AI_USAGE_COST, LLM_COST_TOTAL)
+PROVIDED_COST_KEYS: Final = (GEN_AI_USAGE_COST, LLM_COST_TOTAL, GEN_AI_COST_TOTAL_COST)
 STREAMING_KEYS: Final = (GEN_AI_IS_STREAMING, LLM_IS_STREAMING)
 ENVIRONMENT_KEYS: Final = (DEPLOYMENT_ENVIRONMENT_NAME, DEPLOYMENT_ENVIRONMENT)
 

@@ -8,6 +8,7 @@ do not control.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from collections.abc import Mapping
@@ -88,6 +89,7 @@ _FIELDS: Final = (
     (a.ERROR_TYPE,),
     (a.OPENINFERENCE_SPAN_KIND,),
     (a.LLM_INVOCATION_PARAMETERS,),
+    (a.LITELLM_USAGE_OBJECT,),
 )
 (
     _PROVIDER,
@@ -106,6 +108,7 @@ _FIELDS: Final = (
     _ERROR_TYPE,
     _OI_KIND,
     _INVOCATION,
+    _USAGE_OBJECT,
 ) = range(len(_FIELDS))
 _SLOTS: Final[dict[str, tuple[int, int]]] = {
     name: (field, rank) for field, names in enumerate(_FIELDS) for rank, name in enumerate(names)
@@ -229,6 +232,9 @@ def _normalize(
             cache_write = (write_5m or 0) + (write_1h or 0)
     v = found[_REASONING]
     reasoning = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.REASONING_KEYS)
+    if found[_USAGE_OBJECT] is not None and cache_read is None and cache_write is None:
+        cache_read, cache_write, detailed_reasoning = _usage_object_details(found[_USAGE_OBJECT])
+        reasoning = reasoning if reasoning is not None else detailed_reasoning
 
     v = found[_TOTAL]
     total = v if v is None or _plain_count(v) else _valid_count(v, attrs, a.TOTAL_TOKEN_KEYS)
@@ -393,6 +399,32 @@ _KNOWN_SCOPE_PREFIXES: Final = tuple(prefix for prefix, _ in SCOPE_CONVENTIONS)
 _MAX_CACHED_SCOPES: Final = 4096
 """Bounded: scope and provider names are whatever spans say. Past the bound, no caching."""
 _COUNTING_BY_KNOWN_SCOPE: dict[tuple[str | None, str | None], Counting] = {}
+
+
+MAX_USAGE_OBJECT_LENGTH: Final = 4096
+"""A provider usage object printed by LiteLLM is a few hundred characters; longer is not one."""
+
+
+def _usage_object_details(value: Any) -> tuple[int | None, int | None, int | None]:
+    """(cache reads, cache writes, reasoning) from a usage object that LiteLLM printed as a
+    Python dict (OpenAI's ``prompt_tokens_details.cached_tokens``, Anthropic's
+    ``cache_read_input_tokens`` / ``cache_creation_input_tokens``)."""
+    if type(value) is not str or len(value) > MAX_USAGE_OBJECT_LENGTH:
+        return None, None, None
+    try:
+        usage = ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None, None, None
+    if not isinstance(usage, dict):
+        return None, None, None
+    prompt = usage.get("prompt_tokens_details")
+    completion = usage.get("completion_tokens_details")
+    read = _count(usage.get("cache_read_input_tokens"))
+    if read is None and isinstance(prompt, dict):
+        read = _count(prompt.get("cached_tokens"))
+    write = _count(usage.get("cache_creation_input_tokens"))
+    reasoning = _count(completion.get("reasoning_tokens")) if isinstance(completion, dict) else None
+    return read, write, reasoning
 
 
 def _model_from_invocation_parameters(value: Any) -> str | None:

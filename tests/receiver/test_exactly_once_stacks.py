@@ -101,6 +101,87 @@ def run_langchain(fake: FakeProvider, *, openai_instrumentation: str) -> list[Re
     return list(exporter.get_finished_spans())
 
 
+def run_litellm(fake: FakeProvider) -> list[ReadableSpan]:
+    """Two completions through LiteLLM with its OpenTelemetry callback: a `litellm_request`
+    span each (its own cost, no cache attributes: the cached count is only in its printed
+    usage object) and a `raw_gen_ai_request` child (not GenAI: dropped)."""
+    import litellm
+    from litellm.integrations.opentelemetry import OpenTelemetry
+
+    provider, exporter = tracer_provider()
+    callback = OpenTelemetry(tracer_provider=provider)
+    litellm.callbacks = [callback]
+    try:
+        for question in ("Say hello.", "Say hello again."):
+            litellm.completion(
+                model="openai/gpt-4o",
+                messages=[{"role": "user", "content": question}],
+                api_base=fake.openai_base_url,
+                api_key="sk-fake",
+            )
+        # LiteLLM logs success on a background thread: wait for both requests' spans.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            names = [s.name for s in exporter.get_finished_spans()]
+            if names.count("litellm_request") == 2:
+                break
+            time.sleep(0.05)
+    finally:
+        litellm.callbacks = []
+    return list(exporter.get_finished_spans())
+
+
+def run_openai_agents(fake: FakeProvider, *, family: str) -> list[ReadableSpan]:
+    """An OpenAI Agents SDK run with a tool (two model requests), traced by one family's
+    Agents instrumentation and its OpenAI client instrumentation together: the Agents
+    SDK's generation/response span, with the client's span (the one with cache counts)
+    under it. The SDK's own exporter to OpenAI's servers is removed first."""
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        Runner,
+        function_tool,
+        set_trace_processors,
+    )
+    from openai import AsyncOpenAI
+
+    if family == "openinference":
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+        from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+    else:
+        from opentelemetry.instrumentation.openai import (  # type: ignore[assignment]
+            OpenAIInstrumentor,
+        )
+        from opentelemetry.instrumentation.openai_agents import (  # type: ignore[assignment]
+            OpenAIAgentsInstrumentor,
+        )
+
+    @function_tool
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    provider, exporter = tracer_provider()
+    set_trace_processors([])
+    instrumentors = [OpenAIAgentsInstrumentor(), OpenAIInstrumentor()]
+    for instrumentor in instrumentors:
+        instrumentor.instrument(tracer_provider=provider)
+    try:
+        client = AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)
+        agent = Agent(
+            name="forecaster",
+            instructions="Be brief.",
+            tools=[weather],
+            model=OpenAIChatCompletionsModel(model="gpt-4o", openai_client=client),
+        )
+        Runner.run_sync(agent, "What is the weather in Paris?")
+    finally:
+        for instrumentor in instrumentors:
+            instrumentor.uninstrument()
+        set_trace_processors([])
+    return list(exporter.get_finished_spans())
+
+
 # How spans reach the receiver: all at once; one request per span, children last (parents
 # first); one per span in random order; and everything twice over (re-sent batches).
 DELIVERIES: dict[str, Deliver] = {
@@ -212,5 +293,34 @@ async def test_langchain_with_an_openai_instrumentation_counts_each_request_once
     )
     served = fake_provider.served[before:]
     assert len(served) == (3 if openai_instrumentation == "openllmetry" else 2)
+    await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
+    await assert_totals_match_ledger(receiver, receiver.acme, served)
+
+
+@pytest.mark.parametrize("delivery", ["together", "resent"])
+async def test_litellm_callback_counts_once_with_the_cached_tokens_it_only_prints(
+    receiver: RunningReceiver, fake_provider: FakeProvider, delivery: str
+) -> None:
+    before = len(fake_provider.served)
+    spans = await asyncio.to_thread(run_litellm, fake_provider)
+    served = fake_provider.served[before:]
+    assert len(served) == 2
+    assert not any("gen_ai.usage.cache_read.input_tokens" in (s.attributes or {}) for s in spans)
+    await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
+    await assert_totals_match_ledger(receiver, receiver.acme, served)
+    # LiteLLM's own figure is kept beside ours.
+    rows = await receiver.rows(receiver.acme)
+    assert [r["provided_cost"] for r in rows if r["counted"]] == [Decimal("0.0055")] * 2
+
+
+@pytest.mark.parametrize("delivery", list(DELIVERIES))
+@pytest.mark.parametrize("family", ["openinference", "openllmetry"])
+async def test_openai_agents_sdk_counts_each_model_request_once(
+    receiver: RunningReceiver, fake_provider: FakeProvider, delivery: str, family: str
+) -> None:
+    before = len(fake_provider.served)
+    spans = await asyncio.to_thread(run_openai_agents, fake_provider, family=family)
+    served = fake_provider.served[before:]
+    assert len(served) == 2
     await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
     await assert_totals_match_ledger(receiver, receiver.acme, served)

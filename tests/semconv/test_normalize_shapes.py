@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from aethermind.semconv import normalize
 
 RESOURCE = {"service.name": "checkout", "deployment.environment.name": "prod"}
@@ -167,3 +169,83 @@ def test_garbage_counts_are_ignored_not_trusted() -> None:
     assert record.input_tokens == 120  # the invalid preferred alias falls back to the next
     assert record.output_tokens is None
     assert record.cache_read_tokens is None
+
+
+LITELLM_OPENAI_USAGE = (
+    "{'completion_tokens': 300, 'prompt_tokens': 1200, 'total_tokens': 1500, "
+    "'completion_tokens_details': {'reasoning_tokens': 20}, "
+    "'prompt_tokens_details': {'audio_tokens': 0, 'cached_tokens': 400}}"
+)
+
+
+def test_litellm_cost_and_the_cache_counts_only_its_printed_usage_object_has() -> None:
+    attrs = {
+        "gen_ai.system": "openai",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 1200,
+        "gen_ai.usage.output_tokens": 300,
+        "gen_ai.cost.total_cost": 0.0055,
+        "metadata.usage_object": LITELLM_OPENAI_USAGE,
+    }
+    record = normalize(attrs, scope="litellm")
+    assert record is not None
+    assert (record.input_tokens, record.cache_read_tokens, record.reasoning_tokens) == (
+        1200,
+        400,
+        20,
+    )
+    assert record.provided_cost == Decimal("0.0055")
+
+
+def test_litellm_anthropic_usage_object_gives_cache_reads_and_writes() -> None:
+    usage = "{'prompt_tokens': 3400, 'completion_tokens': 250, 'cache_read_input_tokens': 2000, 'cache_creation_input_tokens': 500}"  # noqa: E501
+    attrs = {
+        "gen_ai.system": "anthropic",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.usage.input_tokens": 3400,
+        "gen_ai.usage.output_tokens": 250,
+        "metadata.usage_object": usage,
+    }
+    record = normalize(attrs, scope="litellm")
+    assert record is not None
+    assert (record.input_tokens, record.cache_read_tokens, record.cache_write_tokens) == (
+        3400,
+        2000,
+        500,
+    )
+
+
+@pytest.mark.parametrize(
+    "usage_object",
+    ["x" * 10_000, "[1, 2]", "{'cached_tokens': __import__('os')}", "(" * 500, 42, "{'a': 1"],
+)
+def test_a_usage_object_that_is_not_one_is_ignored(usage_object: object) -> None:
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 10,
+        "metadata.usage_object": usage_object,
+    }
+    record = normalize(attrs)
+    assert record is not None
+    assert (record.input_tokens, record.cache_read_tokens) == (10, None)
+
+
+def test_pydantic_ai_aggregated_usage_is_the_agent_span_usage() -> None:
+    attrs = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "forecaster",
+        "gen_ai.aggregated_usage.input_tokens": 2400,
+        "gen_ai.aggregated_usage.output_tokens": 600,
+        "gen_ai.aggregated_usage.cache_read.input_tokens": 800,
+    }
+    record = normalize(attrs)
+    assert record is not None
+    assert not record.is_llm_call
+    assert (record.input_tokens, record.output_tokens, record.cache_read_tokens) == (
+        2400,
+        600,
+        800,
+    )
