@@ -80,6 +80,22 @@ GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
 GEN_AI_CONTENT_PROMPT: Final = "gen_ai.content.prompt"
 GEN_AI_CONTENT_COMPLETION: Final = "gen_ai.content.completion"
 
+# --- Vercel AI SDK (its legacy `ai.*` telemetry: `ai.generateText` over `.doGenerate`) ----
+AI_OPERATION_ID: Final = "ai.operationId"
+AI_MODEL_ID: Final = "ai.model.id"
+AI_MODEL_PROVIDER: Final = "ai.model.provider"
+AI_RESPONSE_MODEL: Final = "ai.response.model"
+AI_USAGE_INPUT_TOKENS: Final = "ai.usage.inputTokens"
+AI_USAGE_PROMPT_TOKENS: Final = "ai.usage.promptTokens"
+AI_USAGE_OUTPUT_TOKENS: Final = "ai.usage.outputTokens"
+AI_USAGE_COMPLETION_TOKENS: Final = "ai.usage.completionTokens"
+AI_USAGE_TOTAL_TOKENS: Final = "ai.usage.totalTokens"
+AI_USAGE_CACHE_READ: Final = "ai.usage.inputTokenDetails.cacheReadTokens"
+AI_USAGE_CACHED_INPUT: Final = "ai.usage.cachedInputTokens"
+AI_USAGE_CACHE_WRITE: Final = "ai.usage.inputTokenDetails.cacheWriteTokens"
+AI_USAGE_REASONING: Final = "ai.usage.outputTokenDetails.reasoningTokens"
+AI_USAGE_REASONING_TOKENS: Final = "ai.usage.reasoningTokens"
+
 # --- LiteLLM's OpenTelemetry callback ---------------------------------------------------
 # Its own cost, and the provider's usage object as a Python repr string: the only place its
 # spans carry cache and reasoning counts.
@@ -105,14 +121,21 @@ AETHERMIND_COST_SOURCE: Final = "aethermind.cost.source"
 AETHERMIND_PRICE_MODEL: Final = "aethermind.cost.price_model"
 
 # --- Precedence tables: for each fact, the names that carry it, first present wins --------
-PROVIDER_KEYS: Final = (GEN_AI_PROVIDER_NAME, GEN_AI_SYSTEM, LLM_PROVIDER, LLM_SYSTEM)
-OPERATION_KEYS: Final = (GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE)
-REQUEST_MODEL_KEYS: Final = (GEN_AI_REQUEST_MODEL, LLM_REQUEST_MODEL_NAME)
+PROVIDER_KEYS: Final = (
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_SYSTEM,
+    LLM_PROVIDER,
+    LLM_SYSTEM,
+    AI_MODEL_PROVIDER,
+)
+OPERATION_KEYS: Final = (GEN_AI_OPERATION_NAME, LLM_REQUEST_TYPE, AI_OPERATION_ID)
+REQUEST_MODEL_KEYS: Final = (GEN_AI_REQUEST_MODEL, LLM_REQUEST_MODEL_NAME, AI_MODEL_ID)
 RESPONSE_MODEL_KEYS: Final = (
     GEN_AI_RESPONSE_MODEL,
     LLM_RESPONSE_MODEL_NAME,
     LLM_MODEL_NAME,
     EMBEDDING_MODEL_NAME,
+    AI_RESPONSE_MODEL,
 )
 # A roll-up span's summed usage is read as its usage (shown in the trace, never added to
 # totals: storage/counting.py), after every per-request spelling.
@@ -121,19 +144,30 @@ INPUT_TOKEN_KEYS: Final = (
     GEN_AI_USAGE_PROMPT_TOKENS,
     LLM_TOKEN_COUNT_PROMPT,
     GEN_AI_AGGREGATED_USAGE_INPUT_TOKENS,
+    AI_USAGE_INPUT_TOKENS,
+    AI_USAGE_PROMPT_TOKENS,
 )
 OUTPUT_TOKEN_KEYS: Final = (
     GEN_AI_USAGE_OUTPUT_TOKENS,
     GEN_AI_USAGE_COMPLETION_TOKENS,
     LLM_TOKEN_COUNT_COMPLETION,
     GEN_AI_AGGREGATED_USAGE_OUTPUT_TOKENS,
+    AI_USAGE_OUTPUT_TOKENS,
+    AI_USAGE_COMPLETION_TOKENS,
 )
-TOTAL_TOKEN_KEYS: Final = (GEN_AI_USAGE_TOTAL_TOKENS, LLM_USAGE_TOTAL_TOKENS, LLM_TOKEN_COUNT_TOTAL)
+TOTAL_TOKEN_KEYS: Final = (
+    GEN_AI_USAGE_TOTAL_TOKENS,
+    LLM_USAGE_TOTAL_TOKENS,
+    LLM_TOKEN_COUNT_TOTAL,
+    AI_USAGE_TOTAL_TOKENS,
+)
 CACHE_READ_KEYS: Final = (
     GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
     GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS_LEGACY,
     LLM_TOKEN_COUNT_CACHE_READ,
     GEN_AI_AGGREGATED_USAGE_CACHE_READ,
+    AI_USAGE_CACHE_READ,
+    AI_USAGE_CACHED_INPUT,
 )
 CACHE_WRITE_KEYS: Final = (
     GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
@@ -141,12 +175,15 @@ CACHE_WRITE_KEYS: Final = (
     GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_LEGACY,
     LLM_TOKEN_COUNT_CACHE_WRITE,
     GEN_AI_AGGREGATED_USAGE_CACHE_WRITE,
+    AI_USAGE_CACHE_WRITE,
 )
 REASONING_KEYS: Final = (
     GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
     GEN_AI_USAGE_REASONING_TOKENS,
     LLM_TOKEN_COUNT_REASONING,
     GEN_AI_AGGREGATED_USAGE_REASONING,
+    AI_USAGE_REASONING,
+    AI_USAGE_REASONING_TOKENS,
 )
 PROVIDED_COST_KEYS: Final = (GEN_AI_USAGE_COST, LLM_COST_TOTAL, GEN_AI_COST_TOTAL_COST)
 STREAMING_KEYS: Final = (GEN_AI_IS_STREAMING, LLM_IS_STREAMING)
@@ -165,6 +202,7 @@ GENAI_MARKER_KEYS: Final = (
     LLM_MODEL_NAME,
     GEN_AI_USAGE_INPUT_TOKENS,
     LLM_TOKEN_COUNT_PROMPT,
+    AI_OPERATION_ID,
 )
 
 # OpenInference span kinds that are model calls; AGENT/TOOL/CHAIN/RETRIEVER are not priced.

@@ -66,6 +66,16 @@ OPERATION_ALIASES: Final[dict[str, str]] = {
     "embedding": "embeddings",
     "LLM": "chat",
     "EMBEDDING": "embeddings",
+    # The Vercel AI SDK's `ai.operationId`: the `.do*` spans are the provider requests; the
+    # outer `ai.generateText` & co. keep their names (roll-ups of their requests).
+    "ai.generateText.doGenerate": "chat",
+    "ai.streamText.doStream": "chat",
+    "ai.generateObject.doGenerate": "chat",
+    "ai.streamObject.doStream": "chat",
+    "ai.embed.doEmbed": "embeddings",
+    "ai.embedMany.doEmbed": "embeddings",
+    "ai.rerank.doRerank": "rerank",
+    "ai.toolCall": "execute_tool",
 }
 OPENINFERENCE_AGENT_KINDS: Final = frozenset({"AGENT", "TOOL"})
 

@@ -48,6 +48,19 @@ PRICES_PROVIDER_BY_NAME: Final[dict[str, str]] = {
     "fireworks": "fireworks",
     "openrouter": "openrouter",
     "cerebras": "cerebras",
+    # The Vercel AI SDK's provider ids (`ai.model.provider`, and `gen_ai.system` in its
+    # legacy telemetry): provider, then the API
+    "openai.chat": "openai",
+    "openai.responses": "openai",
+    "openai.completion": "openai",
+    "openai.embedding": "openai",
+    "anthropic.messages": "anthropic",
+    "google.generative-ai": "google",
+    "google.vertex.chat": "google",
+    "mistral.chat": "mistral",
+    "groq.chat": "groq",
+    "xai.chat": "x-ai",
+    "deepseek.chat": "deepseek",
 }
 
 # Model-name prefixes that name the provider (LiteLLM, OpenRouter, Vercel AI SDK style).

@@ -293,6 +293,8 @@ async def test_dashboard_shows_the_api_totals_and_opens_a_trace_into_its_spans(
         "chat gpt-4o", "chat gpt-4o-mini", f"chat {UNKNOWN_MODEL}",
     ]  # fmt: skip
     assert spans[2]["cells"][6]["text"] == "—"  # the house model: unpriced, not $0
+    # Each is a provider request of its own: all counted.
+    assert [s["cells"][7]["value"] for s in spans] == ["true"] * 3
     assert await page.evaluate("document.activeElement.id") == "trace-title"
 
     await page.screenshot(ARTIFACTS / "dashboard-trace.png")

@@ -6,10 +6,14 @@ totals the API answers equal what the fake provider's ledger says it served."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -324,3 +328,38 @@ async def test_openai_agents_sdk_counts_each_model_request_once(
     assert len(served) == 2
     await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
     await assert_totals_match_ledger(receiver, receiver.acme, served)
+
+
+JS_DIR = Path(__file__).resolve().parent.parent / "js"
+
+
+@pytest.mark.slow  # a Node process (see pyproject.toml)
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("telemetry", ["current", "legacy"])
+async def test_vercel_ai_sdk_multi_step_run_counts_each_model_request_once(
+    receiver: RunningReceiver, fake_provider: FakeProvider, telemetry: str, vendor: str
+) -> None:
+    """Both of the AI SDK's OpenTelemetry integrations: the current one's invoke_agent span
+    sums its chat spans under the same gen_ai.usage.* names; the legacy one's ai.generateText
+    sums its .doGenerate spans as ai.usage.* (cached tokens included, and only there). The
+    Node exporter ships each span as it ends, so the roll-up arrives after its requests."""
+    node = shutil.which("node")
+    assert node is not None, "node is not on PATH"
+    before = len(fake_provider.served)
+    command = [
+        node, str(JS_DIR / "vercel-ai-agent.mjs"),
+        "--endpoint", receiver.url, "--key", receiver.acme.ingest_key,
+        "--provider-url", fake_provider.base_url, "--vendor", vendor,
+        "--telemetry", telemetry, "--service", SERVICE,
+    ]  # fmt: skip
+    done = await asyncio.to_thread(
+        subprocess.run, command, cwd=JS_DIR, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["exported"] >= 4  # two requests, a tool, the roll-up
+    served = fake_provider.served[before:]
+    assert len(served) == 2
+    await assert_totals_match_ledger(receiver, receiver.acme, served)
+    rows = await receiver.rows(receiver.acme)
+    rollups = [r for r in rows if r["usage_role"] == "rollup"]
+    assert len(rollups) == 1 and not rollups[0]["counted"]

@@ -742,20 +742,32 @@
     return td;
   }
 
+  // Why a span does or does not add to totals (the API's `counted`).
+  const COUNTED = {
+    true: ["counted", "A provider request: in every total"],
+    rollup: ["roll-up", "Sums the usage of spans under it: not added again"],
+    duplicate: ["duplicate", "Another span describes the same provider request"],
+    false: ["—", "No usage"],
+  };
+
   function renderTrace(trace) {
     const spans = trace.spans;
     const depths = spanDepths(spans);
     const positions = timeline(spans);
-    const priced = spans.filter((span) => span.cost_usd !== null).length;
+    const counted = spans.filter((span) => span.counted === true);
+    const total = counted.reduce((sum, span) => sum + Number(span.cost_usd ?? 0), 0);
     el.traceSummary.textContent =
-      `${spans.length} span${spans.length === 1 ? "" : "s"}, ${priced} priced, ` +
+      `${spans.length} span${spans.length === 1 ? "" : "s"}, ${counted.length} counted ` +
+      `(${formatUsd(counted.some((span) => span.cost_usd !== null) ? total : null)}), ` +
       `started ${formatTime(spans[0]?.timestamp)}`;
     el.traceSpans.replaceChildren(...spans.map((span, index) => {
       const tr = document.createElement("tr");
       tr.dataset.spanId = span.span_id;
       const status = String(span.status ?? "UNSET");
       const failed = status === "ERROR" || Boolean(span.error_type);
-      if (failed) tr.className = "error";
+      if (failed) tr.classList.add("error");
+      if (span.counted !== true) tr.classList.add("not-counted");
+      const [countedText, countedTitle] = COUNTED[String(span.counted)] ?? COUNTED.false;
       const name = document.createElement("th");
       name.scope = "row";
       name.className = "span-name";
@@ -780,6 +792,7 @@
             ? "no known price for this model"
             : exactUsd(span.cost_usd),
         }),
+        cell(countedText, { value: String(span.counted), title: countedTitle }),
         timelineCell(positions[index]),
       );
       return tr;
