@@ -29,6 +29,8 @@ from typing import Any, Literal
 import pytest
 from aiohttp import web
 
+from aethermind.storage.rollups import TOKEN_COLUMNS
+
 # OpenAI usage: `prompt_tokens` INCLUDES `cached_tokens`, and
 # `completion_tokens` INCLUDES `reasoning_tokens`.
 
@@ -213,14 +215,8 @@ class Served:
         }
 
 
-TOKEN_KINDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-)
+TOKEN_KINDS = TOKEN_COLUMNS
+"""The token counts a ledger entry gives, named and ordered as the stored columns."""
 
 
 def ledger_totals(served: list[Served]) -> dict[str, dict[str, int]]:
