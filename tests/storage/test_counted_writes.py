@@ -15,7 +15,9 @@ from uuid import UUID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aethermind.semconv.record import UNKNOWN_COST, Cost, UsageRecord
 from aethermind.storage import queries
+from aethermind.storage.reprice import reprice
 from aethermind.storage.span_row import TelemetryRow
 from aethermind.storage.writer import write_rows
 from tests.storage.factories import create_org, owner_fetch
@@ -143,3 +145,24 @@ async def test_the_raw_path_and_the_trace_view_agree_with_the_rollups(pool: Any)
     )
     assert top["cost_usd"] == EXPECTED_COST
     assert top["spans"] == len(ROWS)
+
+
+async def test_repricing_moves_the_rollups_for_counted_spans_only(pool: Any) -> None:
+    """The duplicate layer (a-llm) and the counted spans all get new costs; only the counted
+    ones' change reaches the totals."""
+    org = await create_org(pool, "reprice")
+    await write_rows(pool, org, list(ROWS.values()))
+
+    def per_token(record: UsageRecord, when: datetime) -> Cost:
+        if not record.is_llm_call:
+            return UNKNOWN_COST  # as the price book does: roll-ups and tools are not priced
+        total = Decimal(record.input_tokens or 0) * Decimal("0.000001")
+        return Cost(source="computed", total=total, input=total, price_model_id="per-token")
+
+    hour = START.replace(minute=0)
+    result = await reprice(pool, org, hour, hour + timedelta(hours=1), per_token)
+    requests = {k for k, r in ROWS.items() if r.usage_role == "request"}
+    assert result.changed == len(requests)
+    assert await rollup_mismatches(pool) == 0
+    want = sum(Decimal(ROWS[k].input_tokens or 0) for k in TREE_COUNTED) * Decimal("0.000001")
+    assert (await totals(pool, org))[2] == want
