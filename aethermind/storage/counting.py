@@ -110,6 +110,10 @@ def _without_side_by_side_layers(counted: set[str], by_id: dict[str, SpanFacts])
     return counted
 
 
+MAX_DEPTH = 64
+"""Parent links followed up from a span. Frameworks nest a few levels; a deeper chain is
+taken as broken there (bounds the work of a hostile trace shaped as one long chain)."""
+
 MAX_BROKEN_CHAINS = 64
 """Broken parent chains per trace placed by time; past it, a broken chain is taken as a root
 (bounds the work a trace of unrelated fragments can cause)."""
@@ -156,7 +160,7 @@ def _carrier_ancestors(
     top = span
     while top.parent_span_id is not None:
         parent = by_id.get(top.parent_span_id)
-        if parent is None or parent.span_id in chain:
+        if parent is None or parent.span_id in chain or len(chain) > MAX_DEPTH:
             break
         chain.add(parent.span_id)
         if parent.role is not None:
@@ -177,7 +181,7 @@ def _under(span: SpanFacts, ancestor_id: str, by_id: dict[str, SpanFacts]) -> bo
         if current.parent_span_id == ancestor_id:
             return True
         parent = by_id.get(current.parent_span_id)
-        if parent is None or parent.span_id in seen:
+        if parent is None or parent.span_id in seen or len(seen) > MAX_DEPTH:
             return False
         seen.add(parent.span_id)
         current = parent

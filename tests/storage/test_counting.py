@@ -156,3 +156,13 @@ def test_a_side_by_side_span_around_two_requests_wraps_them() -> None:
         scoped("try-2", 450, 890, "openinference.instrumentation.openai"),
     ]
     assert counted_spans(spans) == {"try-1", "try-2"}
+
+
+def test_a_hostile_chain_thousands_deep_is_decided_with_bounded_work() -> None:
+    """5,000 request spans each under the previous: followed 64 levels up at most, so the
+    decision takes a bounded number of steps (it used to walk every chain to the root)."""
+    chain = [span("s0", None, 0, 10_000, "request")]
+    chain += [span(f"s{i}", f"s{i - 1}", i, 10_000 - i, "request") for i in range(1, 5000)]
+    counted = counted_spans(chain)
+    assert "s4999" in counted  # the deepest, nearest the wire
+    assert len(counted) < 5000 // 64 + 2
