@@ -77,6 +77,15 @@ OPENAI_REASONING_USAGE: dict[str, Any] = {
 """Chat completion of a reasoning model (`o3-mini`): 1600 of its 1900 completion tokens are
 reasoning."""
 
+OPENAI_RESPONSES_USAGE: dict[str, Any] = {
+    "input_tokens": 1500,
+    "input_tokens_details": {"cached_tokens": 500},
+    "output_tokens": 320,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 1820,
+}
+"""A Responses API answer (`/v1/responses`): input includes cached, as in chat completions."""
+
 OPENAI_EMBEDDINGS_USAGE: dict[str, Any] = {"prompt_tokens": 64, "total_tokens": 64}
 """Embeddings. The API always has `total_tokens == prompt_tokens` here; 64 is used nowhere else."""
 
@@ -457,6 +466,74 @@ async def _openai_chat(request: web.Request) -> web.StreamResponse:
     return web.json_response(response, headers=headers)
 
 
+def _responses_tool_wanted(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The Responses API's function tool to call: the first one, until an output answers."""
+    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+    items = body.get("input") if isinstance(body.get("input"), list) else []
+    answered = any(isinstance(i, dict) and i.get("type") == "function_call_output" for i in items)
+    return tools[0] if tools and not answered else None
+
+
+async def _openai_responses(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/responses`, non-streamed: a function call when a tool is offered and not yet
+    answered, else a text message."""
+    body = await request.json()
+    asked = str(body.get("model", ""))
+    if asked in ERROR_MODELS:
+        _record(request, "openai", asked, ERROR_MODELS[asked], None)
+        return _openai_error(ERROR_MODELS[asked], asked)
+    model = OPENAI_MODEL_SNAPSHOTS.get(asked, asked)
+    tool = _responses_tool_wanted(body)
+    if tool is not None:
+        output: list[dict[str, Any]] = [
+            {
+                "type": "function_call",
+                "id": _next_id("fc_fake"),
+                "call_id": _next_id("call_fake"),
+                "name": tool.get("name", "tool"),
+                "arguments": json.dumps(_arguments_for(tool.get("parameters") or {})),
+                "status": "completed",
+            }
+        ]
+    else:
+        output = [
+            {
+                "type": "message",
+                "id": _next_id("msg_fake"),
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": OPENAI_CHAT_TEXT, "annotations": []}],
+            }
+        ]
+    _record(request, "openai", model, 200, OPENAI_RESPONSES_USAGE)
+    response = {
+        "id": _next_id("resp_fake"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": model,
+        "output": output,
+        "usage": OPENAI_RESPONSES_USAGE,
+        "parallel_tool_calls": True,
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "text": {"format": {"type": "text"}},
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "metadata": {},
+        "service_tier": "default",
+        "store": False,
+        "truncation": "disabled",
+        "reasoning": {"effort": None, "summary": None},
+        "max_output_tokens": None,
+        "previous_response_id": None,
+    }
+    return web.json_response(response, headers={"x-request-id": _next_id("req_")})
+
+
 def _embedding_vector(index: int, encoding_format: str) -> list[float] | str:
     values = [round(0.125 * (index + 1) + 0.01 * i, 6) for i in range(EMBEDDING_DIMENSIONS)]
     if encoding_format == "base64":
@@ -616,6 +693,7 @@ def _make_app(provider: FakeProvider) -> web.Application:
     app[LEDGER] = provider.served
     app.router.add_post("/v1/chat/completions", _openai_chat)
     app.router.add_post("/v1/embeddings", _openai_embeddings)
+    app.router.add_post("/v1/responses", _openai_responses)
     app.router.add_post("/v1/messages", _anthropic_messages)
     return app
 

@@ -135,14 +135,16 @@ def run_litellm(fake: FakeProvider) -> list[ReadableSpan]:
     return list(exporter.get_finished_spans())
 
 
-def run_openai_agents(fake: FakeProvider, *, family: str) -> list[ReadableSpan]:
-    """An OpenAI Agents SDK run with a tool (two model requests), traced by one family's
+def run_openai_agents(fake: FakeProvider, *, family: str, api: str) -> list[ReadableSpan]:
+    """An OpenAI Agents SDK run with a tool (two model requests, over the Responses API, the
+    SDK's default, or chat completions), traced by one family's
     Agents instrumentation and its OpenAI client instrumentation together: the Agents
     SDK's generation/response span, with the client's span (the one with cache counts)
     under it. The SDK's own exporter to OpenAI's servers is removed first."""
     from agents import (
         Agent,
         OpenAIChatCompletionsModel,
+        OpenAIResponsesModel,
         Runner,
         function_tool,
         set_trace_processors,
@@ -176,7 +178,11 @@ def run_openai_agents(fake: FakeProvider, *, family: str) -> list[ReadableSpan]:
             name="forecaster",
             instructions="Be brief.",
             tools=[weather],
-            model=OpenAIChatCompletionsModel(model="gpt-4o", openai_client=client),
+            model=(
+                OpenAIResponsesModel(model="gpt-4o", openai_client=client)
+                if api == "responses"
+                else OpenAIChatCompletionsModel(model="gpt-4o", openai_client=client)
+            ),
         )
         Runner.run_sync(agent, "What is the weather in Paris?")
     finally:
@@ -283,7 +289,7 @@ async def test_pydantic_ai_agent_run_counts_each_model_request_once(
     ]
 
 
-@pytest.mark.parametrize("delivery", list(DELIVERIES))
+@pytest.mark.parametrize("delivery", ["parents_first", "shuffled", "resent"])
 @pytest.mark.parametrize("openai_instrumentation", ["openllmetry", "openinference"])
 async def test_langchain_with_an_openai_instrumentation_counts_each_request_once(
     receiver: RunningReceiver,
@@ -317,13 +323,14 @@ async def test_litellm_callback_counts_once_with_the_cached_tokens_it_only_print
     assert [r["provided_cost"] for r in rows if r["counted"]] == [Decimal("0.0055")] * 2
 
 
-@pytest.mark.parametrize("delivery", list(DELIVERIES))
+@pytest.mark.parametrize("delivery", ["shuffled", "resent"])
+@pytest.mark.parametrize("api", ["responses", "chat"])
 @pytest.mark.parametrize("family", ["openinference", "openllmetry"])
 async def test_openai_agents_sdk_counts_each_model_request_once(
-    receiver: RunningReceiver, fake_provider: FakeProvider, delivery: str, family: str
+    receiver: RunningReceiver, fake_provider: FakeProvider, delivery: str, family: str, api: str
 ) -> None:
     before = len(fake_provider.served)
-    spans = await asyncio.to_thread(run_openai_agents, fake_provider, family=family)
+    spans = await asyncio.to_thread(run_openai_agents, fake_provider, family=family, api=api)
     served = fake_provider.served[before:]
     assert len(served) == 2
     await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
