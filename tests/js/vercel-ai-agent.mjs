@@ -8,7 +8,7 @@
 // tests/receiver/test_exactly_once_stacks.py:
 //
 //   node tests/js/vercel-ai-agent.mjs --endpoint http://127.0.0.1:4318 --key aether_... \
-//       --provider-url http://127.0.0.1:PORT --vendor openai|anthropic \
+//       --provider-url http://127.0.0.1:PORT --vendor openai|openai-chat|anthropic \
 //       --telemetry current|legacy --service agents-app
 //
 // Prints one JSON line: the spans exported and the trace id. Exit status 0 when every span
@@ -66,9 +66,18 @@ const integration = args.telemetry === 'legacy'
   : new OpenTelemetry({ tracer });
 
 const base = args['provider-url'];
-const model = args.vendor === 'anthropic'
-  ? createAnthropic({ baseURL: `${base}/v1`, apiKey: 'sk-ant-fake' })('claude-sonnet-4-5')
-  : createOpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-fake' }).chat('gpt-4o');
+// openai: the provider's default, the Responses API; openai-chat: chat completions.
+const openai = createOpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-fake' });
+const models = {
+  anthropic: () => createAnthropic({ baseURL: `${base}/v1`, apiKey: 'sk-ant-fake' })('claude-sonnet-4-5'),
+  openai: () => openai('gpt-4o'),
+  'openai-chat': () => openai.chat('gpt-4o'),
+};
+if (!models[args.vendor]) {
+  process.stderr.write(`vercel-ai-agent: unknown --vendor ${args.vendor}\n`);
+  process.exit(2);
+}
+const model = models[args.vendor]();
 
 await generateText({
   model,

@@ -341,7 +341,7 @@ JS_DIR = Path(__file__).resolve().parent.parent / "js"
 
 
 @pytest.mark.slow  # a Node process (see pyproject.toml)
-@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("vendor", ["openai", "openai-chat", "anthropic"])
 @pytest.mark.parametrize("telemetry", ["current", "legacy"])
 async def test_vercel_ai_sdk_multi_step_run_counts_each_model_request_once(
     receiver: RunningReceiver, fake_provider: FakeProvider, telemetry: str, vendor: str
