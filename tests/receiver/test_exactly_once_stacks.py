@@ -289,6 +289,7 @@ async def test_pydantic_ai_agent_run_counts_each_model_request_once(
     ]
 
 
+@pytest.mark.slow  # many framework runs: the fast loop keeps pydantic-ai's
 @pytest.mark.parametrize("delivery", ["parents_first", "shuffled", "resent"])
 @pytest.mark.parametrize("openai_instrumentation", ["openllmetry", "openinference"])
 async def test_langchain_with_an_openai_instrumentation_counts_each_request_once(
@@ -307,6 +308,7 @@ async def test_langchain_with_an_openai_instrumentation_counts_each_request_once
     await assert_totals_match_ledger(receiver, receiver.acme, served)
 
 
+@pytest.mark.slow  # many framework runs: the fast loop keeps pydantic-ai's
 @pytest.mark.parametrize("delivery", ["together", "resent"])
 async def test_litellm_callback_counts_once_with_the_cached_tokens_it_only_prints(
     receiver: RunningReceiver, fake_provider: FakeProvider, delivery: str
@@ -323,6 +325,7 @@ async def test_litellm_callback_counts_once_with_the_cached_tokens_it_only_print
     assert [r["provided_cost"] for r in rows if r["counted"]] == [Decimal("0.0055")] * 2
 
 
+@pytest.mark.slow  # many framework runs: the fast loop keeps pydantic-ai's
 @pytest.mark.parametrize("delivery", ["shuffled", "resent"])
 @pytest.mark.parametrize("api", ["responses", "chat"])
 @pytest.mark.parametrize("family", ["openinference", "openllmetry"])
