@@ -285,6 +285,15 @@ def _record(
     request.app[LEDGER].append(Served(vendor, model, status, dict(usage or {})))
 
 
+def _refused(request: web.Request, vendor: Vendor, model: str) -> web.Response | None:
+    """The provider's error response (recorded in the ledger) for one of `ERROR_MODELS`."""
+    status = ERROR_MODELS.get(model)
+    if status is None:
+        return None
+    _record(request, vendor, model, status, None)
+    return _openai_error(status, model) if vendor == "openai" else _anthropic_error(status, model)
+
+
 def _tool_call_wanted(body: dict[str, Any]) -> dict[str, Any] | None:
     """The first tool the request offers, when no tool has answered yet in its conversation:
     the fake then calls it (once), so agents loop as they do against the real API."""
@@ -412,9 +421,8 @@ def _openai_chat_frames(
 async def _openai_chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     asked = str(body.get("model", ""))
-    if asked in ERROR_MODELS:
-        _record(request, "openai", asked, ERROR_MODELS[asked], None)
-        return _openai_error(ERROR_MODELS[asked], asked)
+    if (refused := _refused(request, "openai", asked)) is not None:
+        return refused
     model = OPENAI_MODEL_SNAPSHOTS.get(asked, asked)
     completion_id = _next_id("chatcmpl-fake")
     created = int(time.time())
@@ -479,9 +487,8 @@ async def _openai_responses(request: web.Request) -> web.StreamResponse:
     answered, else a text message."""
     body = await request.json()
     asked = str(body.get("model", ""))
-    if asked in ERROR_MODELS:
-        _record(request, "openai", asked, ERROR_MODELS[asked], None)
-        return _openai_error(ERROR_MODELS[asked], asked)
+    if (refused := _refused(request, "openai", asked)) is not None:
+        return refused
     model = OPENAI_MODEL_SNAPSHOTS.get(asked, asked)
     tool = _responses_tool_wanted(body)
     if tool is not None:
@@ -544,9 +551,8 @@ def _embedding_vector(index: int, encoding_format: str) -> list[float] | str:
 async def _openai_embeddings(request: web.Request) -> web.Response:
     body = await request.json()
     model = str(body.get("model", ""))
-    if model in ERROR_MODELS:
-        _record(request, "openai", model, ERROR_MODELS[model], None)
-        return _openai_error(ERROR_MODELS[model], model)
+    if (refused := _refused(request, "openai", model)) is not None:
+        return refused
     _record(request, "openai", model, 200, OPENAI_EMBEDDINGS_USAGE)
     inputs = body.get("input")
     count = (
@@ -647,9 +653,8 @@ def _anthropic_stream_frames(message_id: str, model: str, cumulative: bool) -> I
 async def _anthropic_messages(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     asked = str(body.get("model", ""))
-    if asked in ERROR_MODELS:
-        _record(request, "anthropic", asked, ERROR_MODELS[asked], None)
-        return _anthropic_error(ERROR_MODELS[asked], asked)
+    if (refused := _refused(request, "anthropic", asked)) is not None:
+        return refused
     model = ANTHROPIC_MODEL_SNAPSHOTS.get(asked, asked)
     message_id = _next_id("msg_fake")
     headers = {"request-id": _next_id("req_")}
