@@ -128,12 +128,19 @@ async def _analyze_young_partitions(
         if count < ANALYZE_AFTER_ROWS:
             continue
         partitions.written[month] = -1  # done (or tried) for this process
-        async with connection(pool_or_conn) as conn:
-            analyzed = await conn.fetchval(
-                "SELECT aethermind_analyze_month($1)",
-                datetime(*month, 1, tzinfo=UTC),
-                timeout=timeout,
+        try:
+            async with connection(pool_or_conn) as conn:
+                analyzed = await conn.fetchval(
+                    "SELECT aethermind_analyze_month($1)",
+                    datetime(*month, 1, tzinfo=UTC),
+                    timeout=timeout,
+                )
+        except Exception as exc:  # the spans are committed: statistics must not fail them
+            logger.warning(
+                "could not analyze a young partition; autovacuum will",
+                extra={"month": f"{month[0]}-{month[1]:02d}", "error": repr(exc)},
             )
+            continue
         logger.info(
             "analyzed a young partition",
             extra={"month": f"{month[0]}-{month[1]:02d}", "analyzed": analyzed},
