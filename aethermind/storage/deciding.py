@@ -1,7 +1,7 @@
 """Deciding, inside a write's transaction, which spans count toward totals: the rule is
 ``counting.py``'s; this is how the writer applies it to spans that arrive in pieces.
 
-The writer inserts a batch's spans with what the batch alone shows (``provisional_flags``):
+The writer inserts a batch's spans with what the batch alone shows (``provisional_flag``):
 for a trace of one span, the common case, that is already the answer. Then ``settle``,
 under a transaction-scoped advisory lock of the organization:
 
@@ -34,7 +34,7 @@ from aethermind.storage.rollups import (
     rollup_regroup_sql,
     rollup_upsert_sql,
 )
-from aethermind.storage.span_row import COLUMNS, MONEY_COLUMNS
+from aethermind.storage.span_row import COLUMNS, MONEY_COLUMNS, TRACE_DECIDED_COLUMNS
 
 TRACE_WINDOW = timedelta(hours=24)
 """Spans of one trace are decided together when their start times lie within this of each
@@ -68,10 +68,14 @@ _USAGE_KINDS = tuple(
     for c in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
               "reasoning_tokens")
 )  # fmt: skip
-_PROVISIONAL = len(COLUMNS)
-"""Where a staged row keeps its provisional "counted" (the writer appends it, then its
-group and ``ord``: see ``writer.STAGING_COLUMNS``)."""
-_ORD = len(COLUMNS) + 2
+STAGED_COLUMNS: tuple[str, ...] = (*COLUMNS, *TRACE_DECIDED_COLUMNS, "batch", "ord")
+"""A staged row, as the writer COPYs it: the span's columns, its provisional "counted", the
+group of the grouped write it came in, and its ``ord`` (from 1) in the write."""
+STAGED_PROVISIONAL = STAGED_COLUMNS.index(TRACE_DECIDED_COLUMNS[0])
+STAGED_BATCH = STAGED_COLUMNS.index("batch")
+STAGED_ORD = STAGED_COLUMNS.index("ord")
+_PROVISIONAL = STAGED_PROVISIONAL
+_ORD = STAGED_ORD
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Row = tuple[Any, ...]

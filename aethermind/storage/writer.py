@@ -54,11 +54,13 @@ STAGING_TABLE = "aethermind_staging_2"
 # about 1.5 µs a value, five or six values a span, which the cast in PostgreSQL does not.
 # "batch" numbers the groups of one grouped write, to count each group's new rows.
 # "ord" numbers the staged rows from 1, to pick each one's final "counted" out of an array.
-STAGING_COLUMNS = (*COLUMNS, *TRACE_DECIDED_COLUMNS, "batch", "ord")
+STAGING_COLUMNS = deciding.STAGED_COLUMNS
+_STAGED_TYPES = {**PG_TYPES, **dict.fromkeys(MONEY_COLUMNS, "text"), "counted": "boolean",
+                 "batch": "integer", "ord": "integer"}  # fmt: skip
 CREATE_STAGING_SQL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} ("
-    + ", ".join(f'"{c}" {"text" if c in MONEY_COLUMNS else PG_TYPES[c]}' for c in COLUMNS)
-    + ", counted boolean, batch integer, ord integer) ON COMMIT DELETE ROWS"
+    + ", ".join(f'"{c}" {_STAGED_TYPES[c]}' for c in STAGING_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
 )
 
 
@@ -297,8 +299,8 @@ async def write_copy_row_groups(
     else:
         inserted = [0] * len(groups)
         for row in staged:
-            if row[_ORD] in inserted_ords:
-                inserted[row[_BATCH]] += 1
+            if row[deciding.STAGED_ORD] in inserted_ords:
+                inserted[row[deciding.STAGED_BATCH]] += 1
     if len(inserted_ords) != total:
         logger.debug(
             "skipped already-stored spans",
@@ -310,7 +312,3 @@ async def write_copy_row_groups(
             extra={"organization_id": org, "changed": changed},
         )
     return inserted
-
-
-_ORD = len(STAGING_COLUMNS) - 1
-_BATCH = len(STAGING_COLUMNS) - 2
