@@ -268,6 +268,11 @@ def _stored_span_model() -> type[_Answer]:
             Field(description="request: a provider request; rollup: not a request but reports "
                   "usage (an agent run, a workflow, an outer SDK span); null: no usage."),
         ],
+        "response_id": Annotated[
+            str | None,
+            Field(description="The provider's response id, kept on root request spans: two "
+                  "instrumentations' spans of one request in different traces share it."),
+        ],
     }  # fmt: skip
     columns: dict[str, Any] = {}
     for column in fields(TelemetryRow):
@@ -286,8 +291,8 @@ def _stored_span_model() -> type[_Answer]:
         bool | Literal["rollup", "duplicate"],
         Field(
             description="true when the span counts toward totals; else why not: rollup (its "
-            "usage sums spans under it), duplicate (another span describes the same provider "
-            "request), false (no usage)."
+            "usage sums spans under it), duplicate (another span, in this trace or another, "
+            "describes the same provider request), false (no usage)."
         ),
     )
     model: type[_Answer] = create_model("StoredSpan", __base__=_Answer, **columns)

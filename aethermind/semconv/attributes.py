@@ -85,6 +85,7 @@ AI_OPERATION_ID: Final = "ai.operationId"
 AI_MODEL_ID: Final = "ai.model.id"
 AI_MODEL_PROVIDER: Final = "ai.model.provider"
 AI_RESPONSE_MODEL: Final = "ai.response.model"
+AI_RESPONSE_ID: Final = "ai.response.id"
 AI_USAGE_INPUT_TOKENS: Final = "ai.usage.inputTokens"
 AI_USAGE_PROMPT_TOKENS: Final = "ai.usage.promptTokens"
 AI_USAGE_OUTPUT_TOKENS: Final = "ai.usage.outputTokens"
@@ -185,6 +186,9 @@ REASONING_KEYS: Final = (
     AI_USAGE_REASONING,
     AI_USAGE_REASONING_TOKENS,
 )
+RESPONSE_ID_KEYS: Final = (GEN_AI_RESPONSE_ID, AI_RESPONSE_ID)
+"""The provider's id of its response: two instrumentations that record one request record the
+same id (see ``storage/counting.py``, twins)."""
 PROVIDED_COST_KEYS: Final = (GEN_AI_USAGE_COST, LLM_COST_TOTAL, GEN_AI_COST_TOTAL_COST)
 STREAMING_KEYS: Final = (GEN_AI_IS_STREAMING, LLM_IS_STREAMING)
 ENVIRONMENT_KEYS: Final = (DEPLOYMENT_ENVIRONMENT_NAME, DEPLOYMENT_ENVIRONMENT)

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from aethermind.semconv import attributes as a
 from aethermind.semconv.providers import prices_provider_id
-from aethermind.semconv.record import MAX_NAME_LENGTH, UsageRecord
+from aethermind.semconv.record import MAX_NAME_LENGTH, MAX_RESPONSE_ID_LENGTH, UsageRecord
 
 # Larger counts are garbage (a bug or an attack), not usage: they are ignored, not stored.
 MAX_TOKENS: Final = 10**12
@@ -100,6 +100,7 @@ _FIELDS: Final = (
     (a.OPENINFERENCE_SPAN_KIND,),
     (a.LLM_INVOCATION_PARAMETERS,),
     (a.LITELLM_USAGE_OBJECT,),
+    a.RESPONSE_ID_KEYS,
 )
 (
     _PROVIDER,
@@ -119,6 +120,7 @@ _FIELDS: Final = (
     _OI_KIND,
     _INVOCATION,
     _USAGE_OBJECT,
+    _RESPONSE_ID,
 ) = range(len(_FIELDS))
 _SLOTS: Final[dict[str, tuple[int, int]]] = {
     name: (field, rank) for field, names in enumerate(_FIELDS) for rank, name in enumerate(names)
@@ -269,7 +271,10 @@ def _normalize(
         service = _text(resource.get(a.SERVICE_NAME))
         environment = _first_text(resource, a.ENVIRONMENT_KEYS)
 
-    # Positional on purpose: keyword construction of 17 fields is measurably slower here.
+    v = found[_RESPONSE_ID]
+    response_id = v if type(v) is str and 0 < len(v) <= MAX_RESPONSE_ID_LENGTH else None
+
+    # Positional on purpose: keyword construction of 18 fields is measurably slower here.
     return UsageRecord(
         provider,
         operation,
@@ -288,6 +293,7 @@ def _normalize(
         service,
         environment,
         is_llm_call,
+        response_id,
     )
 
 

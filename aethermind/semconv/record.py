@@ -15,6 +15,10 @@ MAX_NAME_LENGTH = 256
 inference-profile ARN is ~110); longer ones are cut, stored cut, and priced by the cut name,
 so what keys the pricing caches stays small whatever a span says."""
 
+MAX_RESPONSE_ID_LENGTH = 128
+"""Characters of a provider's response id (``msg_...``, ``chatcmpl-...``, ~40 in practice).
+A longer one is not kept: an id cut short could make two responses look like one."""
+
 
 # Not frozen: a frozen dataclass __init__ costs about a microsecond on the hot path (it goes
 # through object.__setattr__ per field). Treat instances as immutable all the same.
@@ -45,6 +49,10 @@ class UsageRecord:
     environment: str | None = None
     is_llm_call: bool = True
     """False for GenAI agent/tool spans: they are stored but never priced as a model call."""
+    response_id: str | None = None
+    """The provider's id of the response (``gen_ai.response.id``), when the span recorded one
+    of at most ``MAX_RESPONSE_ID_LENGTH`` characters: one request seen by two instrumentations
+    carries the same id in both spans."""
 
     @property
     def model(self) -> str | None:

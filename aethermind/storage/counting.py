@@ -22,6 +22,13 @@ scopes, one's interval holding the other's, are one request seen by two instrume
 side by side: the richer counts, ties going to the inner one (nearer the wire); a span
 holding several such siblings wraps several requests, and they count instead.
 
+Twins: two instrumentations may each start a trace of their own for one request (neither had
+a span to join: the Anthropic SDK's own span beside OpenLLMetry's, both roots). Nothing in
+either trace tells them apart from two requests, but both record the provider's response id.
+Of the spans their own traces count, two root request spans with one response id, from
+different instrumentation scopes, whose intervals overlap, are one request: the richer
+counts, ties going to the shorter (nearer the wire). ``twins_counted`` applies it.
+
 "Under" follows parent links; where a chain of parent links is broken (an intermediate span
 was not GenAI and was dropped, or has not arrived), the topmost span of the broken chain is
 under every roll-up span whose time interval holds its start. Never
@@ -217,6 +224,59 @@ def _layers_between(leaf: SpanFacts, ancestor_id: str, ancestors: dict[str, list
     return chain.index(ancestor_id) + 1
 
 
-def reason_not_counted(role: str | None) -> str | bool:
+class TwinFacts(NamedTuple):
+    """A span its own trace counts, with the response id it is matched on."""
+
+    trace_id: str
+    span_id: str
+    response_id: str
+    scope: str | None
+    start_us: int
+    end_us: int
+    richness: int
+
+
+MAX_TWINS = 16
+"""Spans of one response id that are matched as twins. One request is seen by two or three
+instrumentations; an id on more spans than this is not one request's (a provider that
+repeats ids, or a hostile client), and its spans all count as their traces decide."""
+
+
+def twins_counted(spans: Iterable[TwinFacts]) -> set[tuple[str, str]]:
+    """The (trace id, span id) of ``spans`` (each counted by its own trace) that still count
+    once twins are one request (see the module docstring). Depends only on the set."""
+    by_response: dict[str, dict[tuple[str, str], TwinFacts]] = {}
+    for span in spans:
+        by_response.setdefault(span.response_id, {})[span.trace_id, span.span_id] = span
+    counted: set[tuple[str, str]] = set()
+    for group in by_response.values():
+        if len(group) == 1 or len(group) > MAX_TWINS:
+            counted.update(group)
+            continue
+        winners: list[TwinFacts] = []
+        ranked = sorted(
+            group.values(),
+            key=lambda s: (-s.richness, s.end_us - s.start_us, s.trace_id, s.span_id),
+        )
+        for span in ranked:
+            if not any(_twins(span, winner) for winner in winners):
+                winners.append(span)
+        counted.update((w.trace_id, w.span_id) for w in winners)
+    return counted
+
+
+def _twins(one: TwinFacts, other: TwinFacts) -> bool:
+    return (
+        one.scope is not None
+        and other.scope is not None
+        and one.scope != other.scope
+        and one.start_us <= other.end_us
+        and other.start_us <= one.end_us
+    )
+
+
+def reason_not_counted(role: str | None, *, counted_elsewhere: bool = False) -> str | bool:
     """The API's ``counted`` value for a span that does not count."""
+    if counted_elsewhere:
+        return "duplicate"
     return COUNTED_REASONS.get(role or "", False)

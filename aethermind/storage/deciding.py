@@ -9,9 +9,15 @@ under a transaction-scoped advisory lock of the organization:
    and those of root spans that ``linked_traces`` lists (spans under the root came first);
 2. reads their stored spans back (``TRACE_WINDOW`` around the batch) and decides each such
    trace as a whole;
-3. in one statement, flips the stored spans whose decision changed, moves the hourly and
+3. matches root request spans with their twins in other traces (``counting.twins_counted``:
+   the batch's, and those stored with the same response id);
+4. in one statement, flips the stored spans whose decision changed, moves the hourly and
    daily rollups by the new counted spans plus exactly those changes, and records the
    batch's linked traces.
+
+A span stores two answers: ``counted`` (it counts toward totals) and ``counted_elsewhere``
+(its trace would count it, but a twin in another trace counts instead); what its own trace
+decides is the one or the other.
 
 The lock makes two writers holding spans of one trace (workers, replicas) take turns, so the
 later one always sees the earlier one's spans; the insert, the heavy part, runs outside it.
@@ -25,7 +31,14 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from aethermind.storage.counting import MAX_RECONCILED_SPANS, SpanFacts, counted_spans
+from aethermind.storage.counting import (
+    MAX_RECONCILED_SPANS,
+    MAX_TWINS,
+    SpanFacts,
+    TwinFacts,
+    counted_spans,
+    twins_counted,
+)
 from aethermind.storage.rollups import (
     DAILY_UPSERT,
     ROLLUP_KEYS,
@@ -63,25 +76,30 @@ _TIMESTAMP = COLUMNS.index("timestamp")
 _DURATION = COLUMNS.index("duration_ms")
 _ROLE = COLUMNS.index("usage_role")
 _SCOPE = COLUMNS.index("instrumentation_scope")
+_RESPONSE_ID = COLUMNS.index("response_id")
 _USAGE_KINDS = tuple(
     COLUMNS.index(c)
     for c in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
               "reasoning_tokens")
 )  # fmt: skip
 STAGED_COLUMNS: tuple[str, ...] = (*COLUMNS, *TRACE_DECIDED_COLUMNS, "batch", "ord")
-"""A staged row, as the writer COPYs it: the span's columns, its provisional "counted", the
-group of the grouped write it came in, and its ``ord`` (from 1) in the write."""
-STAGED_PROVISIONAL = STAGED_COLUMNS.index(TRACE_DECIDED_COLUMNS[0])
+"""A staged row, as the writer COPYs it: the span's columns, its provisional "counted" and
+"counted_elsewhere", the group of the grouped write it came in, and its ``ord`` (from 1) in
+the write."""
 STAGED_BATCH = STAGED_COLUMNS.index("batch")
 STAGED_ORD = STAGED_COLUMNS.index("ord")
-_PROVISIONAL = STAGED_PROVISIONAL
+_PROVISIONAL = STAGED_COLUMNS.index("counted")
+_ELSEWHERE = STAGED_COLUMNS.index("counted_elsewhere")
 _ORD = STAGED_ORD
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Row = tuple[Any, ...]
-Change = tuple[datetime, str, str, bool, int]
-"""A stored span whose "counted" changes: start, trace id, span id, the new value, and what
-it moves in the rollups (+1, -1, or 0 for a span this write inserted, not in them yet)."""
+Change = tuple[datetime, str, str, bool, bool, int]
+"""A stored span whose answers change: start, trace id, span id, the new "counted" and
+"counted_elsewhere", and what it moves in the rollups (+1, -1, or 0 for a span this write
+inserted, not in them yet)."""
+SpanKey = tuple[str, str]
+"""(trace id, span id)."""
 
 _RETURNED = (
     '"timestamp"',
@@ -102,38 +120,64 @@ _RICHNESS_SQL = " + ".join(
     for c in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
               "reasoning_tokens")
 )  # fmt: skip
+_NOT_THIS_WRITE = "xmin <> pg_current_xact_id()::xid"
 LINKED_PROBE_SQL = (
     "SELECT trace_id FROM linked_traces WHERE organization_id = $1 AND trace_id = ANY($2::text[])"
 )
 STORED_TRACE_SPANS_SQL = f"""
     SELECT t.trace_id, e.span_id, e.parent_span_id, e."timestamp", e.duration_ms,
-           e.usage_role, e.instrumentation_scope, e.counted, {_RICHNESS_SQL} AS richness
+           e.usage_role, e.instrumentation_scope, e.counted, e.counted_elsewhere,
+           e.response_id, {_RICHNESS_SQL} AS richness
       FROM unnest($2::text[]) AS t(trace_id)
      CROSS JOIN LATERAL (
            SELECT * FROM telemetry_events
             WHERE organization_id = $1 AND trace_id = t.trace_id
               AND "timestamp" >= $3 AND "timestamp" < $4
-              AND xmin <> pg_current_xact_id()::xid
+              AND {_NOT_THIS_WRITE}
             LIMIT {MAX_RECONCILED_SPANS + 1}) e
      LIMIT {MAX_RECONCILED_ROWS_PER_WRITE}"""
 """The stored spans of the given traces in a time range, but those this transaction wrote;
 each trace cut at one past ``MAX_RECONCILED_SPANS`` (so an oversized trace shows), the whole
 at ``MAX_RECONCILED_ROWS_PER_WRITE``."""
+STORED_TWINS_SQL = f"""
+    SELECT e.trace_id, e.span_id, e."timestamp", e.duration_ms, e.instrumentation_scope,
+           e.counted, e.counted_elsewhere, e.response_id, {_RICHNESS_SQL} AS richness
+      FROM unnest($2::text[]) AS k(response_id)
+     CROSS JOIN LATERAL (
+           SELECT * FROM telemetry_events
+            WHERE organization_id = $1 AND response_id = k.response_id
+              AND "timestamp" >= $3 AND "timestamp" < $4 AND {_NOT_THIS_WRITE}
+            LIMIT {MAX_TWINS + 1}) e"""
+"""The stored spans of the given response ids in a time range (twins: only root request
+spans store one), but those this transaction wrote; at most one past ``MAX_TWINS`` an id."""
+TWIN_PROBE_SQL = f"""
+    SELECT k FROM unnest($4::text[]) AS k
+     WHERE EXISTS (SELECT 1 FROM telemetry_events
+                    WHERE organization_id = $1 AND response_id = k
+                      AND "timestamp" >= $5 AND "timestamp" < $6 AND {_NOT_THIS_WRITE})"""
+"""Which of the given response ids a span stored before this write has."""
 
 
 @cache
 def count_sql(
-    staging_table: str, *, changes: bool = False, linked: bool = False, probe: bool = False
+    staging_table: str,
+    *,
+    changes: bool = False,
+    linked: bool = False,
+    probe: bool = False,
+    twins: bool = False,
 ) -> str:
     """$1 organization; $2 per staged ``ord``, whether that span was inserted by this write
-    and counts. With ``changes``, $3-$7 the ``Change`` columns. With ``linked``, the next two
+    and counts. With ``changes``, $3-$8 the ``Change`` columns. With ``linked``, the next two
     parameters are the traces with a span naming a parent and their latest start. Moves the
     rollups by the new counted spans plus the changes; answers how many stored spans
     changed. (Variants, so a batch with neither pays for neither.)
 
-    With ``probe`` (alone), $3 are the batch's traces, all of root spans: the rollups move
-    only if ``linked_traces`` lists none of them, and the answer is those it lists (then
-    nothing moved, and the caller decides them with their stored spans first)."""
+    With ``probe`` (alone), $3 are the batch's traces, all of root spans, and with ``twins``
+    also $4-$6 the batch's response ids and the time range to look in: the rollups move only
+    if ``linked_traces`` lists none of the traces and no stored span has one of the ids; the
+    answer is those traces and those ids (then nothing moved, and the caller decides them
+    with their stored spans first)."""
     staged = ", ".join(
         "coalesce(response_model, request_model) AS model"
         if c == "model"
@@ -145,14 +189,19 @@ def count_sql(
     if probe:
         parts.append(f"probe AS ({LINKED_PROBE_SQL.replace('$2', '$3')})")
         moved += " AND NOT EXISTS (SELECT 1 FROM probe)"
+        if twins:
+            parts.append(f"twins AS ({TWIN_PROBE_SQL})")
+            moved += " AND NOT EXISTS (SELECT 1 FROM twins)"
     if changes:
         parts.append(f"""changed AS (
-            UPDATE telemetry_events t SET counted = c.counted
-              FROM unnest($3::timestamptz[], $4::text[], $5::text[], $6::boolean[], $7::int[])
-                   AS c(ts, trace_id, span_id, counted, weight)
+            UPDATE telemetry_events t
+               SET counted = c.counted, counted_elsewhere = c.counted_elsewhere
+              FROM unnest($3::timestamptz[], $4::text[], $5::text[], $6::boolean[],
+                          $7::boolean[], $8::int[])
+                   AS c(ts, trace_id, span_id, counted, counted_elsewhere, weight)
              WHERE t.organization_id = $1 AND t."timestamp" = c.ts
                AND t.trace_id = c.trace_id AND t.span_id = c.span_id
-               AND t.counted <> c.counted
+               AND (t.counted, t.counted_elsewhere) <> (c.counted, c.counted_elsewhere)
             RETURNING {", ".join(f"t.{c}" for c in _RETURNED)}, c.weight)""")
         moved += f" UNION ALL SELECT {', '.join(_RETURNED)}, weight FROM changed WHERE weight <> 0"
     parts += [
@@ -163,7 +212,7 @@ def count_sql(
         f"up_daily AS ({DAILY_UPSERT})",
     ]
     if linked:
-        first = 8 if changes else 3
+        first = 9 if changes else 3
         parts.append(f"""linked AS (
             INSERT INTO linked_traces AS l (organization_id, trace_id, last_start)
             SELECT $1::uuid, trace_id, last_start
@@ -171,13 +220,13 @@ def count_sql(
              ORDER BY trace_id
             ON CONFLICT (organization_id, trace_id) DO UPDATE SET last_start = excluded.last_start
              WHERE l.last_start < excluded.last_start)""")
-    answer = (
-        "SELECT count(*) FROM changed"
-        if changes
-        else "SELECT array(SELECT trace_id FROM probe)"
-        if probe
-        else "SELECT 0"
-    )
+    if changes:
+        answer = "SELECT count(*) FROM changed"
+    elif probe:
+        ids = "array(SELECT k FROM twins)" if twins else "'{}'::text[]"
+        answer = f"SELECT array(SELECT trace_id FROM probe), {ids}"
+    else:
+        answer = "SELECT 0"
     return f"WITH {', '.join(parts)} {answer}"
 
 
@@ -191,12 +240,17 @@ class Batch:
     several: dict[str, set[str]]
     """Traces with several spans in the batch, and their counted span ids from the batch
     alone. A trace of one span is not listed: it counts if it carries usage."""
+    response_ids: list[str]
+    """The response ids of the batch's root request spans (``span_row.twin_key``)."""
+    elsewhere: set[SpanKey]
+    """Spans their trace counts whose twin in the batch counts instead."""
 
 
 def batch_of(groups: Sequence[Sequence[Row]]) -> Batch:
     by_trace: dict[str, list[Row]] = {}
     linked: dict[str, None] = {}
     several: set[str] = set()
+    keyed: list[Row] = []
     for group in groups:
         for row in group:
             trace_id = row[_TRACE_ID]
@@ -208,20 +262,33 @@ def batch_of(groups: Sequence[Sequence[Row]]) -> Batch:
                 several.add(trace_id)
             if row[_PARENT] is not None:
                 linked[trace_id] = None
-    return Batch(
-        by_trace,
-        list(linked),
-        {t: _decide_trace(t, by_trace[t], [], False, []) for t in several},
-    )
+            elif row[_RESPONSE_ID] is not None:
+                keyed.append(row)
+    decided = {t: _decide_trace(t, by_trace[t], [], False, {}) for t in several}
+    elsewhere: set[SpanKey] = set()
+    response_ids = list(dict.fromkeys(row[_RESPONSE_ID] for row in keyed))
+    if len(response_ids) < len(keyed):
+        # Two spans of the batch share a response id: twins, or one span sent twice.
+        counts = [r for r in keyed if _counts_in_trace(r, decided)]
+        winners = twins_counted(_twin_facts(r) for r in counts)
+        elsewhere = {(r[_TRACE_ID], r[_SPAN_ID]) for r in counts} - winners
+    return Batch(by_trace, list(linked), decided, response_ids, elsewhere)
 
 
-def provisional_flag(row: Row, batch: Batch) -> bool:
-    """Whether ``row`` counts by what its batch alone shows."""
-    if batch.several:
-        decided = batch.several.get(row[_TRACE_ID])
-        if decided is not None:
-            return row[_SPAN_ID] in decided
+def _counts_in_trace(row: Row, decided: dict[str, set[str]]) -> bool:
+    """Whether ``row``'s trace counts it, by what its batch alone shows."""
+    spans = decided.get(row[_TRACE_ID])
+    if spans is not None:
+        return row[_SPAN_ID] in spans
     return row[_ROLE] is not None
+
+
+def provisional_flags(row: Row, batch: Batch) -> tuple[bool, bool]:
+    """``row``'s "counted" and "counted_elsewhere" by what its batch alone shows."""
+    counts = _counts_in_trace(row, batch.several) if batch.several else row[_ROLE] is not None
+    if counts and batch.elsewhere and (row[_TRACE_ID], row[_SPAN_ID]) in batch.elsewhere:
+        return False, True
+    return counts, False
 
 
 async def settle(
@@ -238,13 +305,19 @@ async def settle(
     module docstring); the caller holds the counting lock (``counting_lock_sql``). Returns
     how many stored spans changed whether they count."""
     by_trace, linked = batch.by_trace, batch.linked
+    starts = [row[_TIMESTAMP] for row in staged]
+    window = (min(starts) - TRACE_WINDOW, max(starts) + TRACE_WINDOW)
     if not linked:
         # Root spans alone (the common case): the rollups move with the batch's own answers
-        # in this one statement, unless spans under some of them were stored first.
-        flags = _new_counted(staged, inserted_ords, {}, [], once=not batch.several)
-        sql = count_sql(staging_table, probe=True)
-        wanted: list[str] = await conn.fetchval(sql, org, flags, list(by_trace), timeout=timeout)
-        if not wanted:
+        # in this one statement, unless spans under some of them were stored first, or
+        # twins of some of them.
+        flags = _batch_flags(staged, inserted_ords, once=not batch.several)
+        arguments: list[Any] = [flags, list(by_trace)]
+        if batch.response_ids:
+            arguments += [batch.response_ids, *window]
+        sql = count_sql(staging_table, probe=True, twins=bool(batch.response_ids))
+        wanted, twinned = await conn.fetchrow(sql, org, *arguments, timeout=timeout)
+        if not wanted and not twinned:
             return 0
     else:
         linked_set = set(linked)
@@ -252,24 +325,38 @@ async def settle(
         wanted = list(linked)
         if roots:
             wanted += [r["trace_id"] for r in await conn.fetch(LINKED_PROBE_SQL, org, roots)]
-    stored = await _read_back(conn, org, wanted, staged, timeout=timeout) if wanted else []
+    stored = await _read_back(conn, org, wanted, window, timeout=timeout) if wanted else []
     stored_by_trace: dict[str, list[Any]] = {}
     for record in stored:
         stored_by_trace.setdefault(record["trace_id"], []).append(record)
     # Read back to the cap: which trace was cut is unknown, so none read is trusted.
     unread = set(wanted) if len(stored) >= MAX_RECONCILED_ROWS_PER_WRITE else set()
 
-    changed: list[Change] = []
+    in_trace: dict[SpanKey, tuple[Any, bool]] = {}
     final: dict[str, set[str]] = {
         trace_id: _decide_trace(
             trace_id, by_trace[trace_id], stored_by_trace.get(trace_id, []), trace_id in unread,
-            changed,
+            in_trace,
         )
         for trace_id in wanted
         if trace_id in stored_by_trace or trace_id in unread
     }  # fmt: skip
-    new_counted = _new_counted(staged, inserted_ords, final, changed)
-    arguments: list[Any] = [new_counted]
+    changed: list[Change] = []
+    new_counted = _new_answers(staged, inserted_ords, final)
+    winners = await _match_twins(
+        conn, org, staged, new_counted, in_trace, window=window, timeout=timeout
+    )
+    stored_answers = _stored_answers(in_trace, winners)
+    for (trace_id, span_id), (record, counts, elsewhere) in stored_answers.items():
+        if (counts, elsewhere) != (record["counted"], record["counted_elsewhere"]):
+            weight = int(counts) - int(record["counted"])
+            changed.append((record["timestamp"], trace_id, span_id, counts, elsewhere, weight))
+    for row in staged:
+        ord_ = row[_ORD]
+        answer = new_counted.get(ord_)
+        if answer is not None and answer != (row[_PROVISIONAL], row[_ELSEWHERE]):
+            changed.append((row[_TIMESTAMP], row[_TRACE_ID], row[_SPAN_ID], *answer, 0))
+    arguments = [_flags(new_counted, len(staged))]
     if changed:
         arguments += [list(column) for column in zip(*changed, strict=True)]
     if linked:
@@ -280,39 +367,54 @@ async def settle(
 
 
 async def _read_back(
-    conn: Any, org: str, traces: list[str], staged: Sequence[Row], *, timeout: float | None
+    conn: Any,
+    org: str,
+    traces: list[str],
+    window: tuple[datetime, datetime],
+    *,
+    timeout: float | None,
 ) -> list[Any]:
-    starts = [row[_TIMESTAMP] for row in staged]
     # Planned for this call's arrays: a plan cached for "some array" was seen to turn each
     # trace's lookup into a scan of the range (80 ms a batch instead of 1).
     await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan", timeout=timeout)
     stored: list[Any] = await conn.fetch(
-        STORED_TRACE_SPANS_SQL,
-        org,
-        traces,
-        min(starts) - TRACE_WINDOW,
-        max(starts) + TRACE_WINDOW,
-        timeout=timeout,
+        STORED_TRACE_SPANS_SQL, org, traces, *window, timeout=timeout
     )
     await conn.execute("SET LOCAL plan_cache_mode = auto", timeout=timeout)
     return stored
 
 
-def _new_counted(
-    staged: Sequence[Row],
-    inserted_ords: set[int],
-    final: dict[str, set[str]],
-    changed: list[Change],
-    *,
-    once: bool = False,
-) -> list[bool]:
-    """Per ``ord``, whether the span was inserted by this write (once, if it came twice)
-    and counts; a span whose final answer differs from its provisional one is appended to
-    ``changed`` with weight 0 (it is not in the rollups yet). ``once``: no trace has two
-    spans in the batch, so no span came twice."""
-    if not final and once and len(inserted_ords) == len(staged):
+InTrace = dict[SpanKey, tuple[Any, bool]]
+"""Stored spans whose own trace's answer is (re)decided by this write: the stored record and
+whether the trace counts it (before twins are matched)."""
+NewAnswers = dict[int, tuple[bool, bool]]
+"""Per ``ord`` of a span this write inserted (once): its "counted" and "counted_elsewhere"."""
+
+
+def _batch_flags(staged: Sequence[Row], inserted_ords: set[int], *, once: bool) -> list[bool]:
+    """Per ``ord``, whether the span was inserted by this write (once, if it came twice) and
+    counts by its batch's answer. ``once``: no trace has two spans in the batch, so no span
+    came twice."""
+    if once and len(inserted_ords) == len(staged):
         return [row[_PROVISIONAL] for row in staged]  # all new, once: the batch's answers
-    flags = [False] * len(staged)
+    return _flags(_new_answers(staged, inserted_ords, {}), len(staged))
+
+
+def _flags(answers: NewAnswers, staged: int) -> list[bool]:
+    """Per ``ord`` (of ``staged`` rows), whether the span was inserted and counts."""
+    flags = [False] * staged
+    for ord_, (counts, _) in answers.items():
+        flags[ord_ - 1] = counts
+    return flags
+
+
+def _new_answers(
+    staged: Sequence[Row], inserted_ords: set[int], final: dict[str, set[str]]
+) -> NewAnswers:
+    """The spans this write inserted (once, if one came twice), by ``ord``: their answers by
+    their traces, the decided ones (``final``) or the batch's own; before twins are matched
+    (``_match_twins`` completes them)."""
+    answers: NewAnswers = {}
     seen: set[tuple[datetime, str, str]] = set()
     for row in staged:
         key = (row[_TIMESTAMP], row[_TRACE_ID], row[_SPAN_ID])
@@ -320,11 +422,89 @@ def _new_counted(
             continue  # stored before (a re-send, or twice in this write): in the rollups once
         seen.add(key)
         decided = final.get(row[_TRACE_ID])
-        now = row[_PROVISIONAL] if decided is None else row[_SPAN_ID] in decided
-        flags[row[_ORD] - 1] = now
-        if now != row[_PROVISIONAL]:
-            changed.append((row[_TIMESTAMP], row[_TRACE_ID], row[_SPAN_ID], now, 0))
-    return flags
+        if decided is None:
+            answers[row[_ORD]] = (row[_PROVISIONAL], row[_ELSEWHERE])
+        else:
+            answers[row[_ORD]] = (row[_SPAN_ID] in decided, False)
+    return answers
+
+
+async def _match_twins(
+    conn: Any,
+    org: str,
+    staged: Sequence[Row],
+    answers: NewAnswers,
+    in_trace: InTrace,
+    *,
+    window: tuple[datetime, datetime],
+    timeout: float | None,
+) -> set[SpanKey] | None:
+    """The twins' winners (``counting.twins_counted``) among the inserted root request
+    spans, the stored spans whose trace's answer changed, and the stored spans that share a
+    response id with either; None when none of them has a response id. Completes
+    ``answers`` (inserted spans) and adds the stored twins to ``in_trace``."""
+    inserted = [
+        row for row in staged if row[_ORD] in answers and row[_RESPONSE_ID] is not None
+    ]  # fmt: skip
+    response_ids = {row[_RESPONSE_ID] for row in inserted}
+    response_ids.update(r["response_id"] for r, _ in in_trace.values() if r["response_id"])
+    if not response_ids:
+        return None
+    twins = await conn.fetch(STORED_TWINS_SQL, org, sorted(response_ids), *window, timeout=timeout)
+    for record in twins:
+        key = (record["trace_id"], record["span_id"])
+        if key not in in_trace:
+            in_trace[key] = (record, record["counted"] or record["counted_elsewhere"])
+    candidates = [
+        _twin(key, r["response_id"], r["instrumentation_scope"], r["timestamp"],
+              r["duration_ms"], r["richness"])
+        for key, (r, counts) in in_trace.items()
+        if counts and r["response_id"] is not None
+    ]  # fmt: skip
+    candidates += [_twin_facts(row) for row in inserted if any(answers[row[_ORD]])]
+    winners = twins_counted(candidates)
+    for row in inserted:
+        if any(answers[row[_ORD]]):
+            wins = (row[_TRACE_ID], row[_SPAN_ID]) in winners
+            answers[row[_ORD]] = (wins, not wins)
+    return winners
+
+
+def _stored_answers(
+    in_trace: InTrace, winners: set[SpanKey] | None
+) -> dict[SpanKey, tuple[Any, bool, bool]]:
+    """Each stored span of ``in_trace`` with its new "counted" and "counted_elsewhere"."""
+    answers = {}
+    for key, (record, counts) in in_trace.items():
+        if counts and winners is not None and record["response_id"] is not None:
+            wins = key in winners
+            answers[key] = (record, wins, not wins)
+        else:
+            answers[key] = (record, counts, False)
+    return answers
+
+
+def _twin_facts(row: Row) -> TwinFacts:
+    return _twin(
+        (row[_TRACE_ID], row[_SPAN_ID]),
+        row[_RESPONSE_ID],
+        row[_SCOPE],
+        row[_TIMESTAMP],
+        row[_DURATION],
+        sum(row[i] is not None for i in _USAGE_KINDS),
+    )
+
+
+def _twin(  # noqa: PLR0917 - one call per span, in column order
+    key: SpanKey,
+    response_id: str,
+    scope: str | None,
+    start: datetime,
+    duration_ms: float | None,
+    richness: int,
+) -> TwinFacts:
+    start_us, end_us = _interval(start, duration_ms)
+    return TwinFacts(key[0], key[1], response_id, scope, start_us, end_us, richness)
 
 
 def _decide_trace(
@@ -332,10 +512,10 @@ def _decide_trace(
     new_spans: list[Row],
     known: list[Any],
     unread: bool,
-    changed: list[Change],
+    in_trace: InTrace,
 ) -> set[str]:
-    """The counted span ids of one trace from its stored (``known``) and arriving spans;
-    stored spans whose decision changes are appended to ``changed``."""
+    """The span ids one trace counts, from its stored (``known``) and arriving spans; the
+    stored spans whose answer changes are added to ``in_trace``."""
     oversized = unread or len(known) > MAX_RECONCILED_SPANS
     if oversized:
         known = []
@@ -363,9 +543,8 @@ def _decide_trace(
         return decided & {row[_SPAN_ID] for row in new_spans if row[_ROLE] == "request"}
     for record in known:
         now = record["span_id"] in decided
-        if now != record["counted"]:
-            weight = 1 if now else -1
-            changed.append((record["timestamp"], trace_id, record["span_id"], now, weight))
+        if now != (record["counted"] or record["counted_elsewhere"]):
+            in_trace[trace_id, record["span_id"]] = (record, now)
     return decided
 
 
@@ -405,6 +584,11 @@ def _facts(  # noqa: PLR0917 - one call per span, in column order
     richness: int,
     scope: str | None,
 ) -> SpanFacts:
-    start_us = (start - _EPOCH) // timedelta(microseconds=1)
-    end_us = max(start_us, start_us + int((duration_ms or 0.0) * 1000))
+    start_us, end_us = _interval(start, duration_ms)
     return SpanFacts(span_id, parent, start_us, end_us, role, richness, scope)  # type: ignore[arg-type]
+
+
+def _interval(start: datetime, duration_ms: float | None) -> tuple[int, int]:
+    """A span's start and end in microseconds since the epoch."""
+    start_us = (start - _EPOCH) // timedelta(microseconds=1)
+    return start_us, max(start_us, start_us + int((duration_ms or 0.0) * 1000))

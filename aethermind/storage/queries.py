@@ -28,7 +28,7 @@ from aethermind.storage.rollups import (
     rollup_aggregates_sql,
 )
 from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
-from aethermind.storage.span_row import COLUMNS
+from aethermind.storage.span_row import COLUMNS, TRACE_DECIDED_COLUMNS
 
 GROUP_KEYS: tuple[str, ...] = DIMENSIONS
 FILTER_KEYS: tuple[str, ...] = DIMENSIONS
@@ -267,9 +267,9 @@ async def aggregates(
     return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
 
 
-_SPAN_COLUMNS = (*(f'"{c}"' for c in COLUMNS), "model", "counted")
+_SPAN_COLUMNS = (*(f'"{c}"' for c in COLUMNS), "model", *TRACE_DECIDED_COLUMNS)
 """What the trace API shows of a span: every stored column, the generated model and whether
-it counts."""
+it counts (and why not)."""
 
 
 async def trace_spans(
@@ -284,7 +284,8 @@ async def trace_spans(
     """The stored spans of one trace in this organization that start in [since, until), in
     start order; each with its normalized fields, ``cost_usd`` (None when unpriced),
     ``status``, and ``counted``: True when the span counts toward totals, else why not
-    (``"rollup"``, ``"duplicate"``; False for a span without usage). The time range keeps the
+    (``"rollup"``, ``"duplicate"``, also for a twin counted in another trace; False for a
+    span without usage). The time range keeps the
     lookup to the partitions it can be in."""
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         records = await conn.fetch(
@@ -302,8 +303,9 @@ async def trace_spans(
     for record in records:
         span = dict(record)
         span["cost_usd"] = span.pop("cost")
+        elsewhere = span.pop("counted_elsewhere")
         if not span["counted"]:
-            span["counted"] = reason_not_counted(span["usage_role"])
+            span["counted"] = reason_not_counted(span["usage_role"], counted_elsewhere=elsewhere)
         spans.append(span)
     return spans
 

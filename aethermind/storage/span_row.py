@@ -35,7 +35,7 @@ class TelemetryRow:
     """One ``telemetry_events`` row, minus ``id`` (assigned by the database), ``model``
     (a generated column: response model, else request model) and ``organization_id``
     (given to the writer once per batch, so a batch can never mix tenants). Field order is
-    the table's column order.
+    the order ``COPY`` and the staging table use.
 
     ``timestamp`` is the span's start time and must be timezone-aware. ``trace_id`` and
     ``span_id`` are lowercase hex (32 and 16 characters in OTLP). ``cost`` is None when the
@@ -79,6 +79,8 @@ class TelemetryRow:
     """``request``, ``rollup`` or None: see ``usage_role`` below and ``storage/counting.py``."""
     instrumentation_scope: str | None = field(default=None, metadata=_TEXT)
     """The OTel instrumentation scope that wrote the span (cut to ``MAX_NAME_LENGTH``)."""
+    response_id: str | None = field(default=None, metadata=_TEXT)
+    """The provider's response id, kept for root request spans only (``twin_key``)."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -99,7 +101,7 @@ class TelemetryRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TelemetryRow))
-"""The ``telemetry_events`` columns a span fills, in table order."""
+"""The ``telemetry_events`` columns a span fills, in declaration order."""
 PG_TYPES: dict[str, str] = {f.name: f.metadata["pg_type"] for f in fields(TelemetryRow)}
 """Each column's PostgreSQL type, as the table declares it."""
 MONEY_COLUMNS: frozenset[str] = frozenset(c for c, t in PG_TYPES.items() if t == "numeric")
@@ -114,9 +116,20 @@ namedtuple built by keyword costs about 3 µs a row); ``tests/storage/test_span_
 proves every value lands in its declared column, and a length check runs at import."""
 
 
-TRACE_DECIDED_COLUMNS: tuple[str, ...] = ("counted",)
-"""The columns after ``COLUMNS`` that the writer decides from the whole trace (whether the
-span counts toward totals: ``storage/counting.py``), in table order."""
+TRACE_DECIDED_COLUMNS: tuple[str, ...] = ("counted", "counted_elsewhere")
+"""The columns besides ``COLUMNS`` that the writer decides from the whole trace (whether the
+span counts toward totals, and whether its trace would count it but a twin span in another
+trace counts instead: ``storage/counting.py``)."""
+
+
+def twin_key(usage: UsageRecord, parent_span_id: str | None) -> str | None:
+    """The response id a span is matched on with spans of other traces: only a root request
+    span's. Two instrumentations' spans of one request land in different traces only when
+    neither had a span to join (each starts a trace of its own); under a parent they are
+    in one trace, where the trace's own rule tells them apart."""
+    if parent_span_id is None and usage.is_llm_call:
+        return usage.response_id
+    return None
 
 
 def _role_of_stored(row: TelemetryRow) -> str | None:
@@ -231,6 +244,7 @@ def copy_row(
         resource_attributes,
         usage_role(usage),
         instrumentation_scope,
+        twin_key(usage, parent_span_id),
     )
 
 

@@ -45,7 +45,7 @@ __all__ = [
     "write_rows",
 ]
 
-STAGING_TABLE = "aethermind_staging_2"
+STAGING_TABLE = "aethermind_staging_3"
 """Numbered by shape: behind a pooler, a server session may still hold an older shape."""
 # Per session, emptied at every commit, so it never holds rows between batches. Creating it
 # "if not exists" at the start of each write costs a catalog lookup, and works on any
@@ -55,7 +55,8 @@ STAGING_TABLE = "aethermind_staging_2"
 # "batch" numbers the groups of one grouped write, to count each group's new rows.
 # "ord" numbers the staged rows from 1, to pick each one's final "counted" out of an array.
 STAGING_COLUMNS = deciding.STAGED_COLUMNS
-_STAGED_TYPES = {**PG_TYPES, **dict.fromkeys(MONEY_COLUMNS, "text"), "counted": "boolean",
+_STAGED_TYPES = {**PG_TYPES, **dict.fromkeys(MONEY_COLUMNS, "text"),
+                 **dict.fromkeys(TRACE_DECIDED_COLUMNS, "boolean"),
                  "batch": "integer", "ord": "integer"}  # fmt: skip
 CREATE_STAGING_SQL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} ("
@@ -274,9 +275,9 @@ async def write_copy_row_groups(
     months = months_of([r[_TIMESTAMP] for g in groups for r in g])
     await ensure_partitions(pool_or_conn, (), partitions=partitions, timeout=timeout, months=months)
     batch = deciding.batch_of(groups)
-    flag = deciding.provisional_flag
+    flags = deciding.provisional_flags
     ordinal = iter(range(1, total + 1))
-    staged = [(*r, flag(r, batch), i, next(ordinal)) for i, g in enumerate(groups) for r in g]
+    staged = [(*r, *flags(r, batch), i, next(ordinal)) for i, g in enumerate(groups) for r in g]
     async with connection(pool_or_conn) as conn, conn.transaction():
         # One round trip: the tenant setting (see scope.tenant_transaction) and the staging
         # table. Simple-query protocol cannot take parameters, hence the inlined UUID.

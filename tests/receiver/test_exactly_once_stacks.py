@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from aethermind.semconv import PriceBook, UsageRecord
 from tests.plugins.fake_provider import TOKEN_KINDS, FakeProvider, Served, ledger_totals
+from tests.plugins.instrumented import ANTHROPIC_SDK_SCOPE, SERVICE_NAME, run_scenario
 from tests.plugins.receiver import RunningReceiver, Tenant
 from tests.receiver.helpers import export_with_otel
 
@@ -210,7 +211,9 @@ async def deliver(
         assert result is SpanExportResult.SUCCESS
 
 
-async def api_rows(receiver: RunningReceiver, tenant: Tenant) -> dict[str, dict[str, Any]]:
+async def api_rows(
+    receiver: RunningReceiver, tenant: Tenant, service: str = SERVICE
+) -> dict[str, dict[str, Any]]:
     response = await receiver.session.get(
         f"{receiver.url}/v1/aggregates",
         params={"group_by": "service,model"},
@@ -218,20 +221,24 @@ async def api_rows(receiver: RunningReceiver, tenant: Tenant) -> dict[str, dict[
     )
     assert response.status == 200, await response.text()
     rows = (await response.json())["rows"]
-    assert {r["service"] for r in rows} == {SERVICE}
+    assert {r["service"] for r in rows} == {service}
     return {r["model"]: r for r in rows}
 
 
-def expected_cost(served: Sequence[Served]) -> dict[str, Decimal]:
+def expected_cost(served: Sequence[Served], *, cache_write_ttls: bool) -> dict[str, Decimal]:
     """The ledger's responses priced as the receiver prices them (pricing has its own tests;
-    here the point is that each response is priced once)."""
+    here the point is that each response is priced once). ``cache_write_ttls``: the counted
+    spans report Anthropic's cache writes by lifetime (5 minutes, 1 hour: priced apart)."""
     book = PriceBook()
     totals: dict[str, Decimal] = {}
     for entry in served:
         counts = entry.counts()
+        ttls = entry.usage.get("cache_creation") or {} if cache_write_ttls else {}
         record = UsageRecord(
             provider=entry.vendor,
             response_model=entry.model,
+            cache_write_5m_tokens=ttls.get("ephemeral_5m_input_tokens"),
+            cache_write_1h_tokens=ttls.get("ephemeral_1h_input_tokens"),
             **{k: counts[k] for k in TOKEN_KINDS},
         )
         cost = book.price(record, time.time_ns()).total
@@ -241,12 +248,17 @@ def expected_cost(served: Sequence[Served]) -> dict[str, Decimal]:
 
 
 async def assert_totals_match_ledger(
-    receiver: RunningReceiver, tenant: Tenant, served: Sequence[Served]
+    receiver: RunningReceiver,
+    tenant: Tenant,
+    served: Sequence[Served],
+    service: str = SERVICE,
+    *,
+    cache_write_ttls: bool = False,
 ) -> None:
-    rows = await api_rows(receiver, tenant)
+    rows = await api_rows(receiver, tenant, service)
     ledger = ledger_totals(list(served))
     assert set(rows) == set(ledger)
-    costs = expected_cost(served)
+    costs = expected_cost(served, cache_write_ttls=cache_write_ttls)
     for model, want in ledger.items():
         got = rows[model]
         assert {k: got[k] for k in ("calls", "errors", *TOKEN_KINDS)} == want, model
@@ -287,6 +299,49 @@ async def test_pydantic_ai_agent_run_counts_each_model_request_once(
         True,
         True,
     ]
+
+
+def run_anthropic_traced_twice(fake: FakeProvider, instrumentation: str) -> list[ReadableSpan]:
+    """A message and a streamed message with the Anthropic SDK's own tracing on under an
+    instrumentation package. OpenLLMetry's does not make its span current, so the SDK's span
+    starts a trace of its own (twins, matched by response id); OpenInference's does, so the
+    SDK's span is its child."""
+    spans: list[ReadableSpan] = []
+    for scenario in ("anthropic_messages", "anthropic_stream"):
+        run = run_scenario(instrumentation, scenario, fake, anthropic_sdk_tracing=True)
+        assert run.error is None
+        spans += run.spans
+    return spans
+
+
+@pytest.mark.parametrize("delivery", list(DELIVERIES))
+@pytest.mark.parametrize("instrumentation", ["openllmetry_anthropic", "openinference_anthropic"])
+async def test_the_anthropic_sdks_own_tracing_under_an_instrumentation_counts_once(
+    receiver: RunningReceiver, fake_provider: FakeProvider, delivery: str, instrumentation: str
+) -> None:
+    before = len(fake_provider.served)
+    spans = await asyncio.to_thread(run_anthropic_traced_twice, fake_provider, instrumentation)
+    served = fake_provider.served[before:]
+    assert len(served) == 2
+    sdk_spans = [s for s in spans if s.instrumentation_scope.name == ANTHROPIC_SDK_SCOPE]
+    assert len(sdk_spans) == 2 and len(spans) == 4
+    separate = {s.context.trace_id for s in spans}
+    assert len(separate) == (4 if instrumentation == "openllmetry_anthropic" else 2)
+
+    await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
+    # The SDK's span counts (as rich as the other, nearer the wire): it reports cache writes
+    # by lifetime, which are priced apart.
+    await assert_totals_match_ledger(
+        receiver, receiver.acme, served, SERVICE_NAME, cache_write_ttls=True
+    )
+
+    counted = []
+    for trace_id in separate:
+        response = await receiver.session.get(
+            f"{receiver.url}/v1/traces/{trace_id:032x}", headers=receiver.acme.read_headers()
+        )
+        counted += [s["counted"] for s in (await response.json())["spans"]]
+    assert sorted(map(str, counted)) == ["True", "True", "duplicate", "duplicate"]
 
 
 @pytest.mark.slow  # many framework runs: the fast loop keeps pydantic-ai's

@@ -166,3 +166,112 @@ async def test_repricing_moves_the_rollups_for_counted_spans_only(pool: Any) -> 
     assert await rollup_mismatches(pool) == 0
     want = sum(Decimal(ROWS[k].input_tokens or 0) for k in TREE_COUNTED) * Decimal("0.000001")
     assert (await totals(pool, org))[2] == want
+
+
+def twin_rows() -> dict[str, TelemetryRow]:
+    """Root request spans of one request in different traces (each instrumentation started a
+    trace of its own), matched by response id:
+
+    - R (an instrumentation's span) and S (the SDK's own, inside R's interval) share msg_1;
+      R reported more usage kinds, so R counts, until C arrives: a request span under R, as
+      rich and nearer the wire. R's own trace then counts C, not R, and S counts for msg_1.
+    - U and V share msg_2 with equal usage: V, the shorter (nearer the wire), counts.
+    - W and X share msg_3 but come from one scope: two requests (a provider repeating ids),
+      both count.
+    """
+    sdk, instrumentation = "com.anthropic.sdk.python", "opentelemetry.instrumentation.anthropic"
+    spans = {  # name: (trace, parent, scope, response id, start ms, duration ms, usage kinds)
+        "R": ("1", None, instrumentation, "msg_1", 0, 30, 4),
+        "C": ("1", "R", "client", None, 5, 20, 4),
+        "S": ("2", None, sdk, "msg_1", 2, 26, 3),
+        "U": ("3", None, instrumentation, "msg_2", 100, 40, 4),
+        "V": ("4", None, sdk, "msg_2", 105, 30, 4),
+        "W": ("5", None, instrumentation, "msg_3", 200, 10, 4),
+        "X": ("6", None, instrumentation, "msg_3", 200, 10, 4),
+    }
+    ids = {name: f"{i + 1:016x}" for i, name in enumerate(spans)}
+    rows = {}
+    for i, (name, (trace, parent, scope, response_id, start, duration, kinds)) in enumerate(
+        spans.items()
+    ):
+        rows[name] = TelemetryRow(
+            trace_id=trace * 32,
+            span_id=ids[name],
+            parent_span_id=None if parent is None else ids[parent],
+            name=name,
+            timestamp=START + timedelta(milliseconds=start),
+            duration_ms=float(duration),
+            provider="anthropic",
+            operation="chat",
+            request_model="claude-sonnet-4-5",
+            input_tokens=1000 * (i + 1),
+            output_tokens=10 * (i + 1),
+            cache_read_tokens=100 if kinds >= 3 else None,
+            cache_write_tokens=50 if kinds >= 4 else None,
+            total_tokens=1010 * (i + 1),
+            cost=Decimal(i + 1),
+            cost_source="computed",
+            usage_role="request",
+            instrumentation_scope=scope,
+            response_id=response_id,
+        )
+    return rows
+
+
+TWINS = twin_rows()
+TWINS_COUNTED = {"C", "S", "V", "W", "X"}
+
+
+@given(
+    order=st.permutations(list(TWINS)),
+    cuts=st.lists(st.integers(min_value=1, max_value=len(TWINS) - 1), max_size=4, unique=True),
+    resend=st.lists(st.integers(min_value=0, max_value=4), max_size=2),
+)
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+async def test_twins_in_different_traces_count_once_in_any_order(
+    pool: Any, order: list[str], cuts: list[int], resend: list[int]
+) -> None:
+    org = await create_org(pool, f"twins-{next(_orgs)}")
+    bounds = [0, *sorted(cuts), len(order)]
+    batches = [[TWINS[k] for k in order[a:b]] for a, b in itertools.pairwise(bounds)]
+    for index in resend:
+        batches.append(batches[index % len(batches)])
+    for batch in batches:
+        await write_rows(pool, org, batch)
+    assert await counted_names(pool, org) == TWINS_COUNTED
+    want_input = sum(r.input_tokens or 0 for k, r in TWINS.items() if k in TWINS_COUNTED)
+    want_cost = sum(r.cost or Decimal(0) for k, r in TWINS.items() if k in TWINS_COUNTED)
+    assert await totals(pool, org) == (len(TWINS_COUNTED), want_input, want_cost)
+    assert await rollup_mismatches(pool) == 0
+
+
+async def test_a_twin_hands_the_count_back_when_its_trace_stops_counting_it(pool: Any) -> None:
+    """R counts over S until C arrives under R; then S counts. The trace view says why each
+    does not."""
+    org = await create_org(pool, "twins-handback")
+    await write_rows(pool, org, [TWINS["R"]])
+    await write_rows(pool, org, [TWINS["S"]])
+    assert await counted_names(pool, org) == {"R"}
+    await write_rows(pool, org, [TWINS["C"]])
+    assert await counted_names(pool, org) == {"C", "S"}
+    assert await rollup_mismatches(pool) == 0
+    window = {"since": START - timedelta(days=1), "until": START + timedelta(days=1)}
+    [s] = await queries.trace_spans(pool, org, "2" * 32, **window)
+    assert (s["counted"], s["response_id"]) == (True, "msg_1")
+    await write_rows(pool, org, [TWINS["U"], TWINS["V"]])
+    [u] = await queries.trace_spans(pool, org, "3" * 32, **window)
+    assert u["counted"] == "duplicate"
+
+
+async def test_concurrent_twins_count_once(pool: Any) -> None:
+    org = await create_org(pool, "twins-concurrent")
+    rows = list(TWINS.values())
+    for seed in range(3):
+        random.Random(seed).shuffle(rows)
+        await asyncio.gather(*(write_rows(pool, org, [row]) for row in rows))
+        assert await counted_names(pool, org) == TWINS_COUNTED
+    assert await rollup_mismatches(pool) == 0

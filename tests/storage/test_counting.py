@@ -7,7 +7,13 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aethermind.storage.counting import SpanFacts, counted_spans
+from aethermind.storage.counting import (
+    MAX_TWINS,
+    SpanFacts,
+    TwinFacts,
+    counted_spans,
+    twins_counted,
+)
 
 
 def span(
@@ -166,3 +172,36 @@ def test_a_hostile_chain_thousands_deep_is_decided_with_bounded_work() -> None:
     counted = counted_spans(chain)
     assert "s4999" in counted  # the deepest, nearest the wire
     assert len(counted) < 5000 // 64 + 2
+
+
+SDK, INSTRUMENTATION = "com.anthropic.sdk.python", "opentelemetry.instrumentation.anthropic"
+
+
+def twin(trace: str, scope: str | None, start: int, end: int, richness: int = 4,
+         response_id: str = "msg_1") -> TwinFacts:  # fmt: skip
+    return TwinFacts(trace, "s" + trace, response_id, scope, start, end, richness)
+
+
+def test_twins_count_once_at_the_shorter_span_on_a_tie() -> None:
+    spans = [twin("a", INSTRUMENTATION, 0, 100), twin("b", SDK, 5, 95)]
+    assert twins_counted(spans) == {("b", "sb")}
+    assert twins_counted(spans[::-1]) == {("b", "sb")}
+
+
+def test_the_richer_twin_counts() -> None:
+    spans = [twin("a", INSTRUMENTATION, 0, 100, richness=4), twin("b", SDK, 5, 95, richness=3)]
+    assert twins_counted(spans) == {("a", "sa")}
+
+
+def test_spans_of_one_scope_or_far_apart_in_time_are_not_twins() -> None:
+    one_scope = [twin("a", SDK, 0, 100), twin("b", SDK, 5, 95)]
+    assert twins_counted(one_scope) == {("a", "sa"), ("b", "sb")}
+    apart = [twin("a", INSTRUMENTATION, 0, 100), twin("b", SDK, 200, 300)]
+    assert twins_counted(apart) == {("a", "sa"), ("b", "sb")}
+    unknown = [twin("a", None, 0, 100), twin("b", None, 5, 95)]
+    assert twins_counted(unknown) == {("a", "sa"), ("b", "sb")}
+
+
+def test_a_response_id_on_too_many_spans_matches_none() -> None:
+    many = [twin(str(i), f"scope-{i}", 0, 100) for i in range(MAX_TWINS + 1)]
+    assert len(twins_counted(many)) == MAX_TWINS + 1

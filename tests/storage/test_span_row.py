@@ -29,7 +29,7 @@ def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
         response_model="p-response", input_tokens=101, output_tokens=102,
         cache_read_tokens=103, cache_write_tokens=104, reasoning_tokens=105, total_tokens=106,
         provided_cost=Decimal("0.107"), error_type="p-error", service="p-service",
-        environment="p-environment",
+        environment="p-environment", response_id="p-response-id",
     )  # fmt: skip
     cost = Cost(
         source="computed", total=Decimal("0.201"), input=Decimal("0.202"),
@@ -43,6 +43,15 @@ def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
         "instrumentation_scope": "p-scope",
     }  # fmt: skip
     return usage, cost, span
+
+
+def test_a_root_request_span_keeps_its_response_id_for_matching_twins() -> None:
+    usage, cost, span = _probe()
+    root = dict(zip(COLUMNS, copy_row(usage, cost, **{**span, "parent_span_id": None})))  # type: ignore[arg-type]
+    assert root["response_id"] == "p-response-id"
+    usage.is_llm_call = False
+    agent = dict(zip(COLUMNS, copy_row(usage, cost, **{**span, "parent_span_id": None})))  # type: ignore[arg-type]
+    assert agent["response_id"] is None
 
 
 def test_copy_row_puts_every_value_in_its_declared_column() -> None:
@@ -61,6 +70,7 @@ def test_copy_row_puts_every_value_in_its_declared_column() -> None:
         "price_model_id": "p-price-model", "provided_cost": "0.107",
         "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
         "usage_role": "request", "instrumentation_scope": "p-scope",
+        "response_id": None,  # kept on root spans only: this one has a parent
     }  # fmt: skip
 
 
