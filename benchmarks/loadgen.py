@@ -42,7 +42,9 @@ def build_payloads(count: int, spans: int, *, variants: int = 8) -> list[bytes]:
     """``count`` serialized requests of ``spans`` spans each, every span id unique.
 
     A few distinct requests are built attribute by attribute; copies get fresh ids (cheap),
-    so a long run never re-sends a span and every acknowledged span is a new row.
+    so a long run never re-sends a span and every acknowledged span is a new row. Response
+    ids are fresh too: providers never repeat them (the writer matches spans of one request
+    in two traces by them).
     """
     bases = [
         ExportTraceServiceRequest.FromString(build_request(spans, seed=seed))
@@ -54,6 +56,9 @@ def build_payloads(count: int, spans: int, *, variants: int = 8) -> list[bytes]:
         for span in request.resource_spans[0].scope_spans[0].spans:
             span.trace_id = os.urandom(16)
             span.span_id = os.urandom(8)
+            for attribute in span.attributes:
+                if attribute.key == "gen_ai.response.id":
+                    attribute.value.string_value = f"resp-{i}-{span.span_id.hex()}"
         payloads.append(request.SerializeToString())
     return payloads
 

@@ -151,11 +151,16 @@ STORED_TWINS_SQL = f"""
 """The stored spans of the given response ids in a time range (twins: only root request
 spans store one), but those this transaction wrote; at most one past ``MAX_TWINS`` an id."""
 TWIN_PROBE_SQL = f"""
-    SELECT k FROM unnest($4::text[]) AS k
-     WHERE EXISTS (SELECT 1 FROM telemetry_events
-                    WHERE organization_id = $1 AND response_id = k
-                      AND "timestamp" >= $5 AND "timestamp" < $6 AND {_NOT_THIS_WRITE})"""
-"""Which of the given response ids a span stored before this write has."""
+    SELECT k.response_id FROM unnest($4::text[], $5::text[]) AS k(response_id, scope)
+     WHERE EXISTS (
+           SELECT 1 FROM (SELECT instrumentation_scope FROM telemetry_events
+                           WHERE organization_id = $1 AND response_id = k.response_id
+                             AND "timestamp" >= $6 AND "timestamp" < $7 AND {_NOT_THIS_WRITE}
+                           LIMIT {MAX_TWINS + 1}) e
+            WHERE e.instrumentation_scope IS DISTINCT FROM k.scope)"""
+"""Which of the given (response id, scope) pairs have a stored span (before this write) of
+that id from another scope: a twin candidate. Bounded per id: a provider that repeats ids
+(a local server answering ``chatcmpl-123`` every time) costs one short index range each."""
 
 
 @cache
@@ -174,10 +179,10 @@ def count_sql(
     changed. (Variants, so a batch with neither pays for neither.)
 
     With ``probe`` (alone), $3 are the batch's traces, all of root spans, and with ``twins``
-    also $4-$6 the batch's response ids and the time range to look in: the rollups move only
-    if ``linked_traces`` lists none of the traces and no stored span has one of the ids; the
-    answer is those traces and those ids (then nothing moved, and the caller decides them
-    with their stored spans first)."""
+    also $4-$7 the batch's (response id, scope) pairs and the time range to look in: the
+    rollups move only if ``linked_traces`` lists none of the traces and no stored span of
+    another scope has one of the ids; the answer is those traces and those ids (then nothing
+    moved, and the caller decides them with their stored spans first)."""
     staged = ", ".join(
         "coalesce(response_model, request_model) AS model"
         if c == "model"
@@ -223,7 +228,7 @@ def count_sql(
     if changes:
         answer = "SELECT count(*) FROM changed"
     elif probe:
-        ids = "array(SELECT k FROM twins)" if twins else "'{}'::text[]"
+        ids = "array(SELECT response_id FROM twins)" if twins else "'{}'::text[]"
         answer = f"SELECT array(SELECT trace_id FROM probe), {ids}"
     else:
         answer = "SELECT 0"
@@ -241,7 +246,10 @@ class Batch:
     """Traces with several spans in the batch, and their counted span ids from the batch
     alone. A trace of one span is not listed: it counts if it carries usage."""
     response_ids: list[str]
-    """The response ids of the batch's root request spans (``span_row.twin_key``)."""
+    """The response ids of the batch's root request spans (``span_row.twin_key``), each with
+    the scope of a span that gave it (one entry per distinct pair)..."""
+    response_scopes: list[str | None]
+    """... that scope."""
     elsewhere: set[SpanKey]
     """Spans their trace counts whose twin in the batch counts instead."""
 
@@ -266,13 +274,20 @@ def batch_of(groups: Sequence[Sequence[Row]]) -> Batch:
                 keyed.append(row)
     decided = {t: _decide_trace(t, by_trace[t], [], False, {}) for t in several}
     elsewhere: set[SpanKey] = set()
-    response_ids = list(dict.fromkeys(row[_RESPONSE_ID] for row in keyed))
-    if len(response_ids) < len(keyed):
+    pairs = dict.fromkeys((row[_RESPONSE_ID], row[_SCOPE]) for row in keyed)
+    if len({response_id for response_id, _ in pairs}) < len(keyed):
         # Two spans of the batch share a response id: twins, or one span sent twice.
         counts = [r for r in keyed if _counts_in_trace(r, decided)]
         winners = twins_counted(_twin_facts(r) for r in counts)
         elsewhere = {(r[_TRACE_ID], r[_SPAN_ID]) for r in counts} - winners
-    return Batch(by_trace, list(linked), decided, response_ids, elsewhere)
+    return Batch(
+        by_trace,
+        list(linked),
+        decided,
+        [response_id for response_id, _ in pairs],
+        [scope for _, scope in pairs],
+        elsewhere,
+    )
 
 
 def _counts_in_trace(row: Row, decided: dict[str, set[str]]) -> bool:
@@ -314,7 +329,7 @@ async def settle(
         flags = _batch_flags(staged, inserted_ords, once=not batch.several)
         arguments: list[Any] = [flags, list(by_trace)]
         if batch.response_ids:
-            arguments += [batch.response_ids, *window]
+            arguments += [batch.response_ids, batch.response_scopes, *window]
         sql = count_sql(staging_table, probe=True, twins=bool(batch.response_ids))
         wanted, twinned = await conn.fetchrow(sql, org, *arguments, timeout=timeout)
         if not wanted and not twinned:

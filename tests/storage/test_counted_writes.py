@@ -275,3 +275,21 @@ async def test_concurrent_twins_count_once(pool: Any) -> None:
         await asyncio.gather(*(write_rows(pool, org, [row]) for row in rows))
         assert await counted_names(pool, org) == TWINS_COUNTED
     assert await rollup_mismatches(pool) == 0
+
+
+async def test_a_twin_arriving_with_a_resent_span_is_matched_with_the_stored_one(
+    pool: Any,
+) -> None:
+    """R is stored; then S arrives in one batch with R sent again, in either order."""
+    for name, batch in (("sr", ["S", "R"]), ("rs", ["R", "S"])):
+        org = await create_org(pool, f"twins-resent-{name}")
+        await write_rows(pool, org, [TWINS["R"]])
+        await write_rows(pool, org, [TWINS[k] for k in batch])
+        assert await counted_names(pool, org) == {"R"}
+        elsewhere = await owner_fetch(
+            pool,
+            "SELECT name FROM telemetry_events WHERE organization_id = $1 AND counted_elsewhere",
+            org,
+        )
+        assert [r["name"] for r in elsewhere] == ["S"]
+    assert await rollup_mismatches(pool) == 0
