@@ -11,7 +11,13 @@
 ``TelemetryRow`` objects are built before timing; every path turns them into what it sends
 inside the timed loop. Target: write_rows >= 50% of the baseline's rows/s.
 
-    python benchmarks/bench_writer.py [--batches 120] [--database-url URL]
+Shapes (``--shape``): ``agent`` (default), 4 spans a trace under parents not stored (an
+agent's model calls under spans that were not GenAI): every batch reads its traces back;
+``root``, one root request span a trace with the provider's response id (a plain client):
+the one-statement path, plus the twin probe, measured beside the same rows without
+response ids (no probe, no index entry) to show what matching twins costs.
+
+    python benchmarks/bench_writer.py [--batches 120] [--shape root] [--database-url URL]
 
 Without a URL (or env ``DATABASE_URL``) it starts the embedded PostgreSQL in a temp dir.
 """
@@ -27,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
@@ -67,15 +74,15 @@ SERVICES = ["checkout-api", "search", "support-bot", "summarizer"]
 MILLION = Decimal(1_000_000)
 
 
-def build_rows(count: int, seed: int = 7) -> list[TelemetryRow]:
+def build_rows(count: int, seed: int = 7, shape: str = "agent") -> list[TelemetryRow]:
     """Realistic spans: recent start times in arrival order, a few models, token counts,
-    computed costs, OTel-like attributes."""
+    computed costs, OTel-like attributes; traces as ``shape`` says (see the docstring)."""
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(hours=2)
     rows = []
     trace_id = uuid.uuid4().hex
     for i in range(count):
-        if i % 4 == 0:
+        if i % 4 == 0 or shape == "root":
             trace_id = f"{rng.getrandbits(128):032x}"
         provider, model, response_model, in_price, out_price = MODELS[rng.randrange(len(MODELS))]
         input_tokens = int(rng.lognormvariate(6.5, 1.2)) + 1
@@ -89,7 +96,7 @@ def build_rows(count: int, seed: int = 7) -> list[TelemetryRow]:
             TelemetryRow(
                 trace_id=trace_id,
                 span_id=f"{rng.getrandbits(64):016x}",
-                parent_span_id=f"{rng.getrandbits(64):016x}",
+                parent_span_id=None if shape == "root" else f"{rng.getrandbits(64):016x}",
                 name=f"chat {model}",
                 kind="CLIENT",
                 timestamp=start + timedelta(milliseconds=i * 50),
@@ -131,6 +138,8 @@ def build_rows(count: int, seed: int = 7) -> list[TelemetryRow]:
                     "telemetry.sdk.language": "python",
                     "telemetry.sdk.version": "1.39.0",
                 },
+                instrumentation_scope="opentelemetry.instrumentation.openai",
+                response_id=f"chatcmpl-{seed}-{i}" if shape == "root" else None,
             )
         )
     return rows
@@ -193,7 +202,7 @@ async def timed(
     return rate
 
 
-async def run(admin_url: str, batch_count: int, rounds: int) -> None:
+async def run(admin_url: str, batch_count: int, rounds: int, shape: str) -> None:
     name = f"aethermind_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -212,9 +221,13 @@ async def run(admin_url: str, batch_count: int, rounds: int) -> None:
                 + ")"
             )
             await conn.execute("GRANT INSERT ON bench_raw TO aethermind_app")
-        print(f"building {rounds * 3} x {batch_count} batches of {BATCH} rows...")
+        paths = 4 if shape == "root" else 3
+        print(f"building {rounds * paths} x {batch_count} batches of {BATCH} {shape} rows...")
         # Distinct rows per run and per round, so every measured write inserts new spans.
-        sets = [build_rows(batch_count * BATCH, seed=s) for s in range(rounds * 3)]
+        sets = [build_rows(batch_count * BATCH, s, shape) for s in range(rounds * paths)]
+        if shape == "root":
+            for r in range(rounds):
+                sets[paths * r + 3] = [replace(x, response_id=None) for x in sets[paths * r + 3]]
         chunk = lambda xs: [xs[i : i + BATCH] for i in range(0, len(xs), BATCH)]  # noqa: E731
         record = attrgetter(*COLUMNS)
 
@@ -232,31 +245,41 @@ async def run(admin_url: str, batch_count: int, rounds: int) -> None:
             await write_rows_via_unnest(pool, org, batch)
 
         # Warm up: partitions, prepared statements, caches.
-        await write_rows(pool, org, build_rows(BATCH, seed=999), partitions=PARTITIONS)
+        await write_rows(pool, org, build_rows(BATCH, 999, shape), partitions=PARTITIONS)
         await write_rows_via_unnest(pool, org, build_rows(BATCH, seed=998))
         await raw_copy(build_rows(BATCH, seed=997))
 
-        results: dict[str, list[float]] = {"copy": [], "writer": [], "unnest": []}
+        results: dict[str, list[float]] = {"copy": [], "writer": [], "unnest": [], "bare": []}
         for r in range(rounds):
             print(f"round {r + 1}:")
             results["copy"].append(
-                await timed("raw COPY into plain unindexed table", chunk(sets[3 * r]), raw_copy)
+                await timed("raw COPY into plain unindexed table", chunk(sets[paths * r]), raw_copy)
             )
             results["writer"].append(
-                await timed("write_rows (COPY staging + rollup)", chunk(sets[3 * r + 1]), writer)
+                await timed(
+                    "write_rows (COPY staging + rollup)", chunk(sets[paths * r + 1]), writer
+                )
             )
             results["unnest"].append(
-                await timed("alternative: unnest INSERT + rollup", chunk(sets[3 * r + 2]), unnest)
+                await timed(
+                    "alternative: unnest INSERT + rollup", chunk(sets[paths * r + 2]), unnest
+                )
             )
+            if shape == "root":
+                results["bare"].append(
+                    await timed(
+                        "write_rows, no response ids (no twins)", chunk(sets[paths * r + 3]), writer
+                    )
+                )
         copy_rate = statistics.median(results["copy"])
         writer_rate = statistics.median(results["writer"])
         unnest_rate = statistics.median(results["unnest"])
         print()
         print(f"median raw COPY baseline        : {copy_rate:>10,.0f} rows/s")
-        for label, rate in (
-            ("write_rows (COPY staging)", writer_rate),
-            ("unnest alternative", unnest_rate),
-        ):
+        shown = [("write_rows (COPY staging)", writer_rate), ("unnest alternative", unnest_rate)]
+        if results["bare"]:
+            shown.append(("write_rows, no response ids", statistics.median(results["bare"])))
+        for label, rate in shown:
             print(f"median {label:<25}: {rate:>10,.0f} rows/s  ratio {rate / copy_rate:.2f}")
         # Other processes on a small machine disturb single rounds; the per-round ratio (both
         # figures measured back to back) is the steadier number.
@@ -280,10 +303,11 @@ async def main() -> None:
         "--batches", type=int, default=60, help="batches of 512 rows per measurement"
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--shape", choices=("agent", "root"), default="agent")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     args = parser.parse_args()
     if args.database_url:
-        await run(args.database_url, args.batches, args.rounds)
+        await run(args.database_url, args.batches, args.rounds, args.shape)
         return
     with tempfile.TemporaryDirectory(prefix="aethermind-bench-") as tmp:
         Path(tmp).chmod(0o711)  # as root, the server's own OS user must enter it
@@ -291,7 +315,7 @@ async def main() -> None:
         url = await server.start(timeout=120)
         print(f"embedded PostgreSQL at {url}")
         try:
-            await run(url, args.batches, args.rounds)
+            await run(url, args.batches, args.rounds, args.shape)
         finally:
             await server.stop()
 

@@ -41,9 +41,9 @@ INSTRUMENTATIONS: tuple[tuple[str, str, str], ...] = (
     ("anthropic", "opentelemetry.instrumentation.anthropic", "AnthropicInstrumentor"),
     ("anthropic", "openinference.instrumentation.anthropic", "AnthropicInstrumentor"),
 )
-# Client SDKs that trace themselves: when we also instrument them, their own spans would
-# count every call twice, so ours are the ones shipped.
-SELF_TRACING_SCOPES: dict[str, str] = {"anthropic": a.ANTHROPIC_SDK_SCOPE}
+# Client SDKs that trace themselves: when we also instrument them, ours are the spans shipped
+# (half the traffic; the receiver would count the call once either way).
+SELF_TRACING_SCOPES: dict[str, str] = a.SELF_TRACING_SDK_SCOPES
 
 
 @dataclass(eq=False)

@@ -107,6 +107,12 @@ LITELLM_USAGE_OBJECT: Final = "metadata.usage_object"
 ANTHROPIC_CACHE_WRITE_5M: Final = "anthropic.usage.cache_creation.ephemeral_5m_input_tokens"
 ANTHROPIC_CACHE_WRITE_1H: Final = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
 ANTHROPIC_SDK_SCOPE: Final = "com.anthropic.sdk.python"
+SELF_TRACING_SDK_SCOPES: Final[dict[str, str]] = {"anthropic": ANTHROPIC_SDK_SCOPE}
+"""Client SDKs that trace themselves: the provider (also the client library's name) -> the
+scope of the SDK's own spans. Under an instrumentation that does not make its span current,
+such an SDK's span of a request starts a trace of its own: the writer matches these
+providers' root request spans across traces by response id (``storage/counting.py``), and
+``init_aethermind`` ships only its own instrumentation's span."""
 
 # --- Resource attributes ------------------------------------------------------------------
 SERVICE_NAME: Final = "service.name"

@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from aethermind.semconv.attributes import SELF_TRACING_SDK_SCOPES
 from aethermind.semconv.record import Cost, UsageRecord
 
 SPAN_STATUSES = frozenset({"UNSET", "OK", "ERROR"})
@@ -124,10 +125,18 @@ trace counts instead: ``storage/counting.py``)."""
 
 def twin_key(usage: UsageRecord, parent_span_id: str | None) -> str | None:
     """The response id a span is matched on with spans of other traces: only a root request
-    span's. Two instrumentations' spans of one request land in different traces only when
-    neither had a span to join (each starts a trace of its own); under a parent they are
-    in one trace, where the trace's own rule tells them apart."""
-    if parent_span_id is None and usage.is_llm_call:
+    span's, of a provider whose SDK traces itself (``SELF_TRACING_SDK_SCOPES``). Two
+    instrumentations' spans of one request land in different traces only when neither had a
+    span to join, each starting a trace of its own (under a parent they are in one trace,
+    where the trace's own rule tells them apart); the known case is such an SDK beside an
+    instrumentation that does not make its span current. Other providers' spans pay neither
+    the index entry nor the lookup."""
+    if (
+        parent_span_id is None
+        and usage.response_id is not None
+        and usage.is_llm_call
+        and usage.provider in SELF_TRACING_SDK_SCOPES
+    ):
         return usage.response_id
     return None
 

@@ -45,13 +45,19 @@ def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
     return usage, cost, span
 
 
-def test_a_root_request_span_keeps_its_response_id_for_matching_twins() -> None:
+def test_a_root_request_span_of_a_self_tracing_sdk_keeps_its_response_id() -> None:
+    """Kept for matching twins in other traces (storage/counting.py): root request spans of
+    providers whose SDK traces itself only."""
     usage, cost, span = _probe()
-    root = dict(zip(COLUMNS, copy_row(usage, cost, **{**span, "parent_span_id": None})))  # type: ignore[arg-type]
-    assert root["response_id"] == "p-response-id"
-    usage.is_llm_call = False
-    agent = dict(zip(COLUMNS, copy_row(usage, cost, **{**span, "parent_span_id": None})))  # type: ignore[arg-type]
-    assert agent["response_id"] is None
+
+    def response_id(**changes: object) -> object:
+        record = UsageRecord(**{**{f: getattr(usage, f) for f in usage.__slots__}, **changes})  # type: ignore[arg-type]
+        root = copy_row(record, cost, **{**span, "parent_span_id": None})  # type: ignore[arg-type]
+        return dict(zip(COLUMNS, root, strict=True))["response_id"]
+
+    assert response_id(provider="anthropic") == "p-response-id"
+    assert response_id(provider="anthropic", is_llm_call=False) is None  # an agent span
+    assert response_id(provider="openai") is None
 
 
 def test_copy_row_puts_every_value_in_its_declared_column() -> None:
