@@ -80,24 +80,37 @@ async def counted_names(pool: Any, org: UUID) -> set[str]:
     return {r["name"] for r in rows}
 
 
-@given(
-    order=st.permutations(list(ROWS)),
-    cuts=st.lists(st.integers(min_value=1, max_value=len(ROWS) - 1), max_size=4, unique=True),
-    resend=st.lists(st.integers(min_value=0, max_value=4), max_size=3),
-)
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-async def test_any_order_any_batches_any_resends_give_the_same_exact_totals(
-    pool: Any, order: list[str], cuts: list[int], resend: list[int]
-) -> None:
-    org = await create_org(pool, f"order-{next(_orgs)}")
+def arrivals(rows: dict[str, TelemetryRow]) -> Any:
+    """Hypothesis: ``rows`` in any order, cut into up to five batches, some batches re-sent
+    later."""
+    return st.tuples(
+        st.permutations(list(rows)),
+        st.lists(st.integers(min_value=1, max_value=len(rows) - 1), max_size=4, unique=True),
+        st.lists(st.integers(min_value=0, max_value=4), max_size=3),
+    ).map(lambda drawn: _batches(rows, *drawn))
+
+
+def _batches(
+    rows: dict[str, TelemetryRow], order: list[str], cuts: list[int], resend: list[int]
+) -> list[list[TelemetryRow]]:
     bounds = [0, *sorted(cuts), len(order)]
-    batches = [[ROWS[k] for k in order[a:b]] for a, b in itertools.pairwise(bounds)]
+    batches = [[rows[k] for k in order[a:b]] for a, b in itertools.pairwise(bounds)]
     for index in resend:  # a re-sent batch arrives again later
         batches.append(batches[index % len(batches)])
+    return batches
+
+
+ANY_ARRIVAL = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@given(batches=arrivals(ROWS))
+@ANY_ARRIVAL
+async def test_any_order_any_batches_any_resends_give_the_same_exact_totals(
+    pool: Any, batches: list[list[TelemetryRow]]
+) -> None:
+    org = await create_org(pool, f"order-{next(_orgs)}")
     for batch in batches:
         await write_rows(pool, org, batch)
     assert await counted_names(pool, org) == TREE_COUNTED
@@ -222,24 +235,12 @@ TWINS = twin_rows()
 TWINS_COUNTED = {"C", "S", "V", "W", "X"}
 
 
-@given(
-    order=st.permutations(list(TWINS)),
-    cuts=st.lists(st.integers(min_value=1, max_value=len(TWINS) - 1), max_size=4, unique=True),
-    resend=st.lists(st.integers(min_value=0, max_value=4), max_size=2),
-)
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@given(batches=arrivals(TWINS))
+@ANY_ARRIVAL
 async def test_twins_in_different_traces_count_once_in_any_order(
-    pool: Any, order: list[str], cuts: list[int], resend: list[int]
+    pool: Any, batches: list[list[TelemetryRow]]
 ) -> None:
     org = await create_org(pool, f"twins-{next(_orgs)}")
-    bounds = [0, *sorted(cuts), len(order)]
-    batches = [[TWINS[k] for k in order[a:b]] for a, b in itertools.pairwise(bounds)]
-    for index in resend:
-        batches.append(batches[index % len(batches)])
     for batch in batches:
         await write_rows(pool, org, batch)
     assert await counted_names(pool, org) == TWINS_COUNTED
