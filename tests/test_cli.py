@@ -187,6 +187,14 @@ def test_stats_matches_the_api_rows(database_url: str) -> None:
     assert "Calls" in table and "Cost" in table and "cost_usd" not in table
     assert " to " in lines[0] and lines[0].rstrip().endswith("UTC")
 
+    # Who spent it: these spans name no user.
+    top = run_cli(
+        "stats", "--org", "stats-org", "--group-by", "user", "--top", "1", database_url=database_url
+    )
+    assert [(r["user"], r["calls"]) for r in top["rows"]] == [(None, 7)]
+    nobody = run_cli("stats", "--org", "stats-org", "--user", "nobody", database_url=database_url)
+    assert nobody["rows"] == []
+
 
 def test_serve_with_two_workers_shares_one_port_and_stops_them_all(database_url: str) -> None:
     created = run_cli("org", "create", "Workers", database_url=database_url)

@@ -23,7 +23,7 @@ from aethermind.cli.commands import (
 from aethermind.cli.common import add_common_flags
 from aethermind.cli.serve import cmd_serve
 from aethermind.cli.stats import FILTER_FLAGS, cmd_stats
-from aethermind.storage.queries import GRANULARITIES, GROUP_KEYS
+from aethermind.storage.queries import GRANULARITIES, GROUP_KEYS, ORDER_KEYS
 
 ORG_HELP = "organization slug (see `aethermind org list`)"
 FROM_HELP = "start, ISO 8601 date or date-time, UTC unless it says (default: 30 days before --to)"
@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name in FILTER_FLAGS:
         stats.add_argument(f"--{name}", metavar=name.upper(), help=f"only this {name}")
+    stats.add_argument(
+        "--top", type=int, metavar="N", help="only the first N rows (by cost unless --order-by)"
+    )
+    stats.add_argument("--order-by", choices=ORDER_KEYS, help="order rows by this, descending")
     stats.set_defaults(handler=cmd_stats)
 
     reprice = sub.add_parser("reprice", help="recompute stored costs with current prices")

@@ -11,8 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from aethermind.cli.common import CliError, emit, find_organization, open_pool
+from aethermind.storage.dimensions import QUERY_DIMENSIONS
 
-FILTER_FLAGS = ("provider", "model", "service", "operation", "environment")
+FILTER_FLAGS = QUERY_DIMENSIONS
 """The ``GET /v1/aggregates`` filters the command takes as flags of the same name."""
 
 
@@ -26,6 +27,8 @@ async def cmd_stats(args: argparse.Namespace) -> None:
         "to": args.to,
         "group_by": args.group_by,
         "granularity": args.granularity,
+        "order_by": args.order_by,
+        "limit": None if args.top is None else str(args.top),
         **{name: getattr(args, name) for name in FILTER_FLAGS},
     }
     try:
@@ -44,6 +47,8 @@ async def cmd_stats(args: argparse.Namespace) -> None:
             group_by=parsed["group_by"],
             granularity=parsed["granularity"],
             filters=parsed["filters"],
+            order_by=parsed["order_by"],
+            limit=parsed["limit"],
         )
     document = {
         "from": parsed["from_"],

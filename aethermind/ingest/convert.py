@@ -34,6 +34,8 @@ class Conversion:
     dropped_not_genai: int = 0
     out_of_window: int = 0
     """Spans rejected for a start time outside the organization's window (``window.py``)."""
+    dimensions_cut: int = 0
+    """Spans whose user, session or agent was cut to ``MAX_NAME_LENGTH``."""
     window: TimeWindow | None = None
 
     @property
@@ -48,6 +50,7 @@ class Conversion:
         self.rows.extend(other.rows)
         self.dropped_not_genai += other.dropped_not_genai
         self.out_of_window += other.out_of_window
+        self.dimensions_cut += other.dimensions_cut
         self.window = self.window or other.window
 
 
@@ -81,6 +84,8 @@ def spans_to_rows(
                 result.dropped_not_genai += 1
                 continue
             record = _plain_record(resource, status_error)
+        elif record.cut:
+            result.dimensions_cut += 1
         cached = resources.get(id(resource))
         if cached is None or cached[0] is not resource:
             cached = (resource, shippable_attributes(resource, capture_content=capture))

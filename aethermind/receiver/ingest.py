@@ -248,6 +248,8 @@ async def _store(
         metrics.spans_rejected.labels("out_of_window").inc(conversion.out_of_window)
     if conversion.dropped_not_genai:
         metrics.spans_dropped.labels("not_genai").inc(conversion.dropped_not_genai)
+    if conversion.dimensions_cut:
+        metrics.dimension_values_cut.inc(conversion.dimensions_cut)
     if not conversion.rows:
         return 0, conversion
     started = time.perf_counter()

@@ -68,6 +68,11 @@ class ReceiverMetrics:
             "Attribute values cut to the length limit",
             registry=r,
         )
+        self.dimension_values_cut = Counter(
+            "aethermind_dimension_values_cut",
+            "Spans whose user, session or agent was cut to the length limit",
+            registry=r,
+        )
         self.attributes_dropped = Counter(
             "aethermind_attributes_dropped",
             "Attributes dropped by the per-span limits",

@@ -16,7 +16,13 @@ from aiohttp import web
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
 from aethermind.receiver.schemas import component_schemas
-from aethermind.storage.queries import FILTER_KEYS, GRANULARITIES, GROUP_KEYS
+from aethermind.storage.queries import (
+    FILTER_KEYS,
+    GRANULARITIES,
+    GROUP_KEYS,
+    MAX_LIMIT,
+    ORDER_KEYS,
+)
 
 OPENAPI_PATH: Final = "/openapi.json"
 OPENAPI_VERSION: Final = "3.1.0"
@@ -233,7 +239,10 @@ def _paths() -> Schema:
                 "description": (
                     "Spans with `from <= start < to` of the key's organization, summed per "
                     "group (`group_by`) and time bucket (`granularity`). Rows are ordered by "
-                    "bucket, then group keys; a range without spans has no rows. Scope `read`."
+                    "bucket, then group keys; with `order_by`, by that measure (descending) "
+                    "first. `limit` keeps the first rows (top N; with `group_by` and no "
+                    "`order_by`, the costliest). A range without spans has no rows. Scope "
+                    "`read`."
                 ),
                 "security": _SECURITY,
                 "parameters": [
@@ -241,6 +250,20 @@ def _paths() -> Schema:
                     _ref("parameters", "group_by"),
                     _ref("parameters", "granularity"),
                     *filter_params,
+                    {
+                        "name": "order_by",
+                        "in": "query",
+                        "required": False,
+                        "description": "Order rows by this measure, descending.",
+                        "schema": {"type": "string", "enum": list(ORDER_KEYS)},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "At most this many rows (top N).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    },
                 ],
                 "responses": {
                     "200": _response("The aggregate rows.", {JSON: _schema("AggregatesResponse")}),

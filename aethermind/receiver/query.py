@@ -29,7 +29,7 @@ from aethermind.storage import queries
 DEFAULT_RANGE = timedelta(days=30)
 _TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 _FILTERS = queries.FILTER_KEYS
-_KNOWN_PARAMS = frozenset({"from", "to", "group_by", "granularity", "limit", *_FILTERS})
+_KNOWN_PARAMS = frozenset({"from", "to", "group_by", "granularity", "order_by", "limit", *_FILTERS})
 
 
 # Spans are stored between the epoch and 2262 (int64 nanoseconds); anything outside is a
@@ -93,12 +93,25 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
     if granularity == "minute" and to - from_ > timedelta(days=7):
         raise InvalidParameter("granularity", "minute allows ranges up to 7 days")
     filters = {name: text_param(name, params[name]) for name in _FILTERS if params.get(name)}
+    order_by = params.get("order_by") or None
+    if order_by is not None and order_by not in queries.ORDER_KEYS:
+        raise InvalidParameter("order_by", f"must be one of {', '.join(queries.ORDER_KEYS)}")
+    limit = None
+    if params.get("limit"):
+        raw = params["limit"].strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= queries.MAX_LIMIT:
+            raise InvalidParameter("limit", f"must be an integer from 1 to {queries.MAX_LIMIT}")
+        limit = int(raw)
+        if order_by is None and group_by:
+            order_by = "cost_usd"  # top N of a breakdown: the costliest, unless told
     return {
         "from_": from_,
         "to": to,
         "group_by": group_by,
         "granularity": granularity,
         "filters": filters,
+        "order_by": order_by,
+        "limit": limit,
     }
 
 
@@ -157,6 +170,8 @@ async def aggregates(request: web.Request) -> web.Response:
             group_by=params["group_by"],
             granularity=params["granularity"],
             filters=params["filters"],
+            order_by=params["order_by"],
+            limit=params["limit"],
             timeout=app[CONFIG].read_timeout_seconds,
         )
     answer = schemas.AggregatesResponse.model_validate(

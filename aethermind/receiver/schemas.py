@@ -30,7 +30,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
 from aethermind.ingest.events import MAX_ERRORS_REPORTED, IngestEvent
 from aethermind.semconv.pricing import MAX_PATTERN_STARS, check_model_pattern
-from aethermind.storage.dimensions import DIMENSIONS
+from aethermind.storage.dimensions import QUERY_DIMENSIONS
 from aethermind.storage.keys import SCOPES, normalize_scopes
 from aethermind.storage.queries import GRANULARITIES
 from aethermind.storage.rollups import TOKEN_COLUMNS
@@ -206,7 +206,7 @@ _AGGREGATE_FIELDS: dict[str, Any] = {
             str | None,
             Field(default=None, description=f"Present when grouped by {key}; null: unknown."),
         )
-        for key in DIMENSIONS
+        for key in QUERY_DIMENSIONS
     },
     "bucket": (
         Instant | None,
@@ -235,7 +235,7 @@ class AggregatesResponse(_Answer):
 
     from_: Instant = Field(alias="from")
     to: Instant
-    group_by: list[_enum(DIMENSIONS)] = Field(json_schema_extra={"uniqueItems": True})  # type: ignore[valid-type]
+    group_by: list[_enum(QUERY_DIMENSIONS)] = Field(json_schema_extra={"uniqueItems": True})  # type: ignore[valid-type]
     granularity: _enum(GRANULARITIES) | None  # type: ignore[valid-type]
     rows: list[AggregateRow]  # type: ignore[valid-type]
 

@@ -192,6 +192,26 @@ REASONING_KEYS: Final = (
     AI_USAGE_REASONING,
     AI_USAGE_REASONING_TOKENS,
 )
+# Who and what spent it (first present wins; a span's own, else its resource's).
+USER_ID: Final = "user.id"  # OTel registry; OpenInference
+ENDUSER_ID: Final = "enduser.id"  # OTel (deprecated for user.id, still widely sent)
+LANGFUSE_USER_ID: Final = "langfuse.user.id"
+LLM_USER: Final = "llm.user"  # OpenLLMetry, LiteLLM: OpenAI's request `user`
+TRACELOOP_USER_ID: Final = "traceloop.association.properties.user_id"
+SESSION_ID: Final = "session.id"  # OTel registry; OpenInference
+LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
+TRACELOOP_SESSION_ID: Final = "traceloop.association.properties.session_id"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+AGENT_NAME: Final = "agent.name"  # OpenInference
+USER_KEYS: Final = (USER_ID, ENDUSER_ID, LANGFUSE_USER_ID, LLM_USER, TRACELOOP_USER_ID)
+SESSION_KEYS: Final = (
+    SESSION_ID,
+    GEN_AI_CONVERSATION_ID,
+    LANGFUSE_SESSION_ID,
+    TRACELOOP_SESSION_ID,
+)
+AGENT_KEYS: Final = (GEN_AI_AGENT_NAME, AGENT_NAME)
+
 RESPONSE_ID_KEYS: Final = (GEN_AI_RESPONSE_ID, AI_RESPONSE_ID)
 """The provider's id of its response: two instrumentations that record one request record the
 same id (see ``storage/counting.py``, twins)."""

@@ -101,6 +101,9 @@ _FIELDS: Final = (
     (a.LLM_INVOCATION_PARAMETERS,),
     (a.LITELLM_USAGE_OBJECT,),
     a.RESPONSE_ID_KEYS,
+    a.USER_KEYS,
+    a.SESSION_KEYS,
+    a.AGENT_KEYS,
 )
 (
     _PROVIDER,
@@ -121,6 +124,9 @@ _FIELDS: Final = (
     _INVOCATION,
     _USAGE_OBJECT,
     _RESPONSE_ID,
+    _USER,
+    _SESSION,
+    _AGENT,
 ) = range(len(_FIELDS))
 _SLOTS: Final[dict[str, tuple[int, int]]] = {
     name: (field, rank) for field, names in enumerate(_FIELDS) for rank, name in enumerate(names)
@@ -267,9 +273,13 @@ def _normalize(
         error_type = ERROR_TYPE_OTHER
 
     service = environment = None
+    user, session, agent = found[_USER], found[_SESSION], found[_AGENT]
     if resource:
         service = _text(resource.get(a.SERVICE_NAME))
         environment = _first_text(resource, a.ENVIRONMENT_KEYS)
+    cut = False
+    if user is not None or session is not None or agent is not None or resource:
+        user, session, agent, cut = _attribution(attrs, resource, user, session, agent)
 
     v = found[_RESPONSE_ID]
     response_id = v if type(v) is str and 0 < len(v) <= MAX_RESPONSE_ID_LENGTH else None
@@ -294,6 +304,10 @@ def _normalize(
         environment,
         is_llm_call,
         response_id,
+        user,
+        session,
+        agent,
+        cut,
     )
 
 
@@ -457,6 +471,33 @@ def _text(value: Any) -> str | None:
     if type(value) is str and value:
         return value
     return None
+
+
+def _attribution(
+    attrs: Mapping[str, Any],
+    resource: Mapping[str, Any] | None,
+    user: Any,
+    session: Any,
+    agent: Any,
+) -> tuple[str | None, str | None, str | None, bool]:
+    """The span's user, session and agent: its best-ranked values (integers as text), else
+    the next alias that is usable, else the resource's; each cut to ``MAX_NAME_LENGTH``; and
+    whether any was cut."""
+    values = []
+    cut = False
+    for value, keys in ((user, a.USER_KEYS), (session, a.SESSION_KEYS), (agent, a.AGENT_KEYS)):
+        if type(value) is str and value:
+            text: str | None = value
+        elif type(value) is int:
+            text = str(value)
+        else:
+            text = None if value is None else _first_text(attrs, keys)
+            if text is None and resource:
+                text = _first_text(resource, keys)
+        if text is not None and len(text) > MAX_NAME_LENGTH:
+            text, cut = text[:MAX_NAME_LENGTH], True
+        values.append(text)
+    return values[0], values[1], values[2], cut
 
 
 def _first_text(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:

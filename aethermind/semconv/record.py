@@ -53,6 +53,15 @@ class UsageRecord:
     """The provider's id of the response (``gen_ai.response.id``), when the span recorded one
     of at most ``MAX_RESPONSE_ID_LENGTH`` characters: one request seen by two instrumentations
     carries the same id in both spans."""
+    user: str | None = None
+    """Who the call was for (``user.id``, ``enduser.id``, ...: ``attributes.USER_KEYS``), from
+    the span, else its resource; cut to ``MAX_NAME_LENGTH``."""
+    session: str | None = None
+    """The conversation or session (``attributes.SESSION_KEYS``), likewise."""
+    agent: str | None = None
+    """The agent that made the call or is the span (``attributes.AGENT_KEYS``), likewise."""
+    cut: bool = False
+    """Whether a user, session or agent value was longer than ``MAX_NAME_LENGTH`` and cut."""
 
     @property
     def model(self) -> str | None:

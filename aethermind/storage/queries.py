@@ -18,11 +18,12 @@ from typing import Any, Literal
 from uuid import UUID
 
 from aethermind.storage.counting import reason_not_counted
-from aethermind.storage.dimensions import DIMENSIONS
+from aethermind.storage.dimensions import ORDER_BY, QUERY_DIMENSIONS, column_of
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
 from aethermind.storage.rollups import (
     IS_ERROR_SQL,
     IS_UNPRICED_SQL,
+    ROLLUP_KEYS,
     ROLLUP_SUMS,
     TOKEN_COLUMNS,
     rollup_aggregates_sql,
@@ -30,8 +31,10 @@ from aethermind.storage.rollups import (
 from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
 from aethermind.storage.span_row import COLUMNS, TRACE_DECIDED_COLUMNS
 
-GROUP_KEYS: tuple[str, ...] = DIMENSIONS
-FILTER_KEYS: tuple[str, ...] = DIMENSIONS
+GROUP_KEYS: tuple[str, ...] = QUERY_DIMENSIONS
+FILTER_KEYS: tuple[str, ...] = QUERY_DIMENSIONS
+ORDER_KEYS: tuple[str, ...] = tuple(ORDER_BY)
+MAX_LIMIT = 10_000
 GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 Source = Literal["auto", "rollup", "raw"]
@@ -43,6 +46,9 @@ def _validate(
     group_by: Sequence[str],
     granularity: str | None,
     filters: Mapping[str, str],
+    *,
+    order_by: str | None = None,
+    limit: int | None = None,
 ) -> None:
     for name, value in (("from", from_), ("to", to)):
         if value.tzinfo is None or value.utcoffset() is None:
@@ -59,6 +65,10 @@ def _validate(
     bad_filters = [f for f in filters if f not in FILTER_KEYS]
     if bad_filters:
         raise ValueError(f"cannot filter on {bad_filters}; allowed: {list(FILTER_KEYS)}")
+    if order_by is not None and order_by not in ORDER_KEYS:
+        raise ValueError(f"order_by must be one of {list(ORDER_KEYS)}, got {order_by!r}")
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
 
 
 def _hour_aligned(value: datetime) -> bool:
@@ -115,21 +125,40 @@ def _where(
 ) -> tuple[str, list[str]]:
     clauses, args = [], []
     for i, (key, value) in enumerate(sorted(filters.items())):
-        column = key if null_as_empty else f"coalesce({key}, '')"
+        column = column_of(key) if null_as_empty else f"coalesce({column_of(key)}, '')"
         clauses.append(f"{column} = ${first_param + i}")
         args.append(value)
     return "".join(f" AND {c}" for c in clauses), args
 
 
+def _ordered(
+    keys: Sequence[str], order_by: str | None, limit: int | None, *, limit_param: int
+) -> tuple[str, list[Any]]:
+    """GROUP BY, ORDER BY (the bucket and keys; or the ``order_by`` measure, descending,
+    then those) and LIMIT, and the LIMIT's parameter."""
+    clause = f" GROUP BY {', '.join(keys)}" if keys else ""
+    order = [f"{ORDER_BY[order_by]} DESC NULLS LAST"] if order_by else []
+    order += keys
+    if order:
+        clause += f" ORDER BY {', '.join(order)}"
+    if limit is None:
+        return clause, []
+    return f"{clause} LIMIT ${limit_param}", [limit]
+
+
 def _rollup_sql(
-    group_by: Sequence[str], granularity: str | None, filters: Mapping[str, str]
-) -> tuple[str, list[str]]:
+    group_by: Sequence[str],
+    granularity: str | None,
+    filters: Mapping[str, str],
+    order_by: str | None = None,
+    limit: int | None = None,
+) -> tuple[str, list[Any]]:
     """Daily rows in [$6, $7), hourly rows in [$4, $6) and [$7, $5), raw spans in the
     partial hours [$2, $4) and [$5, $3) aggregated exactly as the writer aggregates them
     into the rollups; then everything summed into the requested groups (see RollupPlan)."""
     rollup_where, args = _where(filters, first_param=8, null_as_empty=True)
     raw_where, _ = _where(filters, first_param=8, null_as_empty=False)
-    measures_in = [*GROUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
+    measures_in = [*ROLLUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
     edges = (
         "(SELECT * FROM telemetry_events WHERE organization_id = $1 AND counted"
         ' AND ("timestamp" >= $2 AND "timestamp" < $4 OR "timestamp" >= $5 AND "timestamp" < $3)'
@@ -150,7 +179,7 @@ def _rollup_sql(
         *(f"sum({c})::bigint AS {c}" for c in BUCKET_COLUMNS),
     ]
     keys = (["bucket"] if granularity else []) + dims
-    group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
+    group, limit_args = _ordered(keys, order_by, limit, limit_param=8 + len(args))
     sql = f"""
         WITH parts AS (
             SELECT day AS hour, {", ".join(measures_in)} FROM usage_rollup_daily
@@ -163,14 +192,18 @@ def _rollup_sql(
             {rollup_aggregates_sql(edges)}
         )
         SELECT {", ".join(select + measures)} FROM parts{group}"""
-    return sql, args
+    return sql, [*args, *limit_args]
 
 
 def _raw_sql(
-    group_by: Sequence[str], granularity: str | None, filters: Mapping[str, str]
-) -> tuple[str, list[str]]:
+    group_by: Sequence[str],
+    granularity: str | None,
+    filters: Mapping[str, str],
+    order_by: str | None = None,
+    limit: int | None = None,
+) -> tuple[str, list[Any]]:
     select = [f"date_trunc('{granularity}', \"timestamp\", 'UTC') AS bucket"] if granularity else []
-    select += [f"coalesce({d}, '') AS {d}" for d in group_by]
+    select += [f"coalesce({column_of(d)}, '') AS \"{d}\"" for d in group_by]
     measures = [
         "count(*) AS calls",
         f"count(*) FILTER (WHERE {IS_ERROR_SQL}) AS errors",
@@ -182,14 +215,14 @@ def _raw_sql(
         " AS percentiles",
     ]
     where, args = _where(filters, first_param=4, null_as_empty=False)
-    keys = (["bucket"] if granularity else []) + list(group_by)
-    group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
+    keys = (["bucket"] if granularity else []) + [f'"{d}"' for d in group_by]
+    group, limit_args = _ordered(keys, order_by, limit, limit_param=4 + len(args))
     sql = (
         f"SELECT {', '.join(select + measures)} FROM telemetry_events"
         f' WHERE organization_id = $1 AND counted AND "timestamp" >= $2 AND "timestamp" < $3'
         f"{where}{group}"
     )
-    return sql, args
+    return sql, [*args, *limit_args]
 
 
 def _row(
@@ -234,6 +267,8 @@ async def aggregates(
     group_by: Sequence[str] = (),
     granularity: str | None = None,
     filters: Mapping[str, str] | None = None,
+    order_by: str | None = None,
+    limit: int | None = None,
     source: Source = "auto",
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
@@ -243,23 +278,30 @@ async def aggregates(
     datetime, only with ``granularity``), ``calls``, ``errors``, the six token sums,
     ``cost_usd`` (Decimal summing the priced spans; None when none was priced),
     ``unpriced_calls`` and ``latency_ms`` ``{"p50", "p95", "p99"}`` (floats, None when no
-    span had a duration). Rows are ordered by bucket, then group keys. An empty range
-    yields no rows. ``source`` forces the rollup or the raw path (for tests and
-    benchmarks); forcing the rollup on a range it cannot answer exactly raises ValueError.
+    span had a duration). Rows are ordered by bucket, then group keys; with ``order_by``
+    (``ORDER_KEYS``) by that measure, descending, first; ``limit`` keeps the first rows
+    (top N). An empty range yields no rows. ``source`` forces the rollup or the raw path
+    (for tests and benchmarks); forcing the rollup on a range or a dimension it cannot
+    answer exactly raises ValueError. Grouping or filtering by a dimension of
+    ``ATTRIBUTION`` (user, session, agent) reads the stored spans.
     """
     filters = dict(filters or {})
-    _validate(from_, to, group_by, granularity, filters)
-    if source == "rollup" and not can_use_rollup(from_, to, granularity):
-        raise ValueError("the rollup answers only hour-aligned ranges with granularity >= hour")
+    _validate(from_, to, group_by, granularity, filters, order_by=order_by, limit=limit)
+    in_rollups = all(k in ROLLUP_KEYS for k in (*group_by, *filters))
+    if source == "rollup" and not (can_use_rollup(from_, to, granularity) and in_rollups):
+        raise ValueError(
+            "the rollup answers only hour-aligned ranges with granularity >= hour, grouped"
+            f" and filtered by {list(ROLLUP_KEYS)}"
+        )
     plan = plan_rollup(from_, to, granularity)
-    use_rollup = source != "raw" and plan is not None
+    use_rollup = source != "raw" and plan is not None and in_rollups
     org = UUID(str(organization_id))
     if use_rollup and plan is not None:
-        sql, args = _rollup_sql(group_by, granularity, filters)
+        sql, args = _rollup_sql(group_by, granularity, filters, order_by, limit)
         bounds = (plan.hour_from, plan.hour_to, plan.day_from, plan.day_to)
         params: list[Any] = [org, from_, to, *bounds, *args]
     else:
-        sql, args = _raw_sql(group_by, granularity, filters)
+        sql, args = _raw_sql(group_by, granularity, filters, order_by, limit)
         params = [org, from_, to, *args]
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         records = await conn.fetch(sql, *params, timeout=timeout)

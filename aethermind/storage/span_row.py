@@ -82,6 +82,12 @@ class TelemetryRow:
     """The OTel instrumentation scope that wrote the span (cut to ``MAX_NAME_LENGTH``)."""
     response_id: str | None = field(default=None, metadata=_TEXT)
     """The provider's response id, kept for root request spans only (``twin_key``)."""
+    user_id: str | None = field(default=None, metadata=_TEXT)
+    """Who the call was for (the ``user`` dimension); see ``UsageRecord.user``."""
+    session_id: str | None = field(default=None, metadata=_TEXT)
+    """The ``session`` dimension."""
+    agent_name: str | None = field(default=None, metadata=_TEXT)
+    """The ``agent`` dimension."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -254,6 +260,9 @@ def copy_row(
         usage_role(usage),
         instrumentation_scope,
         twin_key(usage, parent_span_id),
+        usage.user,
+        usage.session,
+        usage.agent,
     )
 
 

@@ -1,0 +1,94 @@
+"""Who spent it: the user, session and agent a span names (or its resource does), stored per
+span and answered by ``GET /v1/aggregates`` (group_by, filters, top N) and ``stats``; spans
+go through the real OTel SDK and OTLP exporter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.plugins.receiver import RunningReceiver
+from tests.receiver.helpers import export_with_otel
+
+# (user attribute and value, session, agent, input tokens, cost-driving model)
+CALLS: list[dict[str, Any]] = [
+    {"user.id": "alice", "session.id": "s-1", "gen_ai.agent.name": "planner", "tokens": 5000},
+    {"user.id": "alice", "session.id": "s-1", "gen_ai.agent.name": "planner", "tokens": 3000},
+    {"enduser.id": "bob", "gen_ai.conversation.id": "s-2", "agent.name": "writer", "tokens": 1000},
+    {"llm.user": "carol", "tokens": 200},  # OpenAI's request `user`, as OpenLLMetry records it
+    {"tokens": 100},  # no user on the span: the resource's
+]
+
+
+def spans() -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "assistant", "user.id": "from-resource"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests")
+    for call in CALLS:
+        with tracer.start_as_current_span("chat gpt-4o") as span:
+            span.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o",
+                    "gen_ai.usage.input_tokens": call["tokens"],
+                    "gen_ai.usage.output_tokens": 10,
+                    **{k: v for k, v in call.items() if k != "tokens"},
+                }
+            )
+    provider.shutdown()
+    return list(exporter.get_finished_spans())
+
+
+async def aggregates(receiver: RunningReceiver, **params: str) -> list[dict[str, Any]]:
+    response = await receiver.session.get(
+        f"{receiver.url}/v1/aggregates", params=params, headers=receiver.acme.read_headers()
+    )
+    assert response.status == 200, await response.text()
+    rows: list[dict[str, Any]] = (await response.json())["rows"]
+    return rows
+
+
+async def test_usage_by_user_session_and_agent(receiver: RunningReceiver) -> None:
+    result = await export_with_otel(spans(), receiver.traces_url, receiver.acme.ingest_key)
+    assert result is SpanExportResult.SUCCESS
+
+    by_user = {r["user"]: r["input_tokens"] for r in await aggregates(receiver, group_by="user")}
+    assert by_user == {"alice": 8000, "bob": 1000, "carol": 200, "from-resource": 100}
+    by_session = await aggregates(receiver, group_by="session")
+    assert {r["session"]: r["calls"] for r in by_session} == {"s-1": 2, "s-2": 1, None: 2}
+    by_agent = await aggregates(receiver, group_by="agent,user")
+    assert {(r["agent"], r["user"]): r["calls"] for r in by_agent} == {
+        ("planner", "alice"): 2,
+        ("writer", "bob"): 1,
+        (None, "carol"): 1,
+        (None, "from-resource"): 1,
+    }
+    [alice] = await aggregates(receiver, user="alice")
+    assert (alice["calls"], alice["input_tokens"]) == (2, 8000)
+    assert "user" not in alice  # a filter is not a group key
+
+
+async def test_top_n_orders_by_the_measure_asked_for(receiver: RunningReceiver) -> None:
+    await export_with_otel(spans(), receiver.traces_url, receiver.acme.ingest_key)
+    top = await aggregates(receiver, group_by="user", limit="2")  # by cost unless told
+    assert [r["user"] for r in top] == ["alice", "bob"]
+    by_calls = await aggregates(receiver, group_by="user", order_by="calls", limit="1")
+    assert [(r["user"], r["calls"]) for r in by_calls] == [("alice", 2)]
+
+
+async def test_bad_top_n_parameters_are_400s(receiver: RunningReceiver) -> None:
+    for params in ({"order_by": "latency"}, {"limit": "0"}, {"limit": "ten"}, {"group_by": "usr"}):
+        response = await receiver.session.get(
+            f"{receiver.url}/v1/aggregates", params=params, headers=receiver.acme.read_headers()
+        )
+        assert response.status == 400, params
+        body = await response.json()
+        assert body["error"]["status"] == 400
