@@ -128,6 +128,7 @@ _FIELDS: Final = (
     _SESSION,
     _AGENT,
 ) = range(len(_FIELDS))
+_ATTRIBUTION_KEYS: Final = frozenset((*a.USER_KEYS, *a.SESSION_KEYS, *a.AGENT_KEYS))
 _SLOTS: Final[dict[str, tuple[int, int]]] = {
     name: (field, rank) for field, names in enumerate(_FIELDS) for rank, name in enumerate(names)
 }
@@ -278,7 +279,12 @@ def _normalize(
         service = _text(resource.get(a.SERVICE_NAME))
         environment = _first_text(resource, a.ENVIRONMENT_KEYS)
     cut = False
-    if user is not None or session is not None or agent is not None or resource:
+    if (
+        user is not None
+        or session is not None
+        or agent is not None
+        or (resource and not _ATTRIBUTION_KEYS.isdisjoint(resource))
+    ):
         user, session, agent, cut = _attribution(attrs, resource, user, session, agent)
 
     v = found[_RESPONSE_ID]
