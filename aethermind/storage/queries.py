@@ -11,7 +11,7 @@ the histogram); from raw spans alone for minute buckets or ranges without a whol
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -146,18 +146,24 @@ def _ordered(
     return f"{clause} LIMIT ${limit_param}", [limit]
 
 
-def _rollup_sql(
-    group_by: Sequence[str],
-    granularity: str | None,
-    filters: Mapping[str, str],
-    order_by: str | None = None,
-    limit: int | None = None,
-) -> tuple[str, list[Any]]:
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What an aggregates query asks for, besides the organization and the range."""
+
+    group_by: Sequence[str] = ()
+    granularity: str | None = None
+    filters: Mapping[str, str] = field(default_factory=dict)
+    order_by: str | None = None
+    limit: int | None = None
+
+
+def _rollup_sql(shape: Shape) -> tuple[str, list[Any]]:
     """Daily rows in [$6, $7), hourly rows in [$4, $6) and [$7, $5), raw spans in the
     partial hours [$2, $4) and [$5, $3) aggregated exactly as the writer aggregates them
     into the rollups; then everything summed into the requested groups (see RollupPlan)."""
-    rollup_where, args = _where(filters, first_param=8, null_as_empty=True)
-    raw_where, _ = _where(filters, first_param=8, null_as_empty=False)
+    group_by, granularity = shape.group_by, shape.granularity
+    rollup_where, args = _where(shape.filters, first_param=8, null_as_empty=True)
+    raw_where, _ = _where(shape.filters, first_param=8, null_as_empty=False)
     measures_in = [*ROLLUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
     edges = (
         "(SELECT * FROM telemetry_events WHERE organization_id = $1 AND counted"
@@ -179,7 +185,7 @@ def _rollup_sql(
         *(f"sum({c})::bigint AS {c}" for c in BUCKET_COLUMNS),
     ]
     keys = (["bucket"] if granularity else []) + dims
-    group, limit_args = _ordered(keys, order_by, limit, limit_param=8 + len(args))
+    group, limit_args = _ordered(keys, shape.order_by, shape.limit, limit_param=8 + len(args))
     sql = f"""
         WITH parts AS (
             SELECT day AS hour, {", ".join(measures_in)} FROM usage_rollup_daily
@@ -195,13 +201,8 @@ def _rollup_sql(
     return sql, [*args, *limit_args]
 
 
-def _raw_sql(
-    group_by: Sequence[str],
-    granularity: str | None,
-    filters: Mapping[str, str],
-    order_by: str | None = None,
-    limit: int | None = None,
-) -> tuple[str, list[Any]]:
+def _raw_sql(shape: Shape) -> tuple[str, list[Any]]:
+    group_by, granularity = shape.group_by, shape.granularity
     select = [f"date_trunc('{granularity}', \"timestamp\", 'UTC') AS bucket"] if granularity else []
     select += [f"coalesce({column_of(d)}, '') AS \"{d}\"" for d in group_by]
     measures = [
@@ -214,9 +215,9 @@ def _raw_sql(
         "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms)"
         " AS percentiles",
     ]
-    where, args = _where(filters, first_param=4, null_as_empty=False)
+    where, args = _where(shape.filters, first_param=4, null_as_empty=False)
     keys = (["bucket"] if granularity else []) + [f'"{d}"' for d in group_by]
-    group, limit_args = _ordered(keys, order_by, limit, limit_param=4 + len(args))
+    group, limit_args = _ordered(keys, shape.order_by, shape.limit, limit_param=4 + len(args))
     sql = (
         f"SELECT {', '.join(select + measures)} FROM telemetry_events"
         f' WHERE organization_id = $1 AND counted AND "timestamp" >= $2 AND "timestamp" < $3'
@@ -295,13 +296,14 @@ async def aggregates(
         )
     plan = plan_rollup(from_, to, granularity)
     use_rollup = source != "raw" and plan is not None and in_rollups
+    shape = Shape(group_by, granularity, filters, order_by, limit)
     org = UUID(str(organization_id))
     if use_rollup and plan is not None:
-        sql, args = _rollup_sql(group_by, granularity, filters, order_by, limit)
+        sql, args = _rollup_sql(shape)
         bounds = (plan.hour_from, plan.hour_to, plan.day_from, plan.day_to)
         params: list[Any] = [org, from_, to, *bounds, *args]
     else:
-        sql, args = _raw_sql(group_by, granularity, filters, order_by, limit)
+        sql, args = _raw_sql(shape)
         params = [org, from_, to, *args]
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         records = await conn.fetch(sql, *params, timeout=timeout)
