@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from aethermind.exporter.attribution import span_attributes
 from aethermind.exporter.enrich import enrich_span
 from aethermind.semconv import PriceBook, default_price_book
 
@@ -54,8 +55,14 @@ class AethermindSpanProcessor(SpanProcessor):
         self._drop_scopes = self._drop_scopes | {scope}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # Nothing to do at start: enrichment needs the usage that only an ended span has.
-        return None
+        # Who and what the code around it spends for (``aethermind.attributes``), carried as
+        # baggage; usage and cost wait for the end.
+        try:
+            attribution = span_attributes(parent_context)
+            if attribution:
+                span.set_attributes(attribution)
+        except Exception:  # never raise into the app
+            self.failed += 1
 
     def on_end(self, span: ReadableSpan) -> None:
         try:

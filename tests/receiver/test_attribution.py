@@ -92,3 +92,30 @@ async def test_bad_top_n_parameters_are_400s(receiver: RunningReceiver) -> None:
         assert response.status == 400, params
         body = await response.json()
         assert body["error"]["status"] == 400
+
+
+async def test_the_sdks_attributes_reach_the_breakdown(receiver: RunningReceiver) -> None:
+    """``aethermind.attributes`` around an LLM call, through the SDK's processor."""
+    import aethermind
+    from aethermind.exporter import AethermindSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "assistant"}))
+    provider.add_span_processor(AethermindSpanProcessor(SimpleSpanProcessor(exporter)))
+    with aethermind.attributes(user="dave", session="s-9"):
+        with provider.get_tracer("app").start_as_current_span("chat gpt-4o") as span:
+            span.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o",
+                    "gen_ai.usage.input_tokens": 700,
+                    "gen_ai.usage.output_tokens": 70,
+                }
+            )
+    provider.shutdown()
+    shipped = list(exporter.get_finished_spans())
+    result = await export_with_otel(shipped, receiver.traces_url, receiver.acme.ingest_key)
+    assert result is SpanExportResult.SUCCESS
+    rows = await aggregates(receiver, group_by="user,session")
+    assert [(r["user"], r["session"], r["input_tokens"]) for r in rows] == [("dave", "s-9", 700)]
