@@ -195,6 +195,20 @@ def test_stats_matches_the_api_rows(database_url: str) -> None:
     nobody = run_cli("stats", "--org", "stats-org", "--user", "nobody", database_url=database_url)
     assert nobody["rows"] == []
 
+    # The organization's own tags.
+    tags = run_cli("org", "tags", "--org", "stats-org", "--set", "team,customer",
+                   database_url=database_url)  # fmt: skip
+    assert tags == {"organization": "stats-org", "keys": ["team", "customer"]}
+    shown = run_cli("org", "tags", "--org", "stats-org", "--show", database_url=database_url)
+    assert shown["keys"] == ["team", "customer"]
+    by_team = run_cli(
+        "stats", "--org", "stats-org", "--group-by", "tag.team", database_url=database_url
+    )
+    assert [(r["tag.team"], r["calls"]) for r in by_team["rows"]] == [(None, 7)]
+    searched = run_cli("stats", "--org", "stats-org", "--tag", "team=search",
+                       database_url=database_url)  # fmt: skip
+    assert searched["rows"] == []
+
 
 def test_serve_with_two_workers_shares_one_port_and_stops_them_all(database_url: str) -> None:
     created = run_cli("org", "create", "Workers", database_url=database_url)

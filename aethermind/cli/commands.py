@@ -74,6 +74,26 @@ async def cmd_org_list(args: argparse.Namespace) -> None:
     emit(args, {"organizations": docs}, lambda: print_table(docs, ["slug", "name", "plan", "id"]))
 
 
+async def cmd_org_tags(args: argparse.Namespace) -> None:
+    from aethermind.storage.tenants import get_tag_keys, set_tag_keys
+
+    async with open_pool(args) as pool:
+        org = await find_organization(pool, args.org)
+        if args.show:
+            keys = await get_tag_keys(pool, org.id)
+        else:
+            wanted = [k.strip() for k in args.set.split(",") if k.strip()]
+            try:
+                keys = await set_tag_keys(pool, org.id, wanted)
+            except ValueError as exc:
+                raise CliError(str(exc)) from exc
+    emit(
+        args,
+        {"organization": org.slug, "keys": list(keys)},
+        lambda: print(f"{org.slug} tag keys: {', '.join(keys) or '(none)'}"),
+    )
+
+
 async def cmd_key_create(args: argparse.Namespace) -> None:
     from aethermind.storage.tenants import create_key
 

@@ -14,6 +14,7 @@ from aethermind.cli.commands import (
     cmd_migrate,
     cmd_org_create,
     cmd_org_list,
+    cmd_org_tags,
     cmd_price_delete,
     cmd_price_list,
     cmd_price_set,
@@ -116,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     listing = org.add_parser("list", help="list organizations")
     add_common_flags(listing)
     listing.set_defaults(handler=cmd_org_list)
+    tags = org.add_parser("tags", help="the organization's tag keys (queried as tag.<key>)")
+    add_common_flags(tags)
+    tags.add_argument("--org", required=True, help=ORG_HELP)
+    tags_action = tags.add_mutually_exclusive_group(required=True)
+    tags_action.add_argument(
+        "--set", metavar="KEYS", help="comma list of at most 8 keys, replacing the current ones"
+    )
+    tags_action.add_argument("--show", action="store_true", help="print the current keys")
+    tags.set_defaults(handler=cmd_org_tags)
 
     key = sub.add_parser("key", help="API keys").add_subparsers(
         dest="key_command", required=True, metavar="COMMAND"
@@ -158,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name in FILTER_FLAGS:
         stats.add_argument(f"--{name}", metavar=name.upper(), help=f"only this {name}")
+    stats.add_argument(
+        "--tag",
+        action="append",
+        metavar="KEY=VALUE",
+        help="only spans with this value of a tag key (repeatable)",
+    )
     stats.add_argument(
         "--top", type=int, metavar="N", help="only the first N rows (by cost unless --order-by)"
     )

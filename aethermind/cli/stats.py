@@ -30,6 +30,7 @@ async def cmd_stats(args: argparse.Namespace) -> None:
         "order_by": args.order_by,
         "limit": None if args.top is None else str(args.top),
         **{name: getattr(args, name) for name in FILTER_FLAGS},
+        **_tag_filters(args.tag or []),
     }
     try:
         parsed = parse_aggregate_params({k: v for k, v in params.items() if v})
@@ -70,6 +71,17 @@ async def cmd_stats(args: argparse.Namespace) -> None:
         console.print(stats_table(rows, keys, parsed["granularity"], console.width, title))
 
     emit(args, document, human)
+
+
+def _tag_filters(pairs: Sequence[str]) -> dict[str, str]:
+    """``--tag team=search`` as the API's ``tag.team=search``."""
+    filters = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise CliError(f"--tag {pair!r} must be KEY=VALUE")
+        filters[f"tag.{key}"] = value
+    return filters
 
 
 # --- the table for people -----------------------------------------------------------------

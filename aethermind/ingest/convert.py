@@ -19,6 +19,7 @@ from aethermind.semconv import PriceBook, UsageRecord, normalize
 from aethermind.semconv.filtering import shippable_attributes
 from aethermind.semconv.record import MAX_NAME_LENGTH
 from aethermind.storage.span_row import copy_row
+from aethermind.storage.tags import tag_values
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
@@ -66,6 +67,7 @@ def spans_to_rows(
     # Resources are shared by the spans of one ResourceSpans: filter each once.
     resources: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
     capture = policy.capture_content
+    tag_keys = policy.tag_keys
     for span in spans:
         if window is not None and not window.admits(span.start_time_unix_nano):
             result.out_of_window += 1
@@ -92,6 +94,11 @@ def spans_to_rows(
             resources[id(resource)] = cached
         start = span.start_time_unix_nano
         cost = price_book.price(record, start, overrides=policy.overrides, lookups=policy.lookups)
+        tags = None
+        if tag_keys:
+            tags, cut = tag_values(tag_keys, attributes, resource)
+            if cut and not record.cut:
+                result.dimensions_cut += 1
         result.rows.append(
             copy_row(
                 record,
@@ -107,6 +114,7 @@ def spans_to_rows(
                 attributes=shippable_attributes(attributes, capture_content=capture),
                 resource_attributes=cached[1],
                 instrumentation_scope=span.scope_name[:MAX_NAME_LENGTH] or None,
+                tags=tags,
             )
         )
     return result

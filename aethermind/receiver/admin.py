@@ -1,6 +1,7 @@
 """What keys with the ``admin`` scope manage, for their own organization only: its keys
-(``GET/POST /v1/keys``, ``DELETE /v1/keys/{key_id}``) and its price overrides
-(``GET/POST /v1/prices``, ``DELETE /v1/prices/{price_id}``).
+(``GET/POST /v1/keys``, ``DELETE /v1/keys/{key_id}``), its price overrides
+(``GET/POST /v1/prices``, ``DELETE /v1/prices/{price_id}``) and its tag keys
+(``GET/PUT /v1/tags``).
 
 The organization is the admin key's, and row-level security scopes every statement to it,
 so an id of another organization is simply not found. Budgets stay with the CLI.
@@ -111,6 +112,31 @@ async def delete_price(request: web.Request) -> web.Response:
         raise NotFound(f"no price {price_id} in this organization")
     app[POLICIES].forget(verified.organization_id)
     return web.Response(status=204)
+
+
+async def get_tags(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "admin")
+    app = request.app
+    async with reading(app):
+        keys = await tenants.get_tag_keys(
+            app[POOL], verified.organization_id, timeout=app[CONFIG].admin_timeout_seconds
+        )
+    return answer_json(schemas.TagKeys(keys=list(keys)))
+
+
+async def put_tags(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "admin")
+    app = request.app
+    new = _parse(schemas.TagKeysRequest, await _json_body(request), '{"keys": ["team", ...]}')
+    async with reading(app):  # a key named twice is the storage rule's ValueError: a 400
+        keys = await tenants.set_tag_keys(
+            app[POOL], verified.organization_id, new.keys,
+            timeout=app[CONFIG].admin_timeout_seconds,
+        )  # fmt: skip
+    # This process keeps the new keys' values from the next request; other replicas within
+    # their policy TTL (30 s by default). Spans stored before keep what they had.
+    app[POLICIES].forget(verified.organization_id)
+    return answer_json(schemas.TagKeys(keys=list(keys)))
 
 
 def price_document(price: prices.StoredPrice) -> schemas.Price:

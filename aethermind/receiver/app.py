@@ -89,6 +89,8 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     app.router.add_get("/v1/prices", admin.list_prices)
     app.router.add_post("/v1/prices", admin.create_price)
     app.router.add_delete("/v1/prices/{price_id}", admin.delete_price)
+    app.router.add_get("/v1/tags", admin.get_tags)
+    app.router.add_put("/v1/tags", admin.put_tags)
     app.router.add_get(openapi.OPENAPI_PATH, openapi.serve)
     ops.add_routes(app)
     dashboard.add_routes(app)
@@ -101,10 +103,12 @@ def _resources_ctx(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async with pool_provider() as pool, _redis(config.redis_url) as redis:
 
-            async def load_overrides(organization_id: UUID) -> tuple[PriceOverride, ...]:
-                return await load_price_overrides(
-                    pool, organization_id, timeout=config.auth_timeout_seconds
-                )
+            async def load_overrides(
+                organization_id: UUID,
+            ) -> tuple[tuple[PriceOverride, ...], tuple[str, ...]]:
+                timeout = config.auth_timeout_seconds
+                overrides = await load_price_overrides(pool, organization_id, timeout=timeout)
+                return overrides, await tenants.get_tag_keys(pool, organization_id, timeout=timeout)
 
             app[POOL] = pool
             throttles = AuthThrottles(

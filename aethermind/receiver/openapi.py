@@ -15,7 +15,7 @@ from aiohttp import web
 
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO
 from aethermind.receiver.dashboard import DASHBOARD_PATH, PLOTLY_ASSET, STATIC_PREFIX
-from aethermind.receiver.schemas import component_schemas
+from aethermind.receiver.schemas import TAG_DIMENSION_PATTERN, component_schemas
 from aethermind.storage.queries import (
     FILTER_KEYS,
     GRANULARITIES,
@@ -241,8 +241,8 @@ def _paths() -> Schema:
                     "group (`group_by`) and time bucket (`granularity`). Rows are ordered by "
                     "bucket, then group keys; with `order_by`, by that measure (descending) "
                     "first. `limit` keeps the first rows (top N; with `group_by` and no "
-                    "`order_by`, the costliest). A range without spans has no rows. Scope "
-                    "`read`."
+                    "`order_by`, the costliest). Filter on a tag with `tag.<key>=value`. A "
+                    "range without spans has no rows. Scope `read`."
                 ),
                 "security": _SECURITY,
                 "parameters": [
@@ -439,6 +439,42 @@ def _paths() -> Schema:
                 },
             }
         },
+        "/v1/tags": {
+            "get": {
+                "operationId": "getTags",
+                "tags": ["admin"],
+                "summary": "The organization's tag keys",
+                "description": (
+                    "The keys whose values each span keeps (from its attributes, else its "
+                    "resource's), queried as `tag.<key>` in `group_by` and filters. Scope "
+                    "`admin`."
+                ),
+                "security": _SECURITY,
+                "responses": {
+                    "200": _response("The tag keys.", {JSON: _schema("TagKeys")}),
+                    **_admin_errors(),
+                },
+            },
+            "put": {
+                "operationId": "putTags",
+                "tags": ["admin"],
+                "summary": "Set the organization's tag keys",
+                "description": (
+                    "Replaces the tag keys. Spans received from now on keep their values "
+                    "(other replicas within 30 s); spans stored before keep what they had. "
+                    "Scope `admin`."
+                ),
+                "security": _SECURITY,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _schema("TagKeysRequest")}},
+                },
+                "responses": {
+                    "200": _response("The tag keys as stored.", {JSON: _schema("TagKeys")}),
+                    **_admin_errors(),
+                },
+            },
+        },
         "/healthz": {
             "get": {
                 "operationId": "getHealth",
@@ -616,7 +652,13 @@ def _parameters() -> Schema:
             "schema": {
                 "type": "array",
                 # Not uniqueItems: a key named twice is a 400, but empty items may repeat.
-                "items": {"type": "string", "enum": [*GROUP_KEYS, ""]},
+                "items": {
+                    "anyOf": [
+                        {"type": "string", "enum": [*GROUP_KEYS, ""]},
+                        {"type": "string", "pattern": TAG_DIMENSION_PATTERN},
+                    ],
+                    "description": "A dimension, or `tag.<key>` for a configured tag key.",
+                },
             },
         },
         "granularity": {

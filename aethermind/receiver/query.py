@@ -25,6 +25,8 @@ from aethermind.receiver.errors import (
 )
 from aethermind.receiver.state import CONFIG, POOL
 from aethermind.storage import queries
+from aethermind.storage.dimensions import is_dimension
+from aethermind.storage.tags import TAG_PREFIX
 
 DEFAULT_RANGE = timedelta(days=30)
 _TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -75,15 +77,15 @@ def parse_range(
 
 
 def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
-    unknown = sorted(set(params) - _KNOWN_PARAMS)
+    unknown = sorted(p for p in set(params) - _KNOWN_PARAMS if not p.startswith(TAG_PREFIX))
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}")
     from_, to = parse_range(params)
     group_by = [g.strip() for g in params.get("group_by", "").split(",") if g.strip()]
-    bad = [g for g in group_by if g not in queries.GROUP_KEYS]
+    bad = [g for g in group_by if not is_dimension(g)]
     if bad:
         raise InvalidParameter(
-            "group_by", f"has {bad[0]!r}; allowed: {', '.join(queries.GROUP_KEYS)}"
+            "group_by", f"has {bad[0]!r}; allowed: {', '.join(queries.GROUP_KEYS)}, tag.<key>"
         )
     if len(set(group_by)) != len(group_by):
         raise InvalidParameter("group_by", "repeats a key")
@@ -93,6 +95,11 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
     if granularity == "minute" and to - from_ > timedelta(days=7):
         raise InvalidParameter("granularity", "minute allows ranges up to 7 days")
     filters = {name: text_param(name, params[name]) for name in _FILTERS if params.get(name)}
+    for name in params:
+        if name.startswith(TAG_PREFIX) and params[name]:
+            if not is_dimension(name):
+                raise InvalidParameter(name, "names no valid tag key (letters, digits, _.:-)")
+            filters[name] = text_param(name, params[name])
     order_by = params.get("order_by") or None
     if order_by is not None and order_by not in queries.ORDER_KEYS:
         raise InvalidParameter("order_by", f"must be one of {', '.join(queries.ORDER_KEYS)}")

@@ -10,6 +10,7 @@ UUID strings.
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal as _Decimal
@@ -24,6 +25,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
@@ -35,6 +37,7 @@ from aethermind.storage.keys import SCOPES, normalize_scopes
 from aethermind.storage.queries import GRANULARITIES
 from aethermind.storage.rollups import TOKEN_COLUMNS
 from aethermind.storage.span_row import TelemetryRow
+from aethermind.storage.tags import MAX_TAG_KEYS, TAG_KEY_RE, TAG_PREFIX
 
 MAX_TEXT_LENGTH = 200
 """Key names, model patterns and provider names: at most this many characters."""
@@ -183,6 +186,24 @@ class PriceList(_Answer):
     prices: list[Price]
 
 
+TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY_RE.pattern)]
+
+
+class TagKeys(_Answer):
+    keys: list[TagKey] = Field(
+        description=f"The organization's tag keys (at most {MAX_TAG_KEYS}), queried as "
+        "`tag.<key>`: each span's value is read from its attributes, else its resource's."
+    )
+
+
+class TagKeysRequest(_Body):
+    keys: list[TagKey] = Field(
+        max_length=MAX_TAG_KEYS,
+        description=f"The tag keys, replacing the current ones (at most {MAX_TAG_KEYS}; "
+        "letters, digits, `_`, `.`, `:`, `-`; at most 64 characters each).",
+    )
+
+
 Count = Annotated[int, Field(ge=0)]
 Milliseconds = Annotated[float, Field(ge=0)]
 TraceId = Annotated[str, StringConstraints(pattern="^[0-9a-f]{32}$")]
@@ -222,9 +243,42 @@ _AGGREGATE_FIELDS: dict[str, Any] = {
     "unpriced_calls": (Count, Field(description="Spans with no known price.")),
     "latency_ms": (LatencyPercentiles, ...),
 }
+TAG_DIMENSION_PATTERN = "^" + re.escape(TAG_PREFIX) + TAG_KEY_RE.pattern.removeprefix("^")
+"""A ``tag.<key>`` dimension, as the OpenAPI document and the answers' checks spell it."""
+GroupKey = (
+    _enum(QUERY_DIMENSIONS) | Annotated[str, StringConstraints(pattern=TAG_DIMENSION_PATTERN)]
+)
+
+
+class _GroupedRow(_Answer):
+    """A row of a breakdown: besides its declared fields, only ``tag.<key>`` values."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "additionalProperties": False,
+            "patternProperties": {
+                TAG_DIMENSION_PATTERN: {
+                    "type": ["string", "null"],
+                    "description": "Present when grouped by this tag; null: spans had none.",
+                }
+            },
+        },
+    )
+
+    @model_validator(mode="after")
+    def _only_tags_besides(self) -> _GroupedRow:
+        for key, value in (self.model_extra or {}).items():
+            if not re.match(TAG_DIMENSION_PATTERN, key) or not (
+                value is None or isinstance(value, str)
+            ):
+                raise ValueError(f"unexpected field {key!r} in an aggregate row")
+        return self
+
+
 AggregateRow: type[_Answer] = create_model(
     "AggregateRow",
-    __base__=_Answer,
+    __base__=_GroupedRow,
     __doc__="Usage of one group (and time bucket); group keys appear only when grouped by.",
     **_AGGREGATE_FIELDS,
 )
@@ -235,7 +289,7 @@ class AggregatesResponse(_Answer):
 
     from_: Instant = Field(alias="from")
     to: Instant
-    group_by: list[_enum(QUERY_DIMENSIONS)] = Field(json_schema_extra={"uniqueItems": True})  # type: ignore[valid-type]
+    group_by: list[GroupKey] = Field(json_schema_extra={"uniqueItems": True})  # type: ignore[valid-type]
     granularity: _enum(GRANULARITIES) | None  # type: ignore[valid-type]
     rows: list[AggregateRow]  # type: ignore[valid-type]
 
@@ -267,6 +321,10 @@ def _stored_span_model() -> type[_Answer]:
             Literal["request", "rollup"] | None,
             Field(description="request: a provider request; rollup: not a request but reports "
                   "usage (an agent run, a workflow, an outer SDK span); null: no usage."),
+        ],
+        "tags": Annotated[
+            dict[str, str] | None,
+            Field(description="The span's values for the organization's tag keys (null: none)."),
         ],
         "response_id": Annotated[
             str | None,
@@ -357,6 +415,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     CreatedKey,
     Price,
     PriceList,
+    TagKeys,
+    TagKeysRequest,
     LatencyPercentiles,
     AggregateRow,
     AggregatesResponse,
@@ -388,6 +448,7 @@ _HINTS = {
     f" (a model name, or a pattern with up to {MAX_PATTERN_STARS} * wildcards)",
     "provider": f"must be a non-empty string of at most {MAX_TEXT_LENGTH}",
     "valid_from": "must be an RFC 3339 date-time, e.g. 2026-11-01T00:00:00Z",
+    "keys": f"must be a list of at most {MAX_TAG_KEYS} tag keys (letters, digits, _.:-)",
     **{
         name: f'must be a decimal string under 1{"0" * MAX_PRICE_DIGITS} such as "2.50"'
         for name in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from aethermind.storage.tags import tag_of
+
 DIMENSIONS: tuple[str, ...] = ("provider", "model", "service", "operation", "environment")
 """Each is a stored span column (``model``: the response model, else the request model) and
 a key column of the rollup tables, where a span without a value counts under ''."""
@@ -12,12 +14,27 @@ ATTRIBUTION: dict[str, str] = {"user": "user_id", "session": "session_id", "agen
 sessions run into the millions): queries grouped or filtered by them read the stored spans."""
 
 QUERY_DIMENSIONS: tuple[str, ...] = (*DIMENSIONS, *ATTRIBUTION)
-"""What ``group_by`` and the filters take."""
+"""What ``group_by`` and the filters take, besides ``tag.<key>`` for the organization's tag
+keys (``storage/tags.py``), which read the stored spans too."""
 
 ORDER_BY: dict[str, str] = {"cost_usd": "cost", "calls": "calls", "total_tokens": "total_tokens"}
 """What top-N rows may be ordered by (descending): each name's summed column."""
 
 
+def is_dimension(name: str) -> bool:
+    """Whether ``group_by`` and the filters take ``name`` (a tag with a valid key)."""
+    if name in QUERY_DIMENSIONS:
+        return True
+    try:
+        return tag_of(name) is not None
+    except ValueError:
+        return False
+
+
 def column_of(dimension: str) -> str:
-    """The stored span column of a dimension (a rollup key names its own column)."""
+    """The SQL of a dimension's stored value: its span column (a rollup key names its own),
+    or a tag's value in ``tags`` (the key is validated, so it is safe as a literal)."""
+    key = tag_of(dimension)
+    if key is not None:
+        return f"(tags->>'{key}')"
     return ATTRIBUTION.get(dimension, dimension)

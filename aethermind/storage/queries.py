@@ -18,7 +18,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from aethermind.storage.counting import reason_not_counted
-from aethermind.storage.dimensions import ORDER_BY, QUERY_DIMENSIONS, column_of
+from aethermind.storage.dimensions import ORDER_BY, QUERY_DIMENSIONS, column_of, is_dimension
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
 from aethermind.storage.rollups import (
     IS_ERROR_SQL,
@@ -30,6 +30,7 @@ from aethermind.storage.rollups import (
 )
 from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
 from aethermind.storage.span_row import COLUMNS, TRACE_DECIDED_COLUMNS
+from aethermind.storage.tags import tag_of
 
 GROUP_KEYS: tuple[str, ...] = QUERY_DIMENSIONS
 FILTER_KEYS: tuple[str, ...] = QUERY_DIMENSIONS
@@ -55,16 +56,16 @@ def _validate(
             raise ValueError(f"'{name}' must be timezone-aware, got {value!r}")
     if to <= from_:
         raise ValueError(f"'to' ({to.isoformat()}) must be after 'from' ({from_.isoformat()})")
-    unknown = [g for g in group_by if g not in GROUP_KEYS]
+    unknown = [g for g in group_by if not is_dimension(g)]
     if unknown:
-        raise ValueError(f"cannot group by {unknown}; allowed: {list(GROUP_KEYS)}")
+        raise ValueError(f"cannot group by {unknown}; allowed: {list(GROUP_KEYS)}, tag.<key>")
     if len(set(group_by)) != len(group_by):
         raise ValueError(f"group_by repeats a key: {list(group_by)}")
     if granularity is not None and granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {list(GRANULARITIES)}, got {granularity!r}")
-    bad_filters = [f for f in filters if f not in FILTER_KEYS]
+    bad_filters = [f for f in filters if not is_dimension(f)]
     if bad_filters:
-        raise ValueError(f"cannot filter on {bad_filters}; allowed: {list(FILTER_KEYS)}")
+        raise ValueError(f"cannot filter on {bad_filters}; allowed: {list(FILTER_KEYS)}, tag.<key>")
     if order_by is not None and order_by not in ORDER_KEYS:
         raise ValueError(f"order_by must be one of {list(ORDER_KEYS)}, got {order_by!r}")
     if limit is not None and not 1 <= limit <= MAX_LIMIT:
@@ -305,7 +306,18 @@ async def aggregates(
     else:
         sql, args = _raw_sql(shape)
         params = [org, from_, to, *args]
+    tags = {tag_of(k) for k in (*group_by, *filters)} - {None}
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        if tags:
+            configured = await conn.fetchval(
+                "SELECT tag_keys FROM organizations WHERE id = $1", org, timeout=timeout
+            )
+            missing = sorted(str(t) for t in tags if t not in (configured or ()))
+            if missing:
+                raise ValueError(
+                    f"tag {missing[0]!r} is not one of the organization's tag keys"
+                    f" ({', '.join(configured or ()) or 'none configured'})"
+                )
         records = await conn.fetch(sql, *params, timeout=timeout)
     # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
     return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]

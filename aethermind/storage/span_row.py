@@ -88,6 +88,8 @@ class TelemetryRow:
     """The ``session`` dimension."""
     agent_name: str | None = field(default=None, metadata=_TEXT)
     """The ``agent`` dimension."""
+    tags: Mapping[str, str] | None = field(default=None, metadata=_JSONB)
+    """The span's values for its organization's tag keys (``storage/tags.py``), or None."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -208,6 +210,7 @@ def copy_row(
     attributes: Mapping[str, Any],
     resource_attributes: Mapping[str, Any],
     instrumentation_scope: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> CopyRow:
     """The stored span for one span's normalized ``usage`` and its ``cost``, as a
     ``CopyRow``.
@@ -263,6 +266,7 @@ def copy_row(
         usage.user,
         usage.session,
         usage.agent,
+        tags,
     )
 
 

@@ -36,6 +36,7 @@ from aethermind.storage.scope import (
     owner_transaction,
     tenant_transaction,
 )
+from aethermind.storage.tags import parse_tag_keys
 
 logger = logging.getLogger(__name__)
 
@@ -429,3 +430,35 @@ async def _touch(
             verified.organization_id,
             timeout=timeout,
         )
+
+
+async def get_tag_keys(
+    pool_or_conn: PoolOrConnection, organization_id: UUID | str, *, timeout: float | None = None
+) -> tuple[str, ...]:
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        keys: list[str] | None = await conn.fetchval(
+            "SELECT tag_keys FROM organizations WHERE id = $1",
+            UUID(str(organization_id)),
+            timeout=timeout,
+        )
+    return tuple(keys or ())
+
+
+async def set_tag_keys(
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    keys: Iterable[str],
+    *,
+    timeout: float | None = None,
+) -> tuple[str, ...]:
+    """Replace the organization's tag keys (validated); returns them as stored. Spans stored
+    before keep the tag values they had: a new key applies to spans that arrive after."""
+    parsed = parse_tag_keys(keys)
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        await conn.execute(
+            "UPDATE organizations SET tag_keys = $2 WHERE id = $1",
+            UUID(str(organization_id)),
+            list(parsed),
+            timeout=timeout,
+        )
+    return parsed

@@ -112,9 +112,9 @@ def test_policies_are_loaded_once_per_ttl_per_organization() -> None:
     loads: list[object] = []
     now = [0.0]
 
-    async def load(organization_id: object) -> tuple[PriceOverride, ...]:
+    async def load(organization_id: object) -> tuple[tuple[PriceOverride, ...], tuple[str, ...]]:
         loads.append(organization_id)
-        return ()
+        return (), ()
 
     async def scenario() -> None:
         policies = TenantPolicies(load, ttl_seconds=30, clock=lambda: now[0])

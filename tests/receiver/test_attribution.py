@@ -119,3 +119,70 @@ async def test_the_sdks_attributes_reach_the_breakdown(receiver: RunningReceiver
     assert result is SpanExportResult.SUCCESS
     rows = await aggregates(receiver, group_by="user,session")
     assert [(r["user"], r["session"], r["input_tokens"]) for r in rows] == [("dave", "s-9", 700)]
+
+
+async def test_the_organizations_own_tags(receiver: RunningReceiver) -> None:
+    """An admin key names the tag keys; spans keep their values (span first, else the
+    resource's); breakdowns and filters take `tag.<key>`; other organizations see nothing."""
+    from tests.receiver.test_admin import admin_headers
+
+    admin = await admin_headers(receiver)
+    put = await receiver.session.put(
+        f"{receiver.url}/v1/tags", json={"keys": ["team", "customer"]}, headers=admin
+    )
+    assert put.status == 200, await put.text()
+    assert (await put.json()) == {"keys": ["team", "customer"]}
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "assistant", "customer": "acme-corp"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for team, tokens in (("search", 900), ("search", 100), ("support", 50), (None, 5)):
+        with provider.get_tracer("app").start_as_current_span("chat gpt-4o") as span:
+            span.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o",
+                    "gen_ai.usage.input_tokens": tokens,
+                    "gen_ai.usage.output_tokens": 1,
+                    **({"team": team} if team else {}),
+                }
+            )
+    provider.shutdown()
+    sent = list(exporter.get_finished_spans())
+    assert (
+        await export_with_otel(sent, receiver.traces_url, receiver.acme.ingest_key)
+        is SpanExportResult.SUCCESS
+    )
+
+    rows = await aggregates(receiver, group_by="tag.team,tag.customer")
+    assert {(r["tag.team"], r["tag.customer"]): r["input_tokens"] for r in rows} == {
+        ("search", "acme-corp"): 1000,
+        ("support", "acme-corp"): 50,
+        (None, "acme-corp"): 5,
+    }
+    [search] = await aggregates(receiver, **{"tag.team": "search"})
+    assert search["calls"] == 2
+
+    for params in ({"group_by": "tag.region"}, {"tag.region": "eu"}, {"group_by": "tag.bad key"}):
+        response = await receiver.session.get(
+            f"{receiver.url}/v1/aggregates", params=params, headers=receiver.acme.read_headers()
+        )
+        assert response.status == 400, params
+    got = await receiver.session.get(f"{receiver.url}/v1/tags", headers=admin)
+    assert (await got.json()) == {"keys": ["team", "customer"]}
+    for body in ({"keys": ["a"] * 2}, {"keys": [f"k{i}" for i in range(9)]}, {"keys": ["a b"]}):
+        bad = await receiver.session.put(f"{receiver.url}/v1/tags", json=body, headers=admin)
+        assert bad.status == 400, body
+    reader = await receiver.session.get(
+        f"{receiver.url}/v1/tags", headers=receiver.acme.read_headers()
+    )
+    assert reader.status == 403
+    globex = await receiver.session.get(
+        f"{receiver.url}/v1/aggregates",
+        params={"group_by": "tag.team"},
+        headers=receiver.globex.read_headers(),
+    )
+    assert globex.status == 400  # globex named no tags: acme's are not its own

@@ -143,9 +143,11 @@ def test_aggregate_row_schema_names_exactly_the_contract_fields() -> None:
     }  # fmt: skip
     assert set(row["required"]) == contract
     assert set(row["properties"]) - contract == {
-        "provider", "model", "service", "operation", "environment", "bucket",
+        "provider", "model", "service", "operation", "environment", "user", "session",
+        "agent", "bucket",
     }  # fmt: skip
     assert row["additionalProperties"] is False
+    assert list(row["patternProperties"]) == [r"^tag\.[A-Za-z0-9_.:-]{1,64}$"]
 
 
 # ---------------------------------------------------------------------------------------------
