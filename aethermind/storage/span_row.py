@@ -289,6 +289,7 @@ def row_from_usage(
     attributes: Mapping[str, Any] | None = None,
     resource_attributes: Mapping[str, Any] | None = None,
     instrumentation_scope: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> TelemetryRow:
     """``copy_row`` as a checked, typed ``TelemetryRow`` (money as Decimal), for code that
     builds rows one at a time (tests, tools) rather than the receiver's hot path."""
@@ -306,6 +307,7 @@ def row_from_usage(
         attributes=dict(attributes or {}),
         resource_attributes=dict(resource_attributes or {}),
         instrumentation_scope=instrumentation_scope,
+        tags=tags,
     )
     values = dict(zip(COLUMNS, copy, strict=True))
     for column in MONEY_COLUMNS:

@@ -41,7 +41,7 @@ def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
         "trace_id": "p-trace", "span_id": "p-span", "parent_span_id": "p-parent",
         "name": "p-name", "kind": "p-kind", "timestamp": WHEN, "duration_ms": 301.5,
         "status": "OK", "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
-        "instrumentation_scope": "p-scope",
+        "instrumentation_scope": "p-scope", "tags": {"p": "tag"},
     }  # fmt: skip
     return usage, cost, span
 
@@ -79,6 +79,7 @@ def test_copy_row_puts_every_value_in_its_declared_column() -> None:
         "usage_role": "request", "instrumentation_scope": "p-scope",
         "response_id": None,  # kept on root spans only: this one has a parent
         "user_id": "p-user", "session_id": "p-session", "agent_name": "p-agent",
+        "tags": {"p": "tag"},
     }  # fmt: skip
 
 
