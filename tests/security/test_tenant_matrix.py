@@ -55,6 +55,8 @@ EXPECTED = {
     "GET /v1/prices": by_scope("admin"),
     "POST /v1/prices": {**by_scope("admin"), "admin": 201},
     "DELETE /v1/prices/{price}": {**by_scope("admin"), "admin": 204},
+    "GET /v1/tags": by_scope("admin"),
+    "PUT /v1/tags": by_scope("admin"),
     "GET /dashboard": OPEN,
     "GET /healthz": OPEN,
     "GET /readyz": OPEN,
@@ -166,6 +168,11 @@ def call(
             {"model_pattern": "matrix-*", "input_per_mtok": "1", "output_per_mtok": "2"}
         ).encode()
         return requests.post(
+            url, data=body, headers={**headers, "Content-Type": JSON}, params=params, timeout=30
+        )
+    if path == "/v1/tags" and method == "PUT":
+        body = json.dumps({"keys": [f"m-{org.slug}"]}).encode()
+        return requests.put(
             url, data=body, headers={**headers, "Content-Type": JSON}, params=params, timeout=30
         )
     if path == "/v1/keys" and method == "POST":
@@ -287,6 +294,8 @@ def check_only_own_data(route: str, document: Any, org: Org, other: Org) -> None
         assert {k["organization_id"] for k in document["keys"]} == {str(org.id)}
     elif route == "GET /v1/prices":
         assert {p["organization_id"] for p in document["prices"]} <= {str(org.id)}
+    elif route in ("GET /v1/tags", "PUT /v1/tags"):
+        assert set(document["keys"]) <= {f"m-{org.slug}"}
     elif route == "GET /v1/top-traces":
         ids = {t["trace_id"] for t in document["traces"]}
         assert org.trace_id in ids and other.trace_id not in ids
