@@ -22,13 +22,14 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 from aethermind.semconv import attributes as a
+from aethermind.semconv.record import MAX_NAME_LENGTH
 
 USER_ENTRY = a.USER_ID
 SESSION_ENTRY = a.SESSION_ID
 TAG_ENTRY_PREFIX = "aethermind.tag."
 """Baggage entries: the user and session under their span attribute names; a tag ``k`` as
 ``aethermind.tag.k`` (so other baggage never becomes a tag by accident)."""
-MAX_VALUE_LENGTH = 256
+MAX_VALUE_LENGTH = MAX_NAME_LENGTH
 """As the receiver keeps them: a longer value would be cut there anyway."""
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,8 +12,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from aethermind.semconv.record import MAX_NAME_LENGTH
+
 MAX_TAG_KEYS = 8
-MAX_TAG_VALUE_LENGTH = 256
+MAX_TAG_VALUE_LENGTH = MAX_NAME_LENGTH
 """A span's value for a tag is cut to this (and counted, as user and session values are)."""
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 """Letters, digits, ``_ . : -``; at most 64. Keeps a key safe to name in SQL as a literal."""
