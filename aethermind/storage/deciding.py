@@ -12,8 +12,8 @@ under a transaction-scoped advisory lock of the organization:
 3. matches root request spans with their twins in other traces (``counting.twins_counted``:
    the batch's, and those stored with the same response id);
 4. in one statement, flips the stored spans whose decision changed, moves the hourly and
-   daily rollups by the new counted spans plus exactly those changes, and records the
-   batch's linked traces.
+   daily usage rollups and the dimension rollups by the new counted spans plus exactly
+   those changes, and records the batch's linked traces.
 
 A span stores two answers: ``counted`` (it counts toward totals) and ``counted_elsewhere``
 (its trace would count it, but a twin in another trace counts instead); what its own trace
@@ -39,6 +39,8 @@ from aethermind.storage.counting import (
     counted_spans,
     twins_counted,
 )
+from aethermind.storage.dimension_rollups import dimension_rollup_ctes
+from aethermind.storage.dimensions import ATTRIBUTION
 from aethermind.storage.rollups import (
     DAILY_UPSERT,
     ROLLUP_KEYS,
@@ -112,8 +114,10 @@ _RETURNED = (
     *TOKEN_COLUMNS,
     "cost",
     "cost_source",
+    *ATTRIBUTION.values(),
+    "tags",
 )
-"""What the rollups need of a span."""
+"""What the rollups (usage and dimension) need of a span."""
 
 _RICHNESS_SQL = " + ".join(
     f"({c} IS NOT NULL)::int"
@@ -215,6 +219,7 @@ def count_sql(
         f"up AS ({rollup_upsert_sql('agg')})",
         f"agg_daily AS ({rollup_regroup_sql('agg', 'day')})",
         f"up_daily AS ({DAILY_UPSERT})",
+        *dimension_rollup_ctes("moved"),
     ]
     if linked:
         first = 9 if changes else 3

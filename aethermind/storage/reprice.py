@@ -1,5 +1,6 @@
 """Recomputes stored costs from stored token counts with a caller-supplied price function,
-batch by batch, each batch updating its spans and the hourly rollup in one transaction.
+batch by batch, each batch updating its spans and the rollups (usage and dimension) in one
+transaction.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from uuid import UUID
 
 from aethermind.semconv.record import Cost, UsageRecord
 from aethermind.storage.deciding import counting_lock_sql
-from aethermind.storage.dimensions import DIMENSIONS
-from aethermind.storage.rollups import ROLLUP_TABLES
+from aethermind.storage.dimension_rollups import dimension_rollup_ctes
+from aethermind.storage.dimensions import ATTRIBUTION, DIMENSIONS
+from aethermind.storage.rollups import ROLLUP_TABLES, TOKEN_COLUMNS
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 from aethermind.storage.span_row import COST_COLUMNS, PG_TYPES, cost_values, usage_from_row
 
@@ -42,6 +44,33 @@ _UPDATE_COSTS_SQL = f"""
      WHERE t.organization_id = $1 AND t."timestamp" = u.ts
        AND t.trace_id = u.trace_id AND t.span_id = u.span_id"""
 """Sets every cost column of the spans named by (start time, trace id, span id)."""
+_SPAN_MEASURES = (
+    "status",
+    "error_type",
+    "duration_ms",
+    *TOKEN_COLUMNS,
+    *ATTRIBUTION.values(),
+    "tags",
+)
+_MOVE_DIMENSION_COSTS_SQL = f"""
+    WITH u AS (
+        SELECT * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::numeric[],
+                             $6::text[], $7::numeric[], $8::text[])
+               AS u(ts, trace_id, span_id, old_cost, old_source, new_cost, new_source)
+    ), spans AS (
+        SELECT e."timestamp", {", ".join(f"e.{c}" for c in _SPAN_MEASURES)}, u.*
+          FROM u JOIN telemetry_events e
+            ON e.organization_id = $1 AND e."timestamp" = u.ts
+           AND e.trace_id = u.trace_id AND e.span_id = u.span_id
+    ), moved AS (
+        SELECT "timestamp", {", ".join(_SPAN_MEASURES)}, old_cost AS cost,
+               old_source AS cost_source, -1 AS weight FROM spans
+        UNION ALL
+        SELECT "timestamp", {", ".join(_SPAN_MEASURES)}, new_cost, new_source, 1 FROM spans
+    ), {", ".join(dimension_rollup_ctes("moved"))}
+    SELECT 1"""
+"""Moves the dimension rollups by the counted spans' old costs out and new costs in (every
+other measure cancels out)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +146,7 @@ async def reprice(
             if not rows:
                 break
             updates: list[tuple[Any, ...]] = []
+            moves: list[tuple[Any, ...]] = []
             deltas: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
             for row in rows:
                 record = usage_from_row({**dict(row), **{d: row[d] or None for d in _DIMS}})
@@ -127,6 +157,7 @@ async def reprice(
                 updates.append((row["timestamp"], row["trace_id"], row["span_id"], *new))
                 if not row["counted"]:
                     continue  # not in the rollups: nothing there moves
+                moves.append((*updates[-1][:3], old[_COST], old[_SOURCE], new[_COST], new[_SOURCE]))
                 old_flags = _pricing_flags(old[_COST], old[_SOURCE])
                 new_flags = _pricing_flags(new[_COST], new[_SOURCE])
                 delta = deltas[(row["hour"], *(row[d] for d in _DIMS))]
@@ -134,6 +165,9 @@ async def reprice(
                     delta[i] += new_flags[i] - old_flags[i]
             if updates:
                 await _apply(conn, org, updates, deltas, timeout=timeout)
+            if moves:
+                columns = [list(c) for c in zip(*moves, strict=True)]
+                await conn.execute(_MOVE_DIMENSION_COSTS_SQL, org, *columns, timeout=timeout)
             examined += len(rows)
             changed += len(updates)
             last = rows[-1]

@@ -9,12 +9,36 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from aethermind.storage.dimension_rollups import HOURLY_TABLE, MONTHLY_SUMS, MONTHLY_TABLE
 from aethermind.storage.rollups import ROLLUP_TABLES
 from aethermind.storage.scope import PoolOrConnection, owner_transaction
 
 logger = logging.getLogger(__name__)
 
 _PARTITION = re.compile(r"^telemetry_events_p(\d{4})(\d{2})$")
+
+DELETE_DIMENSION_HOURS_SQL = f"""
+    WITH gone AS (
+        DELETE FROM {HOURLY_TABLE} WHERE organization_id = $1 AND hour < $2 RETURNING *
+    ), by_month AS (
+        SELECT date_trunc('month', hour, 'UTC') AS month, dimension, value,
+               {", ".join(f"sum({c}) AS {c}" for c in MONTHLY_SUMS)}
+          FROM gone GROUP BY 1, 2, 3
+    ), moved AS (
+        UPDATE {MONTHLY_TABLE} m
+           SET {", ".join(f"{c} = m.{c} - g.{c}" for c in MONTHLY_SUMS)}
+          FROM by_month g
+         WHERE m.organization_id = $1 AND m.month = g.month
+           AND m.dimension = g.dimension AND m.value = g.value
+    )
+    SELECT count(*) FROM gone"""
+"""Deletes an organization's dimension hours before $2 and takes them out of their months,
+so a month's totals stay the sums of its kept hours (``DELETE_DIMENSION_MONTHS_SQL`` then
+deletes the months wholly before $2). Answers how many hours went."""
+DELETE_DIMENSION_MONTHS_SQL = (
+    f"DELETE FROM {MONTHLY_TABLE} WHERE organization_id = $1"
+    " AND month + interval '1 month' <= $2"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +104,13 @@ async def apply_retention(
                     org["id"], cutoff, timeout=timeout,
                 )  # fmt: skip
                 deleted_rollup += int(status.split()[-1])
+            deleted_rollup += await conn.fetchval(
+                DELETE_DIMENSION_HOURS_SQL, org["id"], cutoff, timeout=timeout
+            )
+            status = await conn.execute(
+                DELETE_DIMENSION_MONTHS_SQL, org["id"], cutoff, timeout=timeout
+            )
+            deleted_rollup += int(status.split()[-1])
             # Traces whose spans are past retention need no more deciding (writer.py).
             await conn.execute(
                 "DELETE FROM linked_traces WHERE organization_id = $1 AND last_start < $2",

@@ -35,9 +35,12 @@ ROLLUP_SUMS = (
 )
 
 
-def rollup_aggregates_sql(source: str, *, weight: str | None = None) -> str:
+def rollup_aggregates_sql(
+    source: str, *, weight: str | None = None, keys: tuple[str, ...] = ROLLUP_KEYS
+) -> str:
     """SELECT list + FROM + GROUP BY that turns span rows in ``source`` into rollup rows
-    (hour, the five dimensions, then the measures in ``ROLLUP_SUMS`` order, min, max).
+    (hour, the ``keys`` (the five dimensions), then the measures in ``ROLLUP_SUMS`` order,
+    min, max).
 
     With ``weight`` (a column of +1 or -1), each row adds or takes away its share: how a
     span that starts or stops counting moves the rollups. Latency min and max only widen
@@ -64,7 +67,7 @@ def rollup_aggregates_sql(source: str, *, weight: str | None = None) -> str:
         f"{when(f'{bucket} = {i}')} AS {col}" for i, col in enumerate(BUCKET_COLUMNS)
     )
     tokens = ",\n        ".join(f"{total(c)} AS {c}" for c in TOKEN_COLUMNS)
-    dims = ", ".join(f"coalesce({k}, '') AS {k}" for k in ROLLUP_KEYS)
+    dims = ", ".join(f"coalesce({k}, '') AS {k}" for k in keys)
     return f"""
         SELECT date_trunc('hour', "timestamp", 'UTC') AS hour, {dims},
         {each} AS calls,
@@ -79,18 +82,35 @@ def rollup_aggregates_sql(source: str, *, weight: str | None = None) -> str:
         min(duration_ms){widening} AS latency_min_ms,
         max(duration_ms){widening} AS latency_max_ms
         FROM {source}
-        GROUP BY 1, 2, 3, 4, 5, 6"""
+        GROUP BY {_positions(keys)}"""
 
 
-def rollup_regroup_sql(source: str, unit: str) -> str:
+def _positions(keys: tuple[str, ...]) -> str:
+    """GROUP BY the time column and the keys, by position."""
+    return ", ".join(str(i) for i in range(1, len(keys) + 2))
+
+
+def rollup_regroup_sql(
+    source: str,
+    unit: str,
+    *,
+    keys: tuple[str, ...] = ROLLUP_KEYS,
+    sums: tuple[str, ...] = ROLLUP_SUMS,
+    latency_bounds: bool = True,
+) -> str:
     """Rows shaped like ``rollup_aggregates_sql`` summed into coarser ``unit`` buckets
-    (e.g. ``day``); the time column keeps the name ``hour`` so shapes stay the same."""
-    sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_SUMS)
+    (e.g. ``day``); the time column keeps the name ``hour`` so shapes stay the same. Only
+    ``sums`` (and the latency bounds, with ``latency_bounds``) are carried."""
+    summed = ", ".join(f"sum({c}) AS {c}" for c in sums)
+    bounds = (
+        ", min(latency_min_ms) AS latency_min_ms, max(latency_max_ms) AS latency_max_ms"
+        if latency_bounds
+        else ""
+    )
     return f"""
-        SELECT date_trunc('{unit}', hour, 'UTC') AS hour, {", ".join(ROLLUP_KEYS)}, {sums},
-               min(latency_min_ms) AS latency_min_ms, max(latency_max_ms) AS latency_max_ms
+        SELECT date_trunc('{unit}', hour, 'UTC') AS hour, {", ".join(keys)}, {summed}{bounds}
           FROM {source}
-         GROUP BY 1, 2, 3, 4, 5, 6"""
+         GROUP BY {_positions(keys)}"""
 
 
 ROLLUP_TABLES: tuple[tuple[str, str], ...] = (
@@ -106,29 +126,27 @@ def rollup_upsert_sql(
     table: str = "usage_rollup_hourly",
     time_column: str = "hour",
     sign: str = "+",
+    keys: tuple[str, ...] = ROLLUP_KEYS,
+    sums: tuple[str, ...] = ROLLUP_SUMS,
+    latency_bounds: bool = True,
+    time_first: bool = True,
 ) -> str:
     """INSERT into a rollup table from a CTE shaped like ``rollup_aggregates_sql`` (time
-    column named ``hour``), adding to existing rows. Rows go in key order so concurrent
-    writers lock rollup rows in the same order and cannot deadlock."""
-    cols = [
-        "organization_id",
-        time_column,
-        *ROLLUP_KEYS,
-        *ROLLUP_SUMS,
-        "latency_min_ms",
-        "latency_max_ms",
-    ]
-    sets = [f"{c} = r.{c} {sign} excluded.{c}" for c in ROLLUP_SUMS]
-    sets.append("latency_min_ms = least(r.latency_min_ms, excluded.latency_min_ms)")
-    sets.append("latency_max_ms = greatest(r.latency_max_ms, excluded.latency_max_ms)")
-    select_cols = ", ".join(
-        ["$1::uuid", "hour", *ROLLUP_KEYS, *ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]
-    )
+    column named ``hour``), adding to existing rows. Rows go in the order of the table's
+    primary key (``time_first``: time, then the keys) so concurrent writers lock rollup rows
+    in the same order and cannot deadlock."""
+    bounds = ["latency_min_ms", "latency_max_ms"] if latency_bounds else []
+    cols = ["organization_id", time_column, *keys, *sums, *bounds]
+    sets = [f"{c} = r.{c} {sign} excluded.{c}" for c in sums]
+    if latency_bounds:
+        sets.append("latency_min_ms = least(r.latency_min_ms, excluded.latency_min_ms)")
+        sets.append("latency_max_ms = greatest(r.latency_max_ms, excluded.latency_max_ms)")
+    select_cols = ", ".join(["$1::uuid", "hour", *keys, *sums, *bounds])
     return f"""
         INSERT INTO {table} AS r ({", ".join(cols)})
         SELECT {select_cols} FROM {source_cte}
-        ORDER BY hour, {", ".join(ROLLUP_KEYS)}
-        ON CONFLICT (organization_id, {time_column}, {", ".join(ROLLUP_KEYS)}) DO UPDATE SET
+        ORDER BY {", ".join(["hour", *keys] if time_first else [*keys, "hour"])}
+        ON CONFLICT (organization_id, {time_column}, {", ".join(keys)}) DO UPDATE SET
             {", ".join(sets)}"""
 
 

@@ -88,8 +88,9 @@ class TelemetryRow:
     """The ``session`` dimension."""
     agent_name: str | None = field(default=None, metadata=_TEXT)
     """The ``agent`` dimension."""
-    tags: Mapping[str, str] | None = field(default=None, metadata=_JSONB)
-    """The span's values for its organization's tag keys (``storage/tags.py``), or None."""
+    tags: Mapping[str, str | None] | None = field(default=None, metadata=_JSONB)
+    """The span's value for each of its organization's tag keys (None for a key it has no
+    value for: ``storage/tags.tag_values``), or None when the organization names none."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -210,7 +211,7 @@ def copy_row(
     attributes: Mapping[str, Any],
     resource_attributes: Mapping[str, Any],
     instrumentation_scope: str | None = None,
-    tags: Mapping[str, str] | None = None,
+    tags: Mapping[str, str | None] | None = None,
 ) -> CopyRow:
     """The stored span for one span's normalized ``usage`` and its ``cost``, as a
     ``CopyRow``.
@@ -289,7 +290,7 @@ def row_from_usage(
     attributes: Mapping[str, Any] | None = None,
     resource_attributes: Mapping[str, Any] | None = None,
     instrumentation_scope: str | None = None,
-    tags: Mapping[str, str] | None = None,
+    tags: Mapping[str, str | None] | None = None,
 ) -> TelemetryRow:
     """``copy_row`` as a checked, typed ``TelemetryRow`` (money as Decimal), for code that
     builds rows one at a time (tests, tools) rather than the receiver's hot path."""

@@ -52,11 +52,15 @@ def tag_of(dimension: str) -> str | None:
 
 def tag_values(
     keys: tuple[str, ...], attributes: Any, resource: Any
-) -> tuple[dict[str, str] | None, bool]:
+) -> tuple[dict[str, str | None] | None, bool]:
     """A span's values for ``keys``: each from its attributes, else its resource's (text,
-    or a number or boolean as text), cut to ``MAX_TAG_VALUE_LENGTH``; None when it has none.
-    Also whether a value was cut."""
-    found: dict[str, str] = {}
+    or a number or boolean as text), cut to ``MAX_TAG_VALUE_LENGTH``; None for a key it has
+    no value for. Every key is there, so the stored span records which keys were in force
+    (the dimension rollups count it under '' for those). None when ``keys`` is empty. Also
+    whether a value was cut."""
+    if not keys:
+        return None, False
+    found: dict[str, str | None] = {}
     cut = False
     for key in keys:
         value = attributes.get(key)
@@ -67,10 +71,8 @@ def tag_values(
         elif isinstance(value, (int, float)):  # bool is an int
             text = str(value).lower() if isinstance(value, bool) else str(value)
         else:
-            continue
-        if not text:
-            continue
+            text = ""
         if len(text) > MAX_TAG_VALUE_LENGTH:
             text, cut = text[:MAX_TAG_VALUE_LENGTH], True
-        found[key] = text
-    return (found or None), cut
+        found[key] = text or None
+    return found, cut

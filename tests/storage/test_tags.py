@@ -36,10 +36,12 @@ def test_values_from_the_span_else_the_resource_cut_and_counted() -> None:
     attributes = {"team": "search", "tier": 3, "customer": ""}
     resource = {"customer": "acme", "team": "ignored"}
     assert tag_values(keys, attributes, resource) == (
-        {"team": "search", "customer": "acme", "tier": "3"},
+        {"team": "search", "customer": "acme", "tier": "3", "absent": None},
         False,
     )
     long = {"team": "x" * (MAX_TAG_VALUE_LENGTH + 1)}
     values, cut = tag_values(("team",), long, {})
     assert values == {"team": "x" * MAX_TAG_VALUE_LENGTH} and cut
-    assert tag_values(("team",), {}, None) == (None, False)
+    # Every key in force is recorded, with or without a value; no keys, no tags.
+    assert tag_values(("team",), {}, None) == ({"team": None}, False)
+    assert tag_values((), {"team": "search"}, None) == (None, False)

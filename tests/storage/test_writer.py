@@ -41,17 +41,48 @@ SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r US
     OR raw.unpriced_calls IS DISTINCT FROM r.unpriced_calls
     OR raw.latency_count IS DISTINCT FROM r.latency_count
 """
+DIMENSION_CHECK = """
+WITH spans AS (
+    SELECT e.*, d.dimension, coalesce(d.value, '') AS value
+      FROM telemetry_events e
+     CROSS JOIN LATERAL (
+           SELECT * FROM (VALUES ('user', e.user_id), ('session', e.session_id),
+                                 ('agent', e.agent_name)) AS a(dimension, value)
+           UNION ALL SELECT 'tag.' || key, value FROM jsonb_each_text(e.tags)) d
+     WHERE e.counted
+), raw AS (
+    SELECT organization_id, dimension, value,
+           date_trunc('{unit}', "timestamp", 'UTC') AS {time_column},
+           count(*) AS calls,
+           count(*) FILTER (WHERE status = 'ERROR' OR error_type IS NOT NULL) AS errors,
+           coalesce(sum(input_tokens), 0) AS input_tokens,
+           coalesce(sum(total_tokens), 0) AS total_tokens, coalesce(sum(cost), 0) AS cost,
+           count(cost) AS priced_calls,
+           count(*) FILTER (WHERE cost IS NULL AND cost_source = 'unknown') AS unpriced_calls
+      FROM spans GROUP BY 1, 2, 3, 4
+)
+SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r USING
+    (organization_id, dimension, value, {time_column})
+ WHERE raw.calls IS DISTINCT FROM r.calls OR raw.errors IS DISTINCT FROM r.errors
+    OR raw.input_tokens IS DISTINCT FROM r.input_tokens
+    OR raw.total_tokens IS DISTINCT FROM r.total_tokens
+    OR raw.cost IS DISTINCT FROM r.cost OR raw.priced_calls IS DISTINCT FROM r.priced_calls
+    OR raw.unpriced_calls IS DISTINCT FROM r.unpriced_calls
+"""
 
 
 async def rollup_mismatches(pool: Any) -> int:
-    """Rollup rows (hourly and daily) that disagree with the counted raw spans they
-    summarize (rows a correction took to zero calls are no rows)."""
+    """Rollup rows (usage hourly and daily; dimension hourly and monthly) that disagree with
+    the counted raw spans they summarize (rows a correction took to zero calls are no
+    rows)."""
     total = 0
-    for table, time_column, unit in (
-        ("usage_rollup_hourly", "hour", "hour"),
-        ("usage_rollup_daily", "day", "day"),
+    for check, table, time_column, unit in (
+        (ROLLUP_CHECK, "usage_rollup_hourly", "hour", "hour"),
+        (ROLLUP_CHECK, "usage_rollup_daily", "day", "day"),
+        (DIMENSION_CHECK, "dimension_rollup_hourly", "hour", "hour"),
+        (DIMENSION_CHECK, "dimension_rollup_monthly", "month", "month"),
     ):
-        sql = ROLLUP_CHECK.format(table=table, time_column=time_column, unit=unit)
+        sql = check.format(table=table, time_column=time_column, unit=unit)
         rows = await owner_fetch(pool, sql)
         total += int(rows[0][0])
     return total
