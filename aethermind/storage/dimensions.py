@@ -38,3 +38,11 @@ def column_of(dimension: str) -> str:
     if key is not None:
         return f"(tags->>'{key}')"
     return ATTRIBUTION.get(dimension, dimension)
+
+
+def in_force_sql(dimension: str) -> str | None:
+    """For a tag, the SQL condition that a stored span had the key in force (spans stored
+    before the organization named the key have no value for it, not even ''); None for other
+    dimensions, which every span has."""
+    key = tag_of(dimension)
+    return None if key is None else f"(tags ? '{key}')"

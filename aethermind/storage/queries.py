@@ -11,14 +11,22 @@ the histogram); from raw spans alone for minute buckets or ranges without a whol
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
+from aethermind.storage.aggregate_sql import ROLLUP_MEASURES, Shape, ordered_sql
 from aethermind.storage.counting import reason_not_counted
-from aethermind.storage.dimensions import ORDER_BY, QUERY_DIMENSIONS, column_of, is_dimension
+from aethermind.storage.dimension_queries import answerable_dimension, dimension_rows
+from aethermind.storage.dimensions import (
+    ORDER_BY,
+    QUERY_DIMENSIONS,
+    column_of,
+    in_force_sql,
+    is_dimension,
+)
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
 from aethermind.storage.rollups import (
     IS_ERROR_SQL,
@@ -132,32 +140,6 @@ def _where(
     return "".join(f" AND {c}" for c in clauses), args
 
 
-def _ordered(
-    keys: Sequence[str], order_by: str | None, limit: int | None, *, limit_param: int
-) -> tuple[str, list[Any]]:
-    """GROUP BY, ORDER BY (the bucket and keys; or the ``order_by`` measure, descending,
-    then those) and LIMIT, and the LIMIT's parameter."""
-    clause = f" GROUP BY {', '.join(keys)}" if keys else ""
-    order = [f"{ORDER_BY[order_by]} DESC NULLS LAST"] if order_by else []
-    order += keys
-    if order:
-        clause += f" ORDER BY {', '.join(order)}"
-    if limit is None:
-        return clause, []
-    return f"{clause} LIMIT ${limit_param}", [limit]
-
-
-@dataclass(frozen=True, slots=True)
-class Shape:
-    """What an aggregates query asks for, besides the organization and the range."""
-
-    group_by: Sequence[str] = ()
-    granularity: str | None = None
-    filters: Mapping[str, str] = field(default_factory=dict)
-    order_by: str | None = None
-    limit: int | None = None
-
-
 def _rollup_sql(shape: Shape) -> tuple[str, list[Any]]:
     """Daily rows in [$6, $7), hourly rows in [$4, $6) and [$7, $5), raw spans in the
     partial hours [$2, $4) and [$5, $3) aggregated exactly as the writer aggregates them
@@ -174,19 +156,8 @@ def _rollup_sql(shape: Shape) -> tuple[str, list[Any]]:
     dims = list(group_by)
     select = [f"date_trunc('{granularity}', hour, 'UTC') AS bucket"] if granularity else []
     select += dims
-    measures = [
-        "sum(calls)::bigint AS calls",
-        "sum(errors)::bigint AS errors",
-        *(f"sum({c})::bigint AS {c}" for c in TOKEN_COLUMNS),
-        "sum(cost) AS cost",
-        "sum(priced_calls)::bigint AS priced_calls",
-        "sum(unpriced_calls)::bigint AS unpriced_calls",
-        "min(latency_min_ms) AS latency_min_ms",
-        "max(latency_max_ms) AS latency_max_ms",
-        *(f"sum({c})::bigint AS {c}" for c in BUCKET_COLUMNS),
-    ]
     keys = (["bucket"] if granularity else []) + dims
-    group, limit_args = _ordered(keys, shape.order_by, shape.limit, limit_param=8 + len(args))
+    group, limit_args = ordered_sql(keys, shape.order_by, shape.limit, limit_param=8 + len(args))
     sql = f"""
         WITH parts AS (
             SELECT day AS hour, {", ".join(measures_in)} FROM usage_rollup_daily
@@ -198,7 +169,7 @@ def _rollup_sql(shape: Shape) -> tuple[str, list[Any]]:
             UNION ALL
             {rollup_aggregates_sql(edges)}
         )
-        SELECT {", ".join(select + measures)} FROM parts{group}"""
+        SELECT {", ".join(select + list(ROLLUP_MEASURES))} FROM parts{group}"""
     return sql, [*args, *limit_args]
 
 
@@ -217,8 +188,12 @@ def _raw_sql(shape: Shape) -> tuple[str, list[Any]]:
         " AS percentiles",
     ]
     where, args = _where(shape.filters, first_param=4, null_as_empty=False)
+    for dimension in sorted({*group_by, *shape.filters}):
+        in_force = in_force_sql(dimension)
+        if in_force:
+            where += f" AND {in_force}"
     keys = (["bucket"] if granularity else []) + [f'"{d}"' for d in group_by]
-    group, limit_args = _ordered(keys, shape.order_by, shape.limit, limit_param=4 + len(args))
+    group, limit_args = ordered_sql(keys, shape.order_by, shape.limit, limit_param=4 + len(args))
     sql = (
         f"SELECT {', '.join(select + measures)} FROM telemetry_events"
         f' WHERE organization_id = $1 AND counted AND "timestamp" >= $2 AND "timestamp" < $3'
@@ -285,25 +260,30 @@ async def aggregates(
     (top N). An empty range yields no rows. ``source`` forces the rollup or the raw path
     (for tests and benchmarks); forcing the rollup on a range or a dimension it cannot
     answer exactly raises ValueError. Grouping or filtering by a dimension of
-    ``ATTRIBUTION`` (user, session, agent) reads the stored spans.
+    ``ATTRIBUTION`` (user, session, agent) or a tag alone reads the dimension rollups
+    (``dimension_queries.py``); with other dimensions, the stored spans.
     """
     filters = dict(filters or {})
     _validate(from_, to, group_by, granularity, filters, order_by=order_by, limit=limit)
-    in_rollups = all(k in ROLLUP_KEYS for k in (*group_by, *filters))
-    if source == "rollup" and not (can_use_rollup(from_, to, granularity) and in_rollups):
-        raise ValueError(
-            "the rollup answers only hour-aligned ranges with granularity >= hour, grouped"
-            f" and filtered by {list(ROLLUP_KEYS)}"
-        )
-    plan = plan_rollup(from_, to, granularity)
-    use_rollup = source != "raw" and plan is not None and in_rollups
     shape = Shape(group_by, granularity, filters, order_by, limit)
+    in_rollups = all(k in ROLLUP_KEYS for k in (*group_by, *filters))
+    dimension = answerable_dimension(shape)
+    plan = plan_rollup(from_, to, granularity)
+    if source == "rollup" and not (
+        can_use_rollup(from_, to, granularity) and (in_rollups or dimension)
+    ):
+        raise ValueError(
+            "the rollups answer only hour-aligned ranges with granularity >= hour, grouped"
+            f" and filtered by {list(ROLLUP_KEYS)}, or by one other dimension alone"
+        )
+    use_rollup = source != "raw" and plan is not None and (in_rollups or dimension is not None)
     org = UUID(str(organization_id))
-    if use_rollup and plan is not None:
+    sql, params = "", []
+    if use_rollup and plan is not None and in_rollups:
         sql, args = _rollup_sql(shape)
         bounds = (plan.hour_from, plan.hour_to, plan.day_from, plan.day_to)
-        params: list[Any] = [org, from_, to, *bounds, *args]
-    else:
+        params = [org, from_, to, *bounds, *args]
+    elif not use_rollup:
         sql, args = _raw_sql(shape)
         params = [org, from_, to, *args]
     tags = {tag_of(k) for k in (*group_by, *filters)} - {None}
@@ -318,7 +298,12 @@ async def aggregates(
                     f"tag {missing[0]!r} is not one of the organization's tag keys"
                     f" ({', '.join(configured or ()) or 'none configured'})"
                 )
-        records = await conn.fetch(sql, *params, timeout=timeout)
+        if sql:
+            records = await conn.fetch(sql, *params, timeout=timeout)
+        else:
+            assert plan is not None and dimension is not None
+            bounds = (from_, to, plan.hour_from, plan.hour_to)
+            records = await dimension_rows(conn, org, dimension, shape, bounds, timeout=timeout)
     # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
     return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
 

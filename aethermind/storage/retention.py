@@ -36,8 +36,7 @@ DELETE_DIMENSION_HOURS_SQL = f"""
 so a month's totals stay the sums of its kept hours (``DELETE_DIMENSION_MONTHS_SQL`` then
 deletes the months wholly before $2). Answers how many hours went."""
 DELETE_DIMENSION_MONTHS_SQL = (
-    f"DELETE FROM {MONTHLY_TABLE} WHERE organization_id = $1"
-    " AND month + interval '1 month' <= $2"
+    f"DELETE FROM {MONTHLY_TABLE} WHERE organization_id = $1 AND month + interval '1 month' <= $2"
 )
 
 

@@ -33,7 +33,9 @@ def make_rows(
     trace_prefix: str = "",
 ) -> list[TelemetryRow]:
     """``n`` realistic spans, ``spacing`` apart, cycling through providers, models,
-    services and environments, some errors and some unpriced."""
+    services and environments, some errors and some unpriced; most for one of a few dozen
+    users (a few spending most), in sessions of a few spans, some under an agent, with the
+    tag keys ``team`` and ``feature`` in force (``feature`` mostly without a value)."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -45,6 +47,7 @@ def make_rows(
             if per_token is None
             else (per_token * (input_tokens + 4 * output_tokens)).quantize(Decimal("1e-12"))
         )
+        user = min(int(rng.paretovariate(1.2)), 40)
         rows.append(
             TelemetryRow(
                 trace_id=f"{trace_prefix}{seed:04x}{i:028x}"[-32:],
@@ -74,6 +77,13 @@ def make_rows(
                 price_model_id=model if cost is not None else None,
                 attributes={"gen_ai.system": provider, "gen_ai.request.model": model, "i": i},
                 resource_attributes={"service.name": ("checkout", "search", "support")[i % 3]},
+                user_id=None if i % 7 == 3 else f"user-{user}",
+                session_id=f"session-{seed}-{i // 4}",
+                agent_name=("planner", "coder", None)[i % 3],
+                tags={
+                    "team": ("search", "ads")[user % 2],
+                    "feature": "chat" if i % 5 == 0 else None,
+                },
             )
         )
     return rows

@@ -1,0 +1,168 @@
+"""Aggregates by who and what spent it, from the dimension rollups: one user's (session's,
+agent's, tag value's) usage, every value's, and the top N values over millions.
+
+Exact sums come from the hourly rows of the range's whole hours plus the raw spans of its
+partial hours at either end (aggregated as the writer aggregates them). Top N ranks first
+and sums second, so it reads the hours of a few hundred values, never of all of them:
+
+1. Candidates: the ``C`` highest values of each month the range touches, by the measure
+   asked for (``dimension_rollup_monthly``, an index per measure).
+2. Exact range totals of the candidates (their hourly rows and edge spans).
+3. A value that is no month's candidate has, in each month, at most that month's C-th
+   total, so over the range at most the sum of those: if the N-th exact total reaches that
+   bound, no other value can enter the top N (a tie at the N-th place may be broken either
+   way). Otherwise ``C`` grows fourfold and the search repeats; past ``MAX_CANDIDATES`` the
+   range's hourly rows are grouped whole (exact, the slow way).
+
+Monthly totals are upper bounds of any part of the month: retention keeps them equal to the
+sum of the kept hours, and the writer moves them with every change of what counts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from aethermind.storage.aggregate_sql import ROLLUP_MEASURES, Shape, ordered_sql
+from aethermind.storage.dimension_rollups import HOURLY_TABLE, MONTHLY_TABLE
+from aethermind.storage.dimensions import ORDER_BY, column_of, in_force_sql
+from aethermind.storage.rollups import ROLLUP_KEYS, ROLLUP_SUMS, rollup_aggregates_sql
+
+MAX_CANDIDATES = 25_600
+"""Candidates per month past which top N groups the range's hourly rows whole."""
+FIRST_CANDIDATES = 4
+"""The first search takes this many times N candidates a month."""
+_VALUE = "dimension_value"
+
+
+def answerable_dimension(shape: Shape) -> str | None:
+    """The dimension the dimension rollups answer ``shape`` by: the one non-rollup dimension
+    it names, when it groups by nothing else and filters on nothing else."""
+    named = {*shape.group_by, *shape.filters}
+    if len(named) != 1:
+        return None
+    (dimension,) = named
+    return None if dimension in ROLLUP_KEYS else dimension
+
+
+def dimension_sql(dimension: str, shape: Shape, *, by_values: bool) -> tuple[str, list[Any]]:
+    """$1 organization, $2-$3 the range, $4-$5 its whole hours; with ``by_values``, $6 the
+    values to keep (text[]). The rows of ``shape`` (grouped by ``dimension`` or not, by
+    bucket or not), shaped for ``queries._row`` (rollup)."""
+    column = column_of(dimension)
+    in_force = in_force_sql(dimension)
+    value_of_span = f"coalesce({column}, '')"
+    edge_filter = f" AND {value_of_span} = ANY($6::text[])" if by_values else ""
+    hour_filter = " AND value = ANY($6::text[])" if by_values else ""
+    if in_force:
+        edge_filter += f" AND {in_force}"
+    edges = (
+        f"(SELECT *, {column} AS {_VALUE} FROM telemetry_events"
+        " WHERE organization_id = $1 AND counted"
+        ' AND ("timestamp" >= $2 AND "timestamp" < $4 OR "timestamp" >= $5 AND "timestamp" < $3)'
+        f"{edge_filter}) AS edges"
+    )
+    measures_in = [*ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]  # as the edges give them
+    granularity = shape.granularity
+    select = [f"date_trunc('{granularity}', hour, 'UTC') AS bucket"] if granularity else []
+    keys = ["bucket"] if granularity else []
+    if shape.group_by:
+        select.append(f'{_VALUE} AS "{dimension}"')
+        keys.append(f'"{dimension}"')
+    limit_param = 7 if by_values else 6
+    group, limit_args = ordered_sql(keys, shape.order_by, shape.limit, limit_param=limit_param)
+    sql = f"""
+        WITH parts AS (
+            SELECT hour, value AS {_VALUE}, {", ".join(measures_in)} FROM {HOURLY_TABLE}
+             WHERE organization_id = $1 AND dimension = '{dimension}'
+               AND hour >= $4 AND hour < $5{hour_filter}
+            UNION ALL
+            {rollup_aggregates_sql(edges, keys=(_VALUE,))}
+        )
+        SELECT {", ".join(select + list(ROLLUP_MEASURES))} FROM parts{group}"""
+    return sql, limit_args
+
+
+_CANDIDATES_SQL = """
+    SELECT m.month, c.value, c.measure
+      FROM unnest($3::timestamptz[]) AS m(month)
+     CROSS JOIN LATERAL (
+           SELECT value, {measure} AS measure FROM {table}
+            WHERE organization_id = $1 AND dimension = $2 AND month = m.month
+            ORDER BY {measure} DESC LIMIT $4) AS c"""
+
+
+async def dimension_rows(
+    conn: Any,
+    organization_id: UUID,
+    dimension: str,
+    shape: Shape,
+    bounds: tuple[datetime, datetime, datetime, datetime],
+    *,
+    timeout: float | None,
+) -> list[Any]:
+    """The records of ``shape`` over ``bounds`` (from, to, first whole hour, end of the last)
+    from the dimension rollups; top N by the threshold search when the shape asks for the
+    top values of the dimension alone."""
+    if shape.filters:
+        sql, args = dimension_sql(dimension, shape, by_values=True)
+        values = [shape.filters[dimension]]
+        return list(await conn.fetch(sql, organization_id, *bounds, values, *args, timeout=timeout))
+    if shape.order_by is None or shape.limit is None or shape.granularity or not shape.group_by:
+        sql, args = dimension_sql(dimension, shape, by_values=False)
+        return list(await conn.fetch(sql, organization_id, *bounds, *args, timeout=timeout))
+    return await _top_values(conn, organization_id, dimension, shape, bounds, timeout=timeout)
+
+
+async def _top_values(
+    conn: Any,
+    organization_id: UUID,
+    dimension: str,
+    shape: Shape,
+    bounds: tuple[datetime, datetime, datetime, datetime],
+    *,
+    timeout: float | None,
+) -> list[Any]:
+    assert shape.order_by is not None and shape.limit is not None
+    limit, measure = shape.limit, ORDER_BY[shape.order_by]
+    months = _months(bounds[0], bounds[1])
+    candidates_sql = _CANDIDATES_SQL.format(measure=measure, table=MONTHLY_TABLE)
+    exact_sql, exact_args = dimension_sql(dimension, shape, by_values=True)
+    per_month = limit * FIRST_CANDIDATES
+    while per_month <= MAX_CANDIDATES:
+        ranked = await conn.fetch(
+            candidates_sql, organization_id, dimension, months, per_month, timeout=timeout
+        )
+        by_month: dict[datetime, list[Any]] = {}
+        for record in ranked:
+            by_month.setdefault(record["month"], []).append(record["measure"])
+        # A month with fewer than C values has all of them among the candidates.
+        bound = sum(
+            (values[-1] for values in by_month.values() if len(values) == per_month), start=0
+        )
+        values = sorted({record["value"] for record in ranked})
+        exact = await conn.fetch(
+            exact_sql, organization_id, *bounds, values, *exact_args, timeout=timeout
+        )
+        complete = all(len(v) < per_month for v in by_month.values())
+        if complete or (len(exact) == limit and _measure(exact[-1], measure) >= bound):
+            return list(exact)
+        per_month *= 4
+    sql, args = dimension_sql(dimension, shape, by_values=False)
+    return list(await conn.fetch(sql, organization_id, *bounds, *args, timeout=timeout))
+
+
+def _measure(record: Any, measure: str) -> Any:
+    value = record[measure]
+    return 0 if value is None else value
+
+
+def _months(from_: datetime, to: datetime) -> list[datetime]:
+    """The first instants (UTC) of the calendar months ``[from_, to)`` touches."""
+    start = from_.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    months = []
+    while start < to:
+        months.append(start)
+        start = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return months
