@@ -3,6 +3,12 @@ query on raw rows, measured in the same run:
 
 * 30-day summary grouped by provider, model   (target: p95 <= 50 ms from the rollup)
 * 30-day daily series                         (target: p95 <= 100 ms from the rollup)
+* top 100 users by cost over 30 days          (target: p95 <= 200 ms; baseline: GROUP BY
+                                               over the raw rows)
+
+and, for the record, other top-N and breakdowns by who spent it. The spans name 1M distinct
+users (half the spans from a heavy-tailed few, half spread evenly), 100k sessions, 50 agents
+and three tags of 10, 1,000 and 10,000 values.
 
 The data is generated server-side with generate_series (the trace index is built after the
 load, which is much faster than maintaining it row by row) and the rollup is built with one
@@ -32,16 +38,20 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from aethermind.storage.database import create_pool
+from aethermind.storage.dimension_rollups import (
+    DIMENSION_KEYS,
+    HOURLY_TABLE,
+    MONTHLY_SUMS,
+    MONTHLY_TABLE,
+    dimension_values_sql,
+)
 from aethermind.storage.embedded import EmbeddedPostgres
 from aethermind.storage.migrate import migrate
 from aethermind.storage.queries import aggregates
+from aethermind.storage.rollups import rollup_aggregates_sql, rollup_regroup_sql, rollup_upsert_sql
 from aethermind.storage.scope import owner_transaction
-from aethermind.storage.writer import (
-    ensure_partitions,
-    rollup_aggregates_sql,
-    rollup_regroup_sql,
-    rollup_upsert_sql,
-)
+from aethermind.storage.tenants import set_tag_keys
+from aethermind.storage.writer import ensure_partitions
 
 DB_NAME = "aethermind_bench_queries"
 END = datetime(2025, 6, 1, tzinfo=UTC)
@@ -53,7 +63,8 @@ INSERT INTO telemetry_events (
     status, error_type, service, environment, provider, operation, request_model,
     response_model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
     reasoning_tokens, total_tokens, cost, cost_input, cost_cache_read, cost_cache_write,
-    cost_output, cost_source, price_model_id, attributes, resource_attributes)
+    cost_output, cost_source, price_model_id, attributes, resource_attributes, counted,
+    user_id, session_id, agent_name, tags)
 SELECT $1::uuid,
        md5(g::text),
        substr(md5((g * 31)::text), 1, 16),
@@ -76,7 +87,18 @@ SELECT $1::uuid,
        CASE WHEN m.priced THEN m.model END,
        jsonb_build_object('gen_ai.system', m.provider, 'gen_ai.request.model', m.model,
                           'gen_ai.usage.input_tokens', t.input_tokens),
-       jsonb_build_object('service.name', 'svc')
+       jsonb_build_object('service.name', 'svc'),
+       true,
+       -- Users: half the spans from a heavy-tailed few (log-uniform over the ids, as real
+       -- spend is: a few users spend most), half spread evenly over all 1M ids.
+       'user-' || CASE WHEN g % 2 = 0
+                       THEN (g / 2) % 1000000
+                       ELSE floor(exp(ln(1000000) * ((g * 7919) % 1000003) / 1000003.0))::bigint
+                  END,
+       'session-' || (g / 100) % 100000,
+       CASE WHEN g % 5 <> 0 THEN 'agent-' || (g * 13) % 50 END,
+       jsonb_build_object('team', 'team-' || (g * 7) % 10, 'feature', 'feature-' || (g * 31) % 1000,
+                          'customer', 'customer-' || (g * 17) % 10000)
   FROM generate_series($5::bigint, $6::bigint - 1) AS g
  CROSS JOIN LATERAL (
        SELECT (ARRAY['openai', 'openai', 'anthropic', 'anthropic', 'google', 'openai',
@@ -143,6 +165,41 @@ async def load(pool: Any, org: Any, rows: int) -> None:
             timeout=None,
         )
         print(f"  rollups built ({time.perf_counter() - started:.0f} s)", flush=True)
+        # The dimension rollups, month by month (the writer's aggregation, unweighted).
+        for month in months_of(END - timedelta(days=DAYS), END):
+            spans = (
+                "(SELECT * FROM telemetry_events WHERE organization_id = $1"
+                f" AND \"timestamp\" >= '{month.isoformat()}'"
+                f" AND \"timestamp\" < '{next_month(month).isoformat()}')"
+            )
+            await conn.execute(
+                f"WITH s AS ({dimension_values_sql(spans)}),"
+                f" agg AS ({rollup_aggregates_sql('s', keys=DIMENSION_KEYS)})"
+                f" {rollup_upsert_sql('agg', table=HOURLY_TABLE, keys=DIMENSION_KEYS, time_first=False)}",
+                org,
+                timeout=None,
+            )
+        monthly = dict(keys=DIMENSION_KEYS, sums=MONTHLY_SUMS, latency_bounds=False)
+        await conn.execute(
+            f"WITH m AS ({rollup_regroup_sql(f'{HOURLY_TABLE} WHERE organization_id = $1', 'month', **monthly)})"
+            f" {rollup_upsert_sql('m', table=MONTHLY_TABLE, time_column='month', time_first=False, **monthly)}",
+            org,
+            timeout=None,
+        )
+        print(f"  dimension rollups built ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def months_of(from_: datetime, to: datetime) -> list[datetime]:
+    month = from_.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    months = []
+    while month < to:
+        months.append(month)
+        month = next_month(month)
+    return months
+
+
+def next_month(month: datetime) -> datetime:
+    return month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
 
 
 async def measure(label: str, runs: int, call: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
@@ -179,13 +236,15 @@ async def run(admin_url: str, rows: int, keep: bool) -> None:
         if loaded != rows:
             async with owner_transaction(pool) as conn:
                 await conn.execute(
-                    "TRUNCATE telemetry_events, usage_rollup_hourly, organizations CASCADE"
+                    "TRUNCATE telemetry_events, usage_rollup_hourly, usage_rollup_daily,"
+                    f" {HOURLY_TABLE}, {MONTHLY_TABLE}, organizations CASCADE"
                 )
                 org = await conn.fetchval(
                     "INSERT INTO organizations"
                     " (name, slug, plan, rate_limit_per_min, retention_days)"
                     " VALUES ('bench', 'bench', 'ENTERPRISE', 600000, 365) RETURNING id"
                 )
+            await set_tag_keys(pool, org, ["team", "feature", "customer"])
             print(f"loading {rows:,} spans over {DAYS} days...")
             await load(pool, org, rows)
             async with pool.acquire() as conn:
@@ -226,7 +285,48 @@ async def run(admin_url: str, rows: int, keep: bool) -> None:
             40,
             lambda: aggregates(pool, org, ragged_from, ragged_to, group_by=["provider", "model"]),
         )
+        top_users = {"group_by": ["user"], "order_by": "cost_usd", "limit": 100}
+        print("Top 100 users by cost over 30 days (dimension rollups: monthly candidates):")
+        results["top_users_rollup"] = await measure(
+            "dimension rollups", 40, lambda: aggregates(pool, org, from_, to, **top_users)
+        )
+        results["top_users_raw"] = await measure(
+            "raw rows (GROUP BY)",
+            3,
+            lambda: aggregates(pool, org, from_, to, **top_users, source="raw"),
+        )
+        middle_from, middle_to = END - timedelta(days=47, minutes=11), END - timedelta(days=17)
+        for label, key, shape in (
+            ("Top 100 users, 30 days across two months, unaligned:", "top_users_split",
+             top_users),
+            ("Top 100 sessions by calls, same range:", "top_sessions",
+             {"group_by": ["session"], "order_by": "calls", "limit": 100}),
+            ("Top 20 customers (tag, 10k values, spread evenly) by cost:", "top_customers",
+             {"group_by": ["tag.customer"], "order_by": "cost_usd", "limit": 20}),
+            ("Every team (tag, 10 values):", "teams", {"group_by": ["tag.team"]}),
+            ("One user's usage by day:", "one_user",
+             {"filters": {"user": "user-7"}, "granularity": "day"}),
+        ):  # fmt: skip
+            print(label)
+            results[key] = await measure(
+                "dimension rollups",
+                20,
+                lambda shape=shape: aggregates(pool, org, middle_from, middle_to, **shape),
+            )
+            results[f"{key}_raw"] = await measure(
+                "raw rows",
+                3,
+                lambda shape=shape: aggregates(
+                    pool, org, middle_from, middle_to, **shape, source="raw"
+                ),
+            )
         print()
+        p95, raw = results["top_users_rollup"][1], results["top_users_raw"][1]
+        verdict = "MET" if p95 <= 200 else "NOT MET"
+        print(
+            f"top 100 users: p95 {p95:7.1f} ms (target 200 ms: {verdict});"
+            f" raw GROUP BY p95 {raw:8.1f} ms; {raw / p95:,.0f}x"
+        )
         for name, target, key in (("summary", 50, "summary"), ("daily series", 100, "daily")):
             p95 = results[f"{key}_rollup"][1]
             raw = results[f"{key}_raw"][1]

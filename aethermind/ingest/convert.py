@@ -7,7 +7,7 @@ span carried is kept beside it as ``provided_cost``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,10 +16,12 @@ from aethermind.ingest.otlp import DecodedSpan
 from aethermind.ingest.policy import TenantPolicy
 from aethermind.ingest.window import TimeWindow
 from aethermind.semconv import PriceBook, UsageRecord, normalize
+from aethermind.semconv.attributes import ATTRIBUTION_KEYS as _ATTRIBUTION_KEYS
 from aethermind.semconv.filtering import shippable_attributes
 from aethermind.semconv.record import MAX_NAME_LENGTH
+from aethermind.storage.inheritance import Values, dimensions_of, nearest_values, own_values
 from aethermind.storage.span_row import copy_row
-from aethermind.storage.tags import tag_values
+from aethermind.storage.tags import TAG_PREFIX, tag_values
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
@@ -68,6 +70,8 @@ def spans_to_rows(
     resources: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
     capture = policy.capture_content
     tag_keys = policy.tag_keys
+    tree = _request_tree(spans, tag_keys)
+    may_name = _ATTRIBUTION_KEYS.union(tag_keys) if tag_keys else _ATTRIBUTION_KEYS
     for span in spans:
         if window is not None and not window.admits(span.start_time_unix_nano):
             result.out_of_window += 1
@@ -99,6 +103,11 @@ def spans_to_rows(
             tags, cut = tag_values(tag_keys, attributes, resource)
             if cut and not record.cut:
                 result.dimensions_cut += 1
+        inheritable = None if may_name.isdisjoint(attributes) else own_values(attributes, tag_keys)
+        if tree is not None and span.parent_span_id:
+            record, tags, inheritable = _inherit(
+                span, record, tags, inheritable, tree=tree, tag_keys=tag_keys
+            )
         result.rows.append(
             copy_row(
                 record,
@@ -115,9 +124,69 @@ def spans_to_rows(
                 resource_attributes=cached[1],
                 instrumentation_scope=span.scope_name[:MAX_NAME_LENGTH] or None,
                 tags=tags,
+                inheritable=inheritable,
             )
         )
     return result
+
+
+@dataclass(slots=True)
+class _RequestTree:
+    """The spans of one request by (trace id, span id): each one's parent, and the values
+    of those whose own attributes name any (``storage/inheritance.py``)."""
+
+    parent_of: dict[tuple[str, str], tuple[str, str] | None]
+    given: dict[tuple[str, str], Values | None]
+
+
+def _request_tree(spans: Sequence[DecodedSpan], tag_keys: tuple[str, ...]) -> _RequestTree | None:
+    """The request's tree when a span of it may inherit (some span names a parent, and some
+    span names a value); None otherwise, the common case of root spans alone."""
+    if not any(span.parent_span_id for span in spans):
+        return None
+    may_name = _ATTRIBUTION_KEYS.union(tag_keys) if tag_keys else _ATTRIBUTION_KEYS
+    given = {
+        (span.trace_id, span.span_id): own_values(span.attributes, tag_keys)
+        for span in spans
+        if not may_name.isdisjoint(span.attributes)
+    }
+    if not any(given.values()):
+        return None
+    parent_of = {
+        (span.trace_id, span.span_id): (span.trace_id, span.parent_span_id)
+        if span.parent_span_id
+        else None
+        for span in spans
+    }
+    return _RequestTree(parent_of, given)
+
+
+def _inherit(
+    span: DecodedSpan,
+    record: UsageRecord,
+    tags: dict[str, str | None] | None,
+    inheritable: Values | None,
+    *,
+    tree: _RequestTree,
+    tag_keys: tuple[str, ...],
+) -> tuple[UsageRecord, dict[str, str | None] | None, Values | None]:
+    """``span``'s record, tags and what it passes on, with the values it does not name
+    itself taken from its nearest ancestor in the request that names them."""
+    own = inheritable or {}
+    missing = [d for d in dimensions_of(tag_keys) if d not in own]
+    parent = (span.trace_id, span.parent_span_id)
+    inherited = nearest_values(missing, parent, tree.parent_of, tree.given)
+    if not inherited:
+        return record, tags, inheritable
+    record = replace(
+        record,
+        user=inherited.get("user", record.user),
+        session=inherited.get("session", record.session),
+        agent=inherited.get("agent", record.agent),
+    )
+    if tags is not None:
+        tags = {key: inherited.get(TAG_PREFIX + key, value) for key, value in tags.items()}
+    return record, tags, {**inherited, **own}
 
 
 def _plain_record(resource: Mapping[str, Any], status_error: bool) -> UsageRecord:

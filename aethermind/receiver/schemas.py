@@ -323,8 +323,15 @@ def _stored_span_model() -> type[_Answer]:
                   "usage (an agent run, a workflow, an outer SDK span); null: no usage."),
         ],
         "tags": Annotated[
+            dict[str, str | None] | None,
+            Field(description="The span's value for each of the organization's tag keys when "
+                  "it was stored (null for a key without a value; null: no keys named)."),
+        ],
+        "inheritable": Annotated[
             dict[str, str] | None,
-            Field(description="The span's values for the organization's tag keys (null: none)."),
+            Field(description="What the span passes on to the spans under it: the user, "
+                  "session, agent and tag.<key> values its own attributes name, else those "
+                  "it inherited in its own request (null: none)."),
         ],
         "response_id": Annotated[
             str | None,

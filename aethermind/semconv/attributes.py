@@ -211,6 +211,8 @@ SESSION_KEYS: Final = (
     TRACELOOP_SESSION_ID,
 )
 AGENT_KEYS: Final = (GEN_AI_AGENT_NAME, AGENT_NAME)
+ATTRIBUTION_KEYS: Final = frozenset((*USER_KEYS, *SESSION_KEYS, *AGENT_KEYS))
+"""Every key that names who or what a span is for."""
 
 RESPONSE_ID_KEYS: Final = (GEN_AI_RESPONSE_ID, AI_RESPONSE_ID)
 """The provider's id of its response: two instrumentations that record one request record the

@@ -128,7 +128,7 @@ _FIELDS: Final = (
     _SESSION,
     _AGENT,
 ) = range(len(_FIELDS))
-_ATTRIBUTION_KEYS: Final = frozenset((*a.USER_KEYS, *a.SESSION_KEYS, *a.AGENT_KEYS))
+_ATTRIBUTION_KEYS: Final = a.ATTRIBUTION_KEYS
 _SLOTS: Final[dict[str, tuple[int, int]]] = {
     name: (field, rank) for field, names in enumerate(_FIELDS) for rank, name in enumerate(names)
 }
@@ -504,6 +504,19 @@ def _attribution(
             text, cut = text[:MAX_NAME_LENGTH], True
         values.append(text)
     return values[0], values[1], values[2], cut
+
+
+def own_attribution(attrs: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The user, session and agent a span's own attributes name (no resource fallback), by
+    the same rule as ``normalize``: what a span passes on to the spans under it."""
+    if _ATTRIBUTION_KEYS.isdisjoint(attrs):
+        return None, None, None
+    firsts = [
+        next((attrs[k] for k in keys if attrs.get(k) is not None), None)
+        for keys in (a.USER_KEYS, a.SESSION_KEYS, a.AGENT_KEYS)
+    ]
+    user, session, agent, _ = _attribution(attrs, None, *firsts)
+    return user, session, agent
 
 
 def _first_text(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:

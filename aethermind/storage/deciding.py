@@ -7,8 +7,9 @@ under a transaction-scoped advisory lock of the organization:
 
 1. finds the batch's traces that have other stored spans: those with a span naming a parent,
    and those of root spans that ``linked_traces`` lists (spans under the root came first);
-2. reads their stored spans back (``TRACE_WINDOW`` around the batch) and decides each such
-   trace as a whole;
+2. reads their stored spans back (``TRACE_WINDOW`` around the batch), applies the values
+   spans inherit from their ancestors (``inheriting.py``) and decides each such trace as a
+   whole;
 3. matches root request spans with their twins in other traces (``counting.twins_counted``:
    the batch's, and those stored with the same response id);
 4. in one statement, flips the stored spans whose decision changed, moves the hourly and
@@ -41,6 +42,11 @@ from aethermind.storage.counting import (
 )
 from aethermind.storage.dimension_rollups import dimension_rollup_ctes
 from aethermind.storage.dimensions import ATTRIBUTION
+from aethermind.storage.inheriting import (
+    ATTRIBUTION_COLUMNS,
+    apply_inheritance,
+    inherited_values,
+)
 from aethermind.storage.rollups import (
     DAILY_UPSERT,
     ROLLUP_KEYS,
@@ -131,7 +137,8 @@ LINKED_PROBE_SQL = (
 STORED_TRACE_SPANS_SQL = f"""
     SELECT t.trace_id, e.span_id, e.parent_span_id, e."timestamp", e.duration_ms,
            e.usage_role, e.instrumentation_scope, e.counted, e.counted_elsewhere,
-           e.response_id, {_RICHNESS_SQL} AS richness
+           e.response_id, {_RICHNESS_SQL} AS richness,
+           {", ".join(f"e.{c}" for c in ATTRIBUTION_COLUMNS)}, e.inheritable
       FROM unnest($2::text[]) AS t(trace_id)
      CROSS JOIN LATERAL (
            SELECT * FROM telemetry_events
@@ -351,6 +358,12 @@ async def settle(
         stored_by_trace.setdefault(record["trace_id"], []).append(record)
     # Read back to the cap: which trace was cut is unknown, so none read is trusted.
     unread = set(wanted) if len(stored) >= MAX_RECONCILED_ROWS_PER_WRITE else set()
+    inherited = inherited_values(
+        [t for t in wanted if t not in unread], staged, stored_by_trace,
+        inserted_ords=inserted_ords, ord_index=_ORD,
+    )  # fmt: skip
+    if inherited.stored or inherited.staged:
+        await apply_inheritance(conn, org, staging_table, inherited, timeout=timeout)
 
     in_trace: dict[SpanKey, tuple[Any, bool]] = {}
     final: dict[str, set[str]] = {

@@ -91,6 +91,8 @@ class TelemetryRow:
     tags: Mapping[str, str | None] | None = field(default=None, metadata=_JSONB)
     """The span's value for each of its organization's tag keys (None for a key it has no
     value for: ``storage/tags.tag_values``), or None when the organization names none."""
+    inheritable: Mapping[str, str] | None = field(default=None, metadata=_JSONB)
+    """What the span passes on to the spans under it (``storage/inheritance.py``)."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -212,6 +214,7 @@ def copy_row(
     resource_attributes: Mapping[str, Any],
     instrumentation_scope: str | None = None,
     tags: Mapping[str, str | None] | None = None,
+    inheritable: Mapping[str, str] | None = None,
 ) -> CopyRow:
     """The stored span for one span's normalized ``usage`` and its ``cost``, as a
     ``CopyRow``.
@@ -268,6 +271,7 @@ def copy_row(
         usage.session,
         usage.agent,
         tags,
+        inheritable,
     )
 
 
@@ -291,6 +295,7 @@ def row_from_usage(
     resource_attributes: Mapping[str, Any] | None = None,
     instrumentation_scope: str | None = None,
     tags: Mapping[str, str | None] | None = None,
+    inheritable: Mapping[str, str] | None = None,
 ) -> TelemetryRow:
     """``copy_row`` as a checked, typed ``TelemetryRow`` (money as Decimal), for code that
     builds rows one at a time (tests, tools) rather than the receiver's hot path."""
@@ -309,6 +314,7 @@ def row_from_usage(
         resource_attributes=dict(resource_attributes or {}),
         instrumentation_scope=instrumentation_scope,
         tags=tags,
+        inheritable=inheritable,
     )
     values = dict(zip(COLUMNS, copy, strict=True))
     for column in MONEY_COLUMNS:

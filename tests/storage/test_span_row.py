@@ -42,6 +42,7 @@ def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
         "name": "p-name", "kind": "p-kind", "timestamp": WHEN, "duration_ms": 301.5,
         "status": "OK", "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
         "instrumentation_scope": "p-scope", "tags": {"p": "tag"},
+        "inheritable": {"user": "p-inheritable"},
     }  # fmt: skip
     return usage, cost, span
 
@@ -79,7 +80,7 @@ def test_copy_row_puts_every_value_in_its_declared_column() -> None:
         "usage_role": "request", "instrumentation_scope": "p-scope",
         "response_id": None,  # kept on root spans only: this one has a parent
         "user_id": "p-user", "session_id": "p-session", "agent_name": "p-agent",
-        "tags": {"p": "tag"},
+        "tags": {"p": "tag"}, "inheritable": {"user": "p-inheritable"},
     }  # fmt: skip
 
 
