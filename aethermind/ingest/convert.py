@@ -39,6 +39,10 @@ class Conversion:
     """Spans rejected for a start time outside the organization's window (``window.py``)."""
     dimensions_cut: int = 0
     """Spans whose user, session or agent was cut to ``MAX_NAME_LENGTH``."""
+    carriers: int = 0
+    """Spans that are not GenAI spans but name a user, session, agent or tag value: kept
+    without their attributes, so that the spans under them that arrive in other requests
+    inherit their values (``storage/inheritance.py``)."""
     window: TimeWindow | None = None
 
     @property
@@ -54,6 +58,7 @@ class Conversion:
         self.dropped_not_genai += other.dropped_not_genai
         self.out_of_window += other.out_of_window
         self.dimensions_cut += other.dimensions_cut
+        self.carriers += other.carriers
         self.window = self.window or other.window
 
 
@@ -85,10 +90,16 @@ def spans_to_rows(
             scope=span.scope_name or None,
             status_error=status_error,
         )
+        carrier = False
         if record is None:
             if not keep_all_spans:
-                result.dropped_not_genai += 1
-                continue
+                carrier = not may_name.isdisjoint(attributes) and bool(
+                    own_values(attributes, tag_keys)
+                )
+                if not carrier:
+                    result.dropped_not_genai += 1
+                    continue
+                result.carriers += 1
             record = _plain_record(resource, status_error)
         elif record.cut:
             result.dimensions_cut += 1
@@ -120,7 +131,9 @@ def spans_to_rows(
                 kind=SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else None,
                 duration_ms=(span.end_time_unix_nano - start) / 1e6,
                 status=STATUS_CODES[span.status_code] if 0 <= span.status_code <= 2 else "UNSET",
-                attributes=shippable_attributes(attributes, capture_content=capture),
+                attributes={}
+                if carrier
+                else shippable_attributes(attributes, capture_content=capture),
                 resource_attributes=cached[1],
                 instrumentation_scope=span.scope_name[:MAX_NAME_LENGTH] or None,
                 tags=tags,

@@ -250,6 +250,8 @@ async def _store(
         metrics.spans_dropped.labels("not_genai").inc(conversion.dropped_not_genai)
     if conversion.dimensions_cut:
         metrics.dimension_values_cut.inc(conversion.dimensions_cut)
+    if conversion.carriers:
+        metrics.attribution_carriers.inc(conversion.carriers)
     if not conversion.rows:
         return 0, conversion
     started = time.perf_counter()

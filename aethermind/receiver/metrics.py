@@ -73,6 +73,12 @@ class ReceiverMetrics:
             "Spans whose user, session or agent was cut to the length limit",
             registry=r,
         )
+        self.attribution_carriers = Counter(
+            "aethermind_attribution_carriers",
+            "Spans that are not GenAI spans kept (without attributes or usage) because they"
+            " name a user, session, agent or tag value the spans under them inherit",
+            registry=r,
+        )
         self.attributes_dropped = Counter(
             "aethermind_attributes_dropped",
             "Attributes dropped by the per-span limits",

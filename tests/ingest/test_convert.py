@@ -183,3 +183,44 @@ def test_an_event_is_read_like_a_span_of_the_same_call_without_fake_attributes()
         assert from_event[column] == from_span[column], column
     assert from_event["error_type"] == "_OTHER" and from_event["status"] == "ERROR"
     assert from_event["attributes"] == {"feature": "search"}  # only what the client sent
+
+
+def test_a_span_takes_what_it_does_not_name_from_its_nearest_ancestor_in_the_request() -> None:
+    """A request handler's span (not GenAI, so not stored) names the user and a tag; the
+    agent span under it names the agent; the model call under that names only its own
+    session: it is the handler's user's, the agent's, in its own session."""
+    handler = span(
+        {"user.id": "alice", "team": "search", "http.route": "/chat"}, name="POST /chat"
+    )._replace(span_id="01" * 8)
+    agent = span(
+        {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}
+    )._replace(span_id="02" * 8, parent_span_id="01" * 8)
+    call = span({**CHAT, "session.id": "s-1"})._replace(span_id="03" * 8, parent_span_id="02" * 8)
+    resource = {**RESOURCE, "user.id": "service-account"}
+    spans = [s._replace(resource_attributes=resource) for s in (call, agent, handler)]
+    conversion = spans_to_rows(spans, policy=TenantPolicy(tag_keys=("team",)), price_book=BOOK)
+    by_id = {row["span_id"]: row for row in map(as_dict, conversion.rows)}
+    # The handler is kept, without its attributes or any usage, for what it passes on.
+    assert set(by_id) == {"01" * 8, "02" * 8, "03" * 8} and conversion.carriers == 1
+    handler_row = by_id["01" * 8]
+    assert handler_row["attributes"] == {} and handler_row["usage_role"] is None
+    assert handler_row["inheritable"] == {"user": "alice", "tag.team": "search"}
+    stored = by_id["03" * 8]
+    assert (stored["user_id"], stored["session_id"], stored["agent_name"]) == (
+        "alice", "s-1", "planner",
+    )  # fmt: skip
+    assert stored["tags"] == {"team": "search"}
+    # What it passes on: its own and what it inherited here (for spans under it that come
+    # in another request), never the resource's.
+    assert stored["inheritable"] == {
+        "user": "alice", "session": "s-1", "agent": "planner", "tag.team": "search"
+    }  # fmt: skip
+    # Alone, the call is the resource's user's.
+    (alone,) = map(as_dict, spans_to_rows(
+        [call._replace(resource_attributes=resource, parent_span_id=None)],
+        policy=TenantPolicy(tag_keys=("team",)), price_book=BOOK,
+    ).rows)  # fmt: skip
+    assert (alone["user_id"], alone["agent_name"], alone["tags"]) == (
+        "service-account", None, {"team": None},
+    )  # fmt: skip
+    assert alone["inheritable"] == {"session": "s-1"}

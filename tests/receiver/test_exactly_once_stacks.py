@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aethermind.semconv import PriceBook, UsageRecord
+from aethermind.storage.tenants import set_tag_keys
 from tests.plugins.fake_provider import TOKEN_KINDS, FakeProvider, Served, ledger_totals
 from tests.plugins.instrumented import ANTHROPIC_SDK_SCOPE, SERVICE_NAME, run_scenario
 from tests.plugins.receiver import RunningReceiver, Tenant
@@ -193,6 +194,37 @@ def run_openai_agents(fake: FakeProvider, *, family: str, api: str) -> list[Read
     return list(exporter.get_finished_spans())
 
 
+def run_openai_in_a_request_handler(fake: FakeProvider) -> list[ReadableSpan]:
+    """A web request handler's span (not a GenAI span) names the end user, the conversation
+    and a tag, as apps do; OpenLLMetry's OpenAI instrumentation traces two model calls
+    under it (one streamed), which name none of them."""
+    from openai import OpenAI
+    from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+    provider, exporter = tracer_provider()
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        client = OpenAI(base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)
+        handler = {"http.route": "/chat", "user.id": "alice", "session.id": "conv-9",
+                   "team": "search"}  # fmt: skip
+        with provider.get_tracer("app").start_as_current_span("POST /chat", attributes=handler):
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "Say hello."}]
+            )
+            stream = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Say hello again."}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            for _ in stream:
+                pass
+    finally:
+        instrumentor.uninstrument()
+    return list(exporter.get_finished_spans())
+
+
 # How spans reach the receiver: all at once; one request per span, children last (parents
 # first); one per span in random order; and everything twice over (re-sent batches).
 DELIVERIES: dict[str, Deliver] = {
@@ -286,6 +318,19 @@ async def test_pydantic_ai_agent_run_counts_each_model_request_once(
 
     await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
     await assert_totals_match_ledger(receiver, receiver.acme, served)
+    # The model requests name no agent: they are the agent's that ran them, whichever of
+    # their spans arrived first.
+    response = await receiver.session.get(
+        f"{receiver.url}/v1/aggregates",
+        params={"group_by": "agent"},
+        headers=receiver.acme.read_headers(),
+    )
+    by_agent = {r["agent"]: r for r in (await response.json())["rows"]}
+    assert set(by_agent) == {"forecaster"}
+    assert by_agent["forecaster"]["calls"] == len(served)
+    assert Decimal(str(by_agent["forecaster"]["cost_usd"])) == sum(
+        expected_cost(served, cache_write_ttls=False).values()
+    )
 
     trace_id = f"{agent.context.trace_id:032x}"
     response = await receiver.session.get(
@@ -428,3 +473,28 @@ async def test_vercel_ai_sdk_multi_step_run_counts_each_model_request_once(
     rows = await receiver.rows(receiver.acme)
     rollups = [r for r in rows if r["usage_role"] == "rollup"]
     assert len(rollups) == 1 and not rollups[0]["counted"]
+
+
+@pytest.mark.parametrize("delivery", list(DELIVERIES))
+async def test_model_calls_are_the_user_session_and_tag_of_the_request_that_made_them(
+    receiver: RunningReceiver, fake_provider: FakeProvider, delivery: str
+) -> None:
+    """The handler's span ends last, so an exporter often sends it in a later request than
+    the calls under it: whichever arrives first, the calls end up the handler's user's."""
+    await set_tag_keys(receiver.pool, receiver.acme.id, ["team"])
+    before = len(fake_provider.served)
+    spans = await asyncio.to_thread(run_openai_in_a_request_handler, fake_provider)
+    served = fake_provider.served[before:]
+    assert len(served) == 2
+    await deliver(receiver, receiver.acme, DELIVERIES[delivery](spans))
+    cost = sum(expected_cost(served, cache_write_ttls=False).values())
+    for dimension, value in (("user", "alice"), ("session", "conv-9"), ("tag.team", "search")):
+        response = await receiver.session.get(
+            f"{receiver.url}/v1/aggregates",
+            params={"group_by": dimension},
+            headers=receiver.acme.read_headers(),
+        )
+        rows = {r[dimension]: r for r in (await response.json())["rows"]}
+        assert set(rows) == {value}, (dimension, rows)
+        assert rows[value]["calls"] == len(served)
+        assert Decimal(str(rows[value]["cost_usd"])) == cost
