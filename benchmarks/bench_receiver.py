@@ -230,7 +230,7 @@ async def run(args: argparse.Namespace) -> None:
 
         url = base + "/v1/traces"
         print(f"building {args.requests} payloads of {SPANS} spans ...", flush=True)
-        take = PayloadSupply(build_payloads(args.requests, SPANS)).take
+        take = PayloadSupply(build_payloads(args.requests, SPANS, users=args.users)).take
 
         await drive(url, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
         before = await count_rows(dsn)
@@ -307,6 +307,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--requests", type=int, default=14000)
     parser.add_argument("--workers", type=int, default=1, help="aethermind serve --workers")
+    parser.add_argument(
+        "--users", type=int, default=0,
+        help="every span names one of this many users and a session of theirs (0: none)",
+    )  # fmt: skip
     parser.add_argument("--keep-data", action="store_true", help="keep the database directory")
     asyncio.run(run(parser.parse_args()))
 

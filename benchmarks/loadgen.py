@@ -38,18 +38,20 @@ def _kv(key: str, value: object) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
-def build_payloads(count: int, spans: int, *, variants: int = 8) -> list[bytes]:
+def build_payloads(count: int, spans: int, *, variants: int = 8, users: int = 0) -> list[bytes]:
     """``count`` serialized requests of ``spans`` spans each, every span id unique.
 
     A few distinct requests are built attribute by attribute; copies get fresh ids (cheap),
     so a long run never re-sends a span and every acknowledged span is a new row. Response
     ids are fresh too: providers never repeat them (the writer matches spans of one request
-    in two traces by them).
+    in two traces by them). With ``users``, every span names one of that many users
+    (``user.id``) and a session of theirs (``session.id``), drawn afresh for each copy.
     """
     bases = [
-        ExportTraceServiceRequest.FromString(build_request(spans, seed=seed))
+        ExportTraceServiceRequest.FromString(build_request(spans, seed=seed, users=users))
         for seed in range(variants)
     ]
+    rng = random.Random(1)
     payloads = []
     for i in range(count):
         request = bases[i % variants]
@@ -59,6 +61,11 @@ def build_payloads(count: int, spans: int, *, variants: int = 8) -> list[bytes]:
             for attribute in span.attributes:
                 if attribute.key == "gen_ai.response.id":
                     attribute.value.string_value = f"resp-{i}-{span.span_id.hex()}"
+                elif attribute.key == "user.id":
+                    user = rng.randrange(users)
+                    attribute.value.string_value = f"user-{user}"
+                elif attribute.key == "session.id":
+                    attribute.value.string_value = f"session-{user}-{rng.randrange(20)}"
         payloads.append(request.SerializeToString())
     return payloads
 
@@ -78,8 +85,9 @@ class PayloadSupply:
         return chunk
 
 
-def build_request(spans: int, *, seed: int, start_ns: int | None = None) -> bytes:
-    """One ExportTraceServiceRequest of ``spans`` LLM spans (~12 attributes each)."""
+def build_request(spans: int, *, seed: int, start_ns: int | None = None, users: int = 0) -> bytes:
+    """One ExportTraceServiceRequest of ``spans`` LLM spans (~12 attributes each; with
+    ``users``, also a user and a session of theirs)."""
     rng = random.Random(seed)
     now = start_ns or time.time_ns()
     out: list[Span] = []
@@ -101,6 +109,9 @@ def build_request(spans: int, *, seed: int, start_ns: int | None = None) -> byte
             _kv("server.port", 443),
             _kv("gen_ai.request.max_tokens", 1024),
         ]
+        if users:  # user first: build_payloads redraws both, the session from the user
+            user = rng.randrange(users)
+            attributes += [_kv("user.id", f"user-{user}"), _kv("session.id", f"session-{user}")]
         out.append(
             Span(
                 trace_id=os.urandom(16),

@@ -20,6 +20,7 @@ from aethermind.cli.common import (
     parse_time,
     print_table,
     stderr_console,
+    tag_pair,
 )
 
 
@@ -261,36 +262,58 @@ async def cmd_budget_set(args: argparse.Namespace) -> None:
         webhook_url = None if raw_url is None else validate_webhook_url(raw_url)
     except ValueError as exc:
         raise CliError(f"--webhook-url: {exc}") from exc
+    scope = _budget_scope(args)
     async with open_pool(args) as pool:
         org = await find_organization(pool, args.org)
         try:
             await set_budget(
                 pool, org.id, monthly_limit_usd=limit, thresholds=thresholds,
-                webhook_url=webhook_url,
+                webhook_url=webhook_url, scope=scope,
             )  # fmt: skip
         except ValueError as exc:
-            raise CliError(f"organization {org.slug!r}: {exc} (--webhook-url)") from exc
-        report = await budget_report(pool, org.id, org.slug)
+            raise CliError(f"organization {org.slug!r}: {exc}") from exc
+        report = await budget_report(pool, org.id, org.slug, scope=scope)
     assert report is not None  # set just now, in this organization
     budget = report.budget
+    whose = org.slug if not scope.dimension else f"{scope.label} in {org.slug}"
     emit(
         args,
         report.as_dict(),
         lambda: print(
-            f"budget for {org.slug}: {budget.monthly_limit_usd} USD a month, alerts at "
+            f"budget for {whose}: {budget.monthly_limit_usd} USD a month, alerts at "
             f"{','.join(str(t) for t in budget.thresholds)}% to {budget.webhook_host}"
         ),
     )
 
 
+def _budget_scope(args: argparse.Namespace) -> Any:
+    """The budget's scope from ``--tag K=V`` or ``--user U`` (the organization's without)."""
+    from aethermind.storage.budgets import ORGANIZATION, BudgetScope
+
+    if args.tag is not None and args.user is not None:
+        raise CliError("--tag and --user: a budget is for one scope; give one of them")
+    try:
+        if args.tag is not None:
+            return BudgetScope(*tag_pair(args.tag))
+        if args.user is not None:
+            return BudgetScope("user", args.user)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    return ORGANIZATION
+
+
 async def cmd_budget_show(args: argparse.Namespace) -> None:
     from aethermind.storage.budgets import budget_report
 
+    scope = _budget_scope(args)
     async with open_pool(args) as pool:
         org = await find_organization(pool, args.org)
-        report = await budget_report(pool, org.id, org.slug)
+        report = await budget_report(pool, org.id, org.slug, scope=scope)
     if report is None:
-        raise CliError(f"organization {args.org!r} has no budget (see `aethermind budget set`)")
+        whose = "" if not scope.dimension else f" for {scope.label}"
+        raise CliError(
+            f"organization {args.org!r} has no budget{whose} (see `aethermind budget set`)"
+        )
     document = report.as_dict()
 
     def human() -> None:
@@ -300,7 +323,8 @@ async def cmd_budget_show(args: argparse.Namespace) -> None:
         print_table(
             document["thresholds"],
             ["threshold", "crossed", "status", "attempts", "delivered_at", "last_error"],
-            title=f"{org.slug} {document['month']}: {spent} of {limit} USD ({percent}%),"
+            title=f"{org.slug}{'' if not scope.dimension else ' ' + scope.label}"
+            f" {document['month']}: {spent} of {limit} USD ({percent}%),"
             f" webhook {report.budget.webhook_host}",
         )
 

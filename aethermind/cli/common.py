@@ -182,3 +182,11 @@ def add_common_flags(parser: argparse.ArgumentParser, *, json_flag: bool = True)
     )
     if json_flag:
         parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def tag_pair(pair: str) -> tuple[str, str]:
+    """``--tag team=search`` as the dimension ``tag.team`` and the value ``search``."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key or not value:
+        raise CliError(f"--tag {pair!r} must be KEY=VALUE")
+    return f"tag.{key}", value

@@ -251,4 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(bshow)
     bshow.add_argument("--org", required=True, help=ORG_HELP)
     bshow.set_defaults(handler=cmd_budget_show)
+    for command in (bset, bshow):
+        command.add_argument(
+            "--tag", metavar="KEY=VALUE", help="the budget of one value of a tag key"
+        )
+        command.add_argument("--user", metavar="USER", help="the budget of one user")
     return parser

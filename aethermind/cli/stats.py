@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from aethermind.cli.common import CliError, emit, find_organization, open_pool
+from aethermind.cli.common import CliError, emit, find_organization, open_pool, tag_pair
 from aethermind.storage.dimensions import QUERY_DIMENSIONS
 
 FILTER_FLAGS = QUERY_DIMENSIONS
@@ -75,13 +75,7 @@ async def cmd_stats(args: argparse.Namespace) -> None:
 
 def _tag_filters(pairs: Sequence[str]) -> dict[str, str]:
     """``--tag team=search`` as the API's ``tag.team=search``."""
-    filters = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key or not value:
-            raise CliError(f"--tag {pair!r} must be KEY=VALUE")
-        filters[f"tag.{key}"] = value
-    return filters
+    return dict(tag_pair(pair) for pair in pairs)
 
 
 # --- the table for people -----------------------------------------------------------------

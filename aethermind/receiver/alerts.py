@@ -146,6 +146,8 @@ class Alert:
     cost_usd: Decimal
     limit_usd: Decimal
     unpriced_calls: int = 0
+    scope: budgets.BudgetScope = budgets.ORGANIZATION
+    """Whose spend the budget limits: the organization's, or one user's or tag value's."""
 
     @property
     def threshold(self) -> int:
@@ -157,13 +159,17 @@ class Alert:
 
     @property
     def alert_id(self) -> str:
-        return f"{self.organization_id}:{self.month:%Y-%m}:{self.threshold}"
+        scope = f"{self.scope.label}:" if self.scope.dimension else ""
+        return f"{self.organization_id}:{scope}{self.month:%Y-%m}:{self.threshold}"
 
     def text(self) -> str:
         # Whole percent rounded down: the text never claims more than was spent.
         percent = int(self.percent_used.to_integral_value(rounding=ROUND_DOWN))
+        who = f"organization {self.organization}"
+        if self.scope.dimension:
+            who = f"{self.scope.label} in {who}"
         return (
-            f"Aethermind: organization {self.organization} has used {percent}% "
+            f"Aethermind: {who} has used {percent}% "
             f"({_usd(self.cost_usd)}) of its {_usd(self.limit_usd)} monthly LLM budget "
             f"(threshold {self.threshold}%)"
         )
@@ -176,6 +182,7 @@ class Alert:
             "alert_id": self.alert_id,
             "organization": self.organization,
             "organization_id": str(self.organization_id),
+            "scope": self.scope.as_dict(),
             "month": f"{self.month:%Y-%m}",
             "threshold": self.threshold,
             "thresholds": list(self.thresholds),
@@ -409,7 +416,7 @@ async def _check_organization(
     now = clock()
     month = budgets.month_of(now)
     usage, deliveries = await budgets.month_status(
-        pool, budget.organization_id, month, timeout=timeout
+        pool, budget.organization_id, month, scope=budget.scope, timeout=timeout
     )
     crossed = budgets.crossed_thresholds(
         usage.cost_usd, budget.monthly_limit_usd, budget.thresholds
@@ -422,7 +429,7 @@ async def _check_organization(
     claim = await budgets.claim_thresholds(
         pool, budget.organization_id, month, wanted, now=now,
         lease_seconds=policy.lease_seconds, cost_usd=usage.cost_usd,
-        limit_usd=budget.monthly_limit_usd, timeout=timeout,
+        limit_usd=budget.monthly_limit_usd, scope=budget.scope, timeout=timeout,
     )  # fmt: skip
     if claim is None:
         return None  # another replica holds them
@@ -434,6 +441,7 @@ async def _check_organization(
         cost_usd=usage.cost_usd,
         limit_usd=budget.monthly_limit_usd,
         unpriced_calls=usage.unpriced_calls,
+        scope=budget.scope,
     )
     return await _deliver(
         pool, alert, claim, budget.webhook_url, session=session, policy=policy, clock=clock,
@@ -456,6 +464,7 @@ async def _deliver(
 ) -> AlertResult:
     fields = {
         "organization": alert.organization,
+        "scope": alert.scope.label,
         "month": f"{alert.month:%Y-%m}",
         "thresholds": list(alert.thresholds),
         "webhook_host": budgets.webhook_host(url),

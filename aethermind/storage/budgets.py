@@ -1,5 +1,9 @@
-"""Monthly budgets per organization and the record of their alerts: set, get and delete a
-budget, month-to-date cost from the daily rollup, claim thresholds and record outcomes.
+"""Monthly budgets and the record of their alerts: set, get and delete a budget, month-to-
+date cost from the rollups, claim thresholds and record outcomes.
+
+A budget limits the spend of its scope (``BudgetScope``): the organization's, or one user's
+or one tag value's within it (``tag.team`` = ``search``), each with its own thresholds,
+webhook and deliveries.
 
 Budgets and deliveries are tenant data (row-level security); only ``list_budgets``, the
 scan over every organization, runs as the owner. Months are UTC calendar months. A
@@ -18,12 +22,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
+from aethermind.semconv.record import MAX_NAME_LENGTH
+from aethermind.storage.dimension_rollups import MONTHLY_TABLE
 from aethermind.storage.scope import (
     Connection,
     PoolOrConnection,
     owner_transaction,
     tenant_transaction,
 )
+from aethermind.storage.tags import TAG_PREFIX, tag_of
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +41,54 @@ MAX_THRESHOLD_PERCENT = 1000
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
+MAX_BUDGETS = 100
+"""Budgets an organization may have, its own and its users' and tag values' together: each
+is checked on every pass of the alert loop."""
+BUDGET_DIMENSIONS: tuple[str, ...] = ("user",)
+"""Dimensions a budget may be scoped to, besides ``tag.<key>`` for the organization's keys."""
+
 _BUDGET_COLUMNS = (
-    "organization_id, monthly_limit_usd, thresholds, webhook_url, created_at, updated_at"
+    "organization_id, dimension, value, monthly_limit_usd, thresholds, webhook_url,"
+    " created_at, updated_at"
 )
 _DELIVERY_COLUMNS = (
-    "organization_id, month, threshold, status, attempts, rounds, last_error, lease_id,"
-    " lease_expires_at, next_attempt_at, cost_usd, limit_usd, claimed_at, delivered_at"
+    "organization_id, dimension, value, month, threshold, status, attempts, rounds,"
+    " last_error, lease_id, lease_expires_at, next_attempt_at, cost_usd, limit_usd,"
+    " claimed_at, delivered_at"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetScope:
+    """Whose spend a budget limits: the organization's (no dimension, the default), or the
+    spans of one value of a dimension (``user`` = ``alice``; ``tag.team`` = ``search``)."""
+
+    dimension: str = ""
+    value: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.dimension == "") != (self.value == ""):
+            raise ValueError("a budget's scope names both a dimension and a value, or neither")
+        if self.dimension and self.dimension not in BUDGET_DIMENSIONS:
+            tag_of(self.dimension)  # ValueError for a bad key
+            if not self.dimension.startswith(TAG_PREFIX):
+                raise ValueError(
+                    f"budgets are per organization, {', '.join(BUDGET_DIMENSIONS)} or tag.<key>,"
+                    f" not {self.dimension!r}"
+                )
+        if len(self.value) > MAX_NAME_LENGTH:
+            raise ValueError(f"a budget's value is at most {MAX_NAME_LENGTH} characters")
+
+    @property
+    def label(self) -> str:
+        """``organization``, or ``user=alice``, ``tag.team=search``."""
+        return f"{self.dimension}={self.value}" if self.dimension else "organization"
+
+    def as_dict(self) -> dict[str, str] | None:
+        return {"dimension": self.dimension, "value": self.value} if self.dimension else None
+
+
+ORGANIZATION = BudgetScope()
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -151,6 +199,8 @@ def crossed_thresholds(
 @dataclass(frozen=True, slots=True)
 class Budget:
     organization_id: UUID
+    dimension: str
+    value: str
     monthly_limit_usd: Decimal
     thresholds: tuple[int, ...]
     # Kept out of repr so a budget in a log line or traceback never shows the secret.
@@ -162,10 +212,15 @@ class Budget:
     def webhook_host(self) -> str:
         return webhook_host(self.webhook_url)
 
+    @property
+    def scope(self) -> BudgetScope:
+        return BudgetScope(self.dimension, self.value)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form with the webhook URL redacted to its host."""
         return {
             "organization_id": str(self.organization_id),
+            "scope": self.scope.as_dict(),
             "monthly_limit_usd": self.monthly_limit_usd,
             "thresholds": list(self.thresholds),
             "webhook_host": self.webhook_host,
@@ -196,6 +251,8 @@ class MonthToDate:
 @dataclass(frozen=True, slots=True)
 class Delivery:
     organization_id: UUID
+    dimension: str
+    value: str
     month: date
     threshold: int
     status: DeliveryStatus
@@ -237,6 +294,7 @@ class Claim:
     """Thresholds this caller now owns the delivery of, under ``lease_id``."""
 
     organization_id: UUID
+    scope: BudgetScope
     month: date
     thresholds: tuple[int, ...]
     lease_id: UUID
@@ -276,9 +334,11 @@ async def set_budget(
     monthly_limit_usd: Decimal,
     thresholds: Iterable[int] | None = None,
     webhook_url: str | None = None,
+    scope: BudgetScope = ORGANIZATION,
     timeout: float | None = None,
 ) -> Budget:
-    """Create or replace the organization's budget.
+    """Create or replace the organization's budget for ``scope`` (its own by default; a tag
+    must be one of the organization's tag keys; at most ``MAX_BUDGETS`` budgets).
 
     ``thresholds`` default to 50, 80, 100 for a new budget and stay as they were when
     omitted on an existing one; so does ``webhook_url``, which a new budget must have.
@@ -291,40 +351,59 @@ async def set_budget(
     url = None if webhook_url is None else validate_webhook_url(webhook_url)
     org = UUID(str(organization_id))
     async with tenant_transaction(pool_or_conn, org) as conn:
-        previous = await conn.fetchval(
-            "SELECT webhook_url FROM budgets WHERE organization_id = $1 FOR UPDATE",
-            org,
-            timeout=timeout,
+        # The organization's row, locked: budgets of one organization are set one at a time,
+        # so the count below holds.
+        tag_keys = await conn.fetchval(
+            "SELECT tag_keys FROM organizations WHERE id = $1 FOR UPDATE", org, timeout=timeout
         )
+        key = tag_of(scope.dimension)
+        if key is not None and key not in (tag_keys or ()):
+            raise ValueError(
+                f"tag {key!r} is not one of the organization's tag keys"
+                f" ({', '.join(tag_keys or ()) or 'none configured'})"
+            )
+        previous = await conn.fetchval(
+            "SELECT webhook_url FROM budgets WHERE organization_id = $1 AND dimension = $2"
+            " AND value = $3 FOR UPDATE",
+            org, scope.dimension, scope.value, timeout=timeout,
+        )  # fmt: skip
         if previous is None and url is None:
             raise ValueError("a new budget needs a webhook URL")
+        if previous is None:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM budgets WHERE organization_id = $1", org, timeout=timeout
+            )
+            if count >= MAX_BUDGETS:
+                raise ValueError(f"an organization has at most {MAX_BUDGETS} budgets")
         row = await conn.fetchrow(
             f"""
-            INSERT INTO budgets AS b (organization_id, monthly_limit_usd, thresholds, webhook_url)
-            VALUES ($1, $2, coalesce($3::integer[], $5::integer[]), $4)
-            ON CONFLICT (organization_id) DO UPDATE SET
+            INSERT INTO budgets AS b (organization_id, monthly_limit_usd, thresholds, webhook_url,
+                                      dimension, value)
+            VALUES ($1, $2, coalesce($3::integer[], $5::integer[]), $4, $6, $7)
+            ON CONFLICT (organization_id, dimension, value) DO UPDATE SET
                 monthly_limit_usd = excluded.monthly_limit_usd,
                 thresholds = coalesce($3::integer[], b.thresholds),
                 webhook_url = excluded.webhook_url,
                 updated_at = now()
             RETURNING {_BUDGET_COLUMNS}
             """,
-            org, limit, levels, url or previous, list(DEFAULT_THRESHOLDS),
-            timeout=timeout,
+            org, limit, levels, url or previous, list(DEFAULT_THRESHOLDS), scope.dimension,
+            scope.value, timeout=timeout,
         )  # fmt: skip
         if previous is not None and url is not None and url != previous:
             # Due at once: claimed_at is never later than the clock of the next check.
             await conn.execute(
                 "UPDATE alert_deliveries SET next_attempt_at = claimed_at"
-                " WHERE organization_id = $1 AND status = 'failed'",
-                org,
-                timeout=timeout,
-            )
+                " WHERE organization_id = $1 AND dimension = $2 AND value = $3"
+                " AND status = 'failed'",
+                org, scope.dimension, scope.value, timeout=timeout,
+            )  # fmt: skip
     budget = _budget(row)
     logger.info(
         "budget set",
         extra={
             "organization_id": str(org),
+            "scope": scope.label,
             "monthly_limit_usd": str(budget.monthly_limit_usd),
             "thresholds": list(budget.thresholds),
             "webhook_host": budget.webhook_host,
@@ -333,28 +412,37 @@ async def set_budget(
     return budget
 
 
+_ONE_BUDGET = "organization_id = $1 AND dimension = $2 AND value = $3"
+
+
 async def get_budget(
-    pool_or_conn: PoolOrConnection, organization_id: UUID | str, *, timeout: float | None = None
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    *,
+    scope: BudgetScope = ORGANIZATION,
+    timeout: float | None = None,
 ) -> Budget | None:
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         row = await conn.fetchrow(
-            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE organization_id = $1",
-            UUID(str(organization_id)),
-            timeout=timeout,
-        )
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE {_ONE_BUDGET}",
+            UUID(str(organization_id)), scope.dimension, scope.value, timeout=timeout,
+        )  # fmt: skip
     return None if row is None else _budget(row)
 
 
 async def delete_budget(
-    pool_or_conn: PoolOrConnection, organization_id: UUID | str, *, timeout: float | None = None
+    pool_or_conn: PoolOrConnection,
+    organization_id: UUID | str,
+    *,
+    scope: BudgetScope = ORGANIZATION,
+    timeout: float | None = None,
 ) -> bool:
     """Remove the budget (no more alerts); its delivery history stays. True if it existed."""
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         status = await conn.execute(
-            "DELETE FROM budgets WHERE organization_id = $1",
-            UUID(str(organization_id)),
-            timeout=timeout,
-        )
+            f"DELETE FROM budgets WHERE {_ONE_BUDGET}",
+            UUID(str(organization_id)), scope.dimension, scope.value, timeout=timeout,
+        )  # fmt: skip
     return bool(int(status.split()[-1]))
 
 
@@ -366,7 +454,8 @@ async def list_budgets(
     async with owner_transaction(pool_or_conn) as conn:
         rows = await conn.fetch(
             f"SELECT {columns}, o.slug, o.name FROM budgets b"
-            " JOIN organizations o ON o.id = b.organization_id ORDER BY o.slug",
+            " JOIN organizations o ON o.id = b.organization_id"
+            " ORDER BY o.slug, b.dimension, b.value",
             timeout=timeout,
         )
     result = []
@@ -381,9 +470,20 @@ async def list_budgets(
 
 
 async def _month_to_date(
-    conn: Connection, org: UUID, month: date, *, timeout: float | None
+    conn: Connection, org: UUID, month: date, scope: BudgetScope, *, timeout: float | None
 ) -> MonthToDate:
     start, end = month_bounds(month)
+    if scope.dimension:
+        # One row: the dimension rollups keep each value's month, moved with every write.
+        row = await conn.fetchrow(
+            "SELECT coalesce(sum(cost), 0) AS cost, coalesce(sum(calls), 0) AS calls,"
+            " coalesce(sum(unpriced_calls), 0) AS unpriced_calls"
+            f" FROM {MONTHLY_TABLE} WHERE {_ONE_BUDGET} AND month = $4",
+            org, scope.dimension, scope.value, start, timeout=timeout,
+        )  # fmt: skip
+        return MonthToDate(
+            month, Decimal(row["cost"]), int(row["calls"]), int(row["unpriced_calls"])
+        )
     # The daily rollup is written in the same transaction as the spans, so it is complete;
     # a month is ~31 rows per dimension group. Unpriced spans add 0 to the cost sum.
     row = await conn.fetchrow(
@@ -396,12 +496,12 @@ async def _month_to_date(
 
 
 async def _deliveries(
-    conn: Connection, org: UUID, month: date, *, timeout: float | None
+    conn: Connection, org: UUID, month: date, scope: BudgetScope, *, timeout: float | None
 ) -> list[Delivery]:
     rows = await conn.fetch(
         f"SELECT {_DELIVERY_COLUMNS} FROM alert_deliveries"
-        " WHERE organization_id = $1 AND month = $2 ORDER BY threshold",
-        org, month, timeout=timeout,
+        f" WHERE {_ONE_BUDGET} AND month = $4 ORDER BY threshold",
+        org, scope.dimension, scope.value, month, timeout=timeout,
     )  # fmt: skip
     return [_delivery(r) for r in rows]
 
@@ -411,12 +511,13 @@ async def month_to_date(
     organization_id: UUID | str,
     month: date,
     *,
+    scope: BudgetScope = ORGANIZATION,
     timeout: float | None = None,
 ) -> MonthToDate:
-    """The organization's cost for a UTC calendar month (``sum(cost)`` of priced spans)."""
+    """The scope's cost for a UTC calendar month (``sum(cost)`` of priced spans)."""
     org = UUID(str(organization_id))
     async with tenant_transaction(pool_or_conn, org) as conn:
-        return await _month_to_date(conn, org, month, timeout=timeout)
+        return await _month_to_date(conn, org, month, scope, timeout=timeout)
 
 
 async def list_deliveries(
@@ -424,11 +525,12 @@ async def list_deliveries(
     organization_id: UUID | str,
     month: date,
     *,
+    scope: BudgetScope = ORGANIZATION,
     timeout: float | None = None,
 ) -> list[Delivery]:
     org = UUID(str(organization_id))
     async with tenant_transaction(pool_or_conn, org) as conn:
-        return await _deliveries(conn, org, month, timeout=timeout)
+        return await _deliveries(conn, org, month, scope, timeout=timeout)
 
 
 async def month_status(
@@ -436,13 +538,14 @@ async def month_status(
     organization_id: UUID | str,
     month: date,
     *,
+    scope: BudgetScope = ORGANIZATION,
     timeout: float | None = None,
 ) -> tuple[MonthToDate, list[Delivery]]:
     """Month-to-date cost and the month's deliveries, read in one transaction."""
     org = UUID(str(organization_id))
     async with tenant_transaction(pool_or_conn, org) as conn:
-        usage = await _month_to_date(conn, org, month, timeout=timeout)
-        return usage, await _deliveries(conn, org, month, timeout=timeout)
+        usage = await _month_to_date(conn, org, month, scope, timeout=timeout)
+        return usage, await _deliveries(conn, org, month, scope, timeout=timeout)
 
 
 async def claim_thresholds(
@@ -455,6 +558,7 @@ async def claim_thresholds(
     lease_seconds: float,
     cost_usd: Decimal | None = None,
     limit_usd: Decimal | None = None,
+    scope: BudgetScope = ORGANIZATION,
     timeout: float | None = None,
 ) -> Claim | None:
     """Take the delivery of those ``thresholds`` that nobody holds: never claimed this month
@@ -473,13 +577,14 @@ async def claim_thresholds(
         inserted = await conn.fetch(
             """
             INSERT INTO alert_deliveries (organization_id, month, threshold, status, lease_id,
-                lease_expires_at, cost_usd, limit_usd, claimed_at)
-            SELECT $1, $2, t, 'pending', $4, $5, $6, $7, $8 FROM unnest($3::integer[]) AS t
-            ON CONFLICT (organization_id, month, threshold) DO NOTHING
+                lease_expires_at, cost_usd, limit_usd, claimed_at, dimension, value)
+            SELECT $1, $2, t, 'pending', $4, $5, $6, $7, $8, $9, $10
+              FROM unnest($3::integer[]) AS t
+            ON CONFLICT (organization_id, dimension, value, month, threshold) DO NOTHING
             RETURNING threshold, rounds
             """,
             org, month, wanted, lease_id, lease_expires_at, cost_usd, limit_usd, now,
-            timeout=timeout,
+            scope.dimension, scope.value, timeout=timeout,
         )  # fmt: skip
         taken = await conn.fetch(
             """
@@ -487,18 +592,20 @@ async def claim_thresholds(
                    lease_expires_at = $5, cost_usd = $6, limit_usd = $7, claimed_at = $8,
                    next_attempt_at = NULL, rounds = rounds + 1
              WHERE organization_id = $1 AND month = $2 AND threshold = ANY ($3::integer[])
+               AND dimension = $9 AND value = $10
                AND (status = 'failed' AND next_attempt_at <= $8
                     OR status = 'pending' AND lease_expires_at <= $8)
             RETURNING threshold, rounds
             """,
             org, month, wanted, lease_id, lease_expires_at, cost_usd, limit_usd, now,
-            timeout=timeout,
+            scope.dimension, scope.value, timeout=timeout,
         )  # fmt: skip
     claimed = [*inserted, *taken]
     if not claimed:
         return None
     return Claim(
         organization_id=org,
+        scope=scope,
         month=month,
         thresholds=tuple(sorted(r["threshold"] for r in claimed)),
         lease_id=lease_id,
@@ -528,10 +635,10 @@ async def mark_delivered(
                    delivered_at = $5, lease_id = NULL, lease_expires_at = NULL,
                    next_attempt_at = NULL
              WHERE organization_id = $1 AND month = $2 AND threshold = ANY ($3::integer[])
-               AND status <> 'delivered'
+               AND dimension = $6 AND value = $7 AND status <> 'delivered'
             """,
             claim.organization_id, claim.month, list(claim.thresholds), attempts, delivered_at,
-            timeout=timeout,
+            claim.scope.dimension, claim.scope.value, timeout=timeout,
         )  # fmt: skip
     return int(status.split()[-1])
 
@@ -555,10 +662,10 @@ async def mark_failed(
                    last_error = $6, next_attempt_at = $7, lease_id = NULL,
                    lease_expires_at = NULL
              WHERE organization_id = $1 AND month = $2 AND threshold = ANY ($3::integer[])
-               AND lease_id = $4 AND status = 'pending'
+               AND lease_id = $4 AND status = 'pending' AND dimension = $8 AND value = $9
             """,
             claim.organization_id, claim.month, list(claim.thresholds), claim.lease_id,
-            attempts, error[:500], next_attempt_at,
+            attempts, error[:500], next_attempt_at, claim.scope.dimension, claim.scope.value,
             timeout=timeout,
         )  # fmt: skip
     return int(status.split()[-1])
@@ -607,21 +714,21 @@ async def budget_report(
     organization_id: UUID | str,
     organization: str,
     *,
+    scope: BudgetScope = ORGANIZATION,
     now: datetime | None = None,
     timeout: float | None = None,
 ) -> BudgetReport | None:
-    """The organization's budget, month-to-date cost and this month's deliveries as of
-    ``now`` (default: the clock), read in one transaction; None without a budget."""
+    """The scope's budget, month-to-date cost and this month's deliveries as of ``now``
+    (default: the clock), read in one transaction; None without a budget."""
     org = UUID(str(organization_id))
     month = month_of(now or datetime.now(UTC))
     async with tenant_transaction(pool_or_conn, org) as conn:
         row = await conn.fetchrow(
-            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE organization_id = $1",
-            org,
-            timeout=timeout,
-        )
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE {_ONE_BUDGET}",
+            org, scope.dimension, scope.value, timeout=timeout,
+        )  # fmt: skip
         if row is None:
             return None
-        usage = await _month_to_date(conn, org, month, timeout=timeout)
-        deliveries = await _deliveries(conn, org, month, timeout=timeout)
+        usage = await _month_to_date(conn, org, month, scope, timeout=timeout)
+        deliveries = await _deliveries(conn, org, month, scope, timeout=timeout)
     return BudgetReport(org, organization, _budget(row), usage, tuple(deliveries))

@@ -154,10 +154,18 @@ async def acme(pool: Any) -> Organization:
 
 
 async def spend(
-    pool: Any, organization_id: UUID, usd: str, at: datetime, *, unpriced: int = 0
+    pool: Any,
+    organization_id: UUID,
+    usd: str,
+    at: datetime,
+    *,
+    unpriced: int = 0,
+    user: str | None = None,
+    tags: dict[str, str | None] | None = None,
 ) -> None:
     """Store one priced LLM call costing ``usd`` at ``at`` (and ``unpriced`` calls with no
-    known price), through the real writer so the rollups are what production has."""
+    known price), for ``user`` with ``tags`` if given, through the real writer so the
+    rollups are what production has."""
     rows = [
         TelemetryRow(
             trace_id=uuid4().hex,
@@ -172,6 +180,8 @@ async def spend(
             total_tokens=1100,
             cost=Decimal(usd) if i == 0 else None,
             cost_source="computed" if i == 0 else "unknown",
+            user_id=user,
+            tags=tags,
         )
         for i in range(1 + unpriced)
     ]

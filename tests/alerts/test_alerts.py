@@ -64,6 +64,7 @@ async def test_crossing_half_the_budget_posts_one_slack_message(
         "alert_id": f"{acme.id}:2025-03:50",
         "organization": "acme",
         "organization_id": str(acme.id),
+        "scope": None,
         "month": "2025-03",
         "threshold": 50,
         "thresholds": [50],
@@ -424,3 +425,60 @@ async def test_a_redirecting_webhook_is_not_followed(
     failed = await delivery(pool, acme, 50)
     assert failed.status == "failed" and failed.next_attempt_at is None
     assert failed.last_error == "HTTP 301 (redirects are not followed: set the final URL)"
+
+
+async def test_budgets_of_a_tag_value_and_of_a_user_alert_on_their_own_spend(
+    pool: Any, acme: Organization, webhook: Webhook, check: Check
+) -> None:
+    from aethermind.storage.tenants import set_tag_keys
+
+    search = budgets.BudgetScope("tag.team", "search")
+    alice = budgets.BudgetScope("user", "alice")
+    with pytest.raises(ValueError, match="not one of the organization's tag keys"):
+        await set_budget(pool, acme, webhook, limit="10", scope=search)
+    await set_tag_keys(pool, acme.id, ["team"])
+    await set_budget(pool, acme, webhook, limit="1000")  # the organization's: not crossed
+    await set_budget(pool, acme, webhook, limit="10", scope=search)
+    await set_budget(pool, acme, webhook, limit="20", scope=alice)
+    when = MARCH - timedelta(days=3)
+    await spend(pool, acme.id, "6", when, user="alice", tags={"team": "search"})
+    await spend(pool, acme.id, "40", when, user="bob", tags={"team": "ads"})  # neither's
+    await spend(pool, acme.id, "6", when, user="bob", tags={"team": "search"})
+
+    await check()
+
+    by_scope = {call.body["scope"]["dimension"]: call.body for call in webhook.calls}
+    assert set(by_scope) == {"tag.team"}  # alice spent 6 of 20: under her first threshold
+    body = by_scope["tag.team"]
+    assert body["text"] == (
+        "Aethermind: tag.team=search in organization acme has used 120% ($12.00) of its"
+        " $10.00 monthly LLM budget (threshold 100%)"
+    )
+    assert body["alert_id"] == f"{acme.id}:tag.team=search:2025-03:100"
+    assert body["scope"] == {"dimension": "tag.team", "value": "search"}
+    # The organization's own budget and alice's have their own deliveries: none yet.
+    assert await budgets.list_deliveries(pool, acme.id, MARCH_MONTH) == []
+    assert await budgets.list_deliveries(pool, acme.id, MARCH_MONTH, scope=alice) == []
+
+    await spend(pool, acme.id, "5", when, user="alice", tags={"team": "ads"})
+    await check()
+    assert webhook.calls[-1].body["scope"] == {"dimension": "user", "value": "alice"}
+    assert webhook.calls[-1].body["threshold"] == 50  # 11 of 20
+    report = await budgets.budget_report(pool, acme.id, "acme", scope=alice, now=MARCH)
+    assert report is not None and report.usage.cost_usd == Decimal(11)
+
+
+async def test_an_organization_has_a_bounded_number_of_budgets(
+    pool: Any, acme: Organization, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(budgets, "MAX_BUDGETS", 2)
+    await set_budget(pool, acme, webhook)
+    await set_budget(pool, acme, webhook, scope=budgets.BudgetScope("user", "alice"))
+    with pytest.raises(ValueError, match="at most 2 budgets"):
+        await set_budget(pool, acme, webhook, scope=budgets.BudgetScope("user", "bob"))
+    # Changing one that exists is not a new one.
+    await set_budget(pool, acme, webhook, limit="70", scope=budgets.BudgetScope("user", "alice"))
+    with pytest.raises(ValueError, match="dimension and a value"):
+        budgets.BudgetScope("user", "")
+    with pytest.raises(ValueError, match="not 'model'"):
+        budgets.BudgetScope("model", "gpt-4o")

@@ -44,6 +44,7 @@ async def test_budget_set_prints_the_budget_and_where_the_month_stands(
         "organization": "acme",
         "budget": {
             "organization_id": str(acme.id),
+            "scope": None,
             "monthly_limit_usd": "50",
             "thresholds": [50, 80, 100],
             "webhook_host": "hooks.slack.com",
@@ -151,3 +152,28 @@ def test_budget_commands_as_a_process_print_one_json_document(database_url: str)
     refused = run("budget", "set", "--org", "acme", "--monthly-usd", "-5")
     assert refused.returncode == 2
     assert "--monthly-usd" in json.loads(refused.stdout)["error"]
+
+
+async def test_budgets_of_a_tag_value_and_of_a_user(cli: Any, acme: Organization) -> None:
+    await cli("org", "tags", "--org", "acme", "--set", "team")
+    document = await cli(
+        "budget", "set", "--org", "acme", "--tag", "team=search", "--monthly-usd", "100",
+        "--webhook-url", HOOK,
+    )  # fmt: skip
+    assert document["budget"]["scope"] == {"dimension": "tag.team", "value": "search"}
+    document = await cli(
+        "budget", "set", "--org", "acme", "--user", "alice", "--monthly-usd", "20",
+        "--webhook-url", HOOK,
+    )  # fmt: skip
+    assert document["budget"]["scope"] == {"dimension": "user", "value": "alice"}
+    shown = await cli("budget", "show", "--org", "acme", "--tag", "team=search")
+    assert shown["budget"]["monthly_limit_usd"] == "100"
+    with pytest.raises(CliError, match="no budget for user=bob"):
+        await cli("budget", "show", "--org", "acme", "--user", "bob")
+    with pytest.raises(CliError, match="one of them"):
+        await cli("budget", "show", "--org", "acme", "--user", "bob", "--tag", "team=x")
+    with pytest.raises(CliError, match="not one of the organization's tag keys"):
+        await cli(
+            "budget", "set", "--org", "acme", "--tag", "feature=chat", "--monthly-usd", "5",
+            "--webhook-url", HOOK,
+        )  # fmt: skip
