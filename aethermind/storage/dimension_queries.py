@@ -1,8 +1,9 @@
 """Aggregates by who and what spent it, from the dimension rollups: one user's (session's,
 agent's, tag value's) usage, every value's, and the top N values over millions.
 
-Exact sums come from the hourly rows of the range's whole hours plus the raw spans of its
-partial hours at either end (aggregated as the writer aggregates them). Top N ranks first
+Exact sums come from the daily rows of the range's whole days, the hourly rows of its other
+whole hours, and the raw spans of its partial hours at either end (aggregated as the writer
+aggregates them), as ``queries.py`` sums the usage rollups. Top N ranks first
 and sums second, so it reads the hours of a few hundred values, never of all of them:
 
 1. Candidates: the ``C`` highest values of each month the range touches, by the measure
@@ -25,8 +26,13 @@ from typing import Any
 from uuid import UUID
 
 from aethermind.storage.aggregate_sql import ROLLUP_MEASURES, Shape, ordered_sql
-from aethermind.storage.dimension_rollups import HOURLY_TABLE, MONTHLY_TABLE
-from aethermind.storage.dimensions import ORDER_BY, column_of, in_force_sql
+from aethermind.storage.dimension_rollups import (
+    DAILY_TABLE,
+    HOURLY_TABLE,
+    MONTHLY_TABLE,
+    UNNAMED,
+)
+from aethermind.storage.dimensions import ATTRIBUTION, ORDER_BY, column_of, in_force_sql
 from aethermind.storage.rollups import ROLLUP_KEYS, ROLLUP_SUMS, rollup_aggregates_sql
 
 MAX_CANDIDATES = 25_600
@@ -47,36 +53,43 @@ def answerable_dimension(shape: Shape) -> str | None:
 
 
 def dimension_sql(dimension: str, shape: Shape, *, by_values: bool) -> tuple[str, list[Any]]:
-    """$1 organization, $2-$3 the range, $4-$5 its whole hours; with ``by_values``, $6 the
-    values to keep (text[]). The rows of ``shape`` (grouped by ``dimension`` or not, by
-    bucket or not), shaped for ``queries._row`` (rollup)."""
+    """$1 organization, $2-$3 the range, $4-$7 its ``queries.RollupPlan`` (whole hours
+    [$4, $5), whole days [$6, $7)); with ``by_values``, $8 the values to keep (text[]). The
+    rows of ``shape`` (grouped by ``dimension`` or not, by bucket or not), shaped for
+    ``queries._row`` (rollup): daily rows, hourly rows, and the raw spans of the partial
+    hours at the ends aggregated as the writer aggregates them."""
     column = column_of(dimension)
     in_force = in_force_sql(dimension)
-    value_of_span = f"coalesce({column}, '')"
-    edge_filter = f" AND {value_of_span} = ANY($6::text[])" if by_values else ""
-    hour_filter = " AND value = ANY($6::text[])" if by_values else ""
+    value_filter = " AND value = ANY($8::text[])" if by_values else ""
+    edge_filter = f" AND coalesce({column}, '') = ANY($8::text[])" if by_values else ""
     if in_force:
         edge_filter += f" AND {in_force}"
+    # The null group of user, session and agent also holds the spans that named none.
+    dimensions = f"'{dimension}', '{UNNAMED}'" if dimension in ATTRIBUTION else f"'{dimension}'"
     edges = (
         f"(SELECT *, {column} AS {_VALUE} FROM telemetry_events"
         " WHERE organization_id = $1 AND counted"
         ' AND ("timestamp" >= $2 AND "timestamp" < $4 OR "timestamp" >= $5 AND "timestamp" < $3)'
         f"{edge_filter}) AS edges"
     )
-    measures_in = [*ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"]  # as the edges give them
+    measures_in = ", ".join([*ROLLUP_SUMS, "latency_min_ms", "latency_max_ms"])
     granularity = shape.granularity
     select = [f"date_trunc('{granularity}', hour, 'UTC') AS bucket"] if granularity else []
     keys = ["bucket"] if granularity else []
     if shape.group_by:
         select.append(f'{_VALUE} AS "{dimension}"')
         keys.append(f'"{dimension}"')
-    limit_param = 7 if by_values else 6
+    limit_param = 9 if by_values else 8
     group, limit_args = ordered_sql(keys, shape.order_by, shape.limit, limit_param=limit_param)
     sql = f"""
         WITH parts AS (
-            SELECT hour, value AS {_VALUE}, {", ".join(measures_in)} FROM {HOURLY_TABLE}
-             WHERE organization_id = $1 AND dimension = '{dimension}'
-               AND hour >= $4 AND hour < $5{hour_filter}
+            SELECT day AS hour, value AS {_VALUE}, {measures_in} FROM {DAILY_TABLE}
+             WHERE organization_id = $1 AND dimension IN ({dimensions})
+               AND day >= $6 AND day < $7{value_filter}
+            UNION ALL
+            SELECT hour, value AS {_VALUE}, {measures_in} FROM {HOURLY_TABLE}
+             WHERE organization_id = $1 AND dimension IN ({dimensions})
+               AND (hour >= $4 AND hour < $6 OR hour >= $7 AND hour < $5){value_filter}
             UNION ALL
             {rollup_aggregates_sql(edges, keys=(_VALUE,))}
         )
@@ -98,13 +111,13 @@ async def dimension_rows(
     organization_id: UUID,
     dimension: str,
     shape: Shape,
-    bounds: tuple[datetime, datetime, datetime, datetime],
+    bounds: tuple[datetime, ...],
     *,
     timeout: float | None,
 ) -> list[Any]:
-    """The records of ``shape`` over ``bounds`` (from, to, first whole hour, end of the last)
-    from the dimension rollups; top N by the threshold search when the shape asks for the
-    top values of the dimension alone."""
+    """The records of ``shape`` over ``bounds`` (from, to, then the range's
+    ``queries.RollupPlan``: whole hours and whole days) from the dimension rollups; top N by
+    the threshold search when the shape asks for the top values of the dimension alone."""
     if shape.filters:
         sql, args = dimension_sql(dimension, shape, by_values=True)
         values = [shape.filters[dimension]]
@@ -120,7 +133,7 @@ async def _top_values(
     organization_id: UUID,
     dimension: str,
     shape: Shape,
-    bounds: tuple[datetime, datetime, datetime, datetime],
+    bounds: tuple[datetime, ...],
     *,
     timeout: float | None,
 ) -> list[Any]:
@@ -141,7 +154,8 @@ async def _top_values(
         bound = sum(
             (values[-1] for values in by_month.values() if len(values) == per_month), start=0
         )
-        values = sorted({record["value"] for record in ranked})
+        # '' (spans without a value) always competes: its total also holds the UNNAMED rows.
+        values = sorted({record["value"] for record in ranked} | {""})
         exact = await conn.fetch(
             exact_sql, organization_id, *bounds, values, *exact_args, timeout=timeout
         )

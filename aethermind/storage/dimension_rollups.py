@@ -21,7 +21,12 @@ from aethermind.storage.rollups import (
 from aethermind.storage.tags import TAG_PREFIX
 
 HOURLY_TABLE = "dimension_rollup_hourly"
+DAILY_TABLE = "dimension_rollup_daily"
 MONTHLY_TABLE = "dimension_rollup_monthly"
+UNNAMED = "*"
+"""The dimension of the one row a span adds when it names no user, session or agent and has
+no tag keys in force (instead of a '' row for each of the three): the null group of those
+three is their own '' rows plus the ``UNNAMED`` '' rows."""
 DIMENSION_KEYS: tuple[str, ...] = ("dimension", "value")
 """The rollups' key columns besides organization and time: the dimension's name as queries
 name it (``user``, ``tag.team``) and the span's value ('' for none)."""
@@ -34,7 +39,11 @@ MONTHLY_SUMS: tuple[str, ...] = (
     "unpriced_calls",
 )
 """What the monthly rows sum (the hourly rows sum all of ``rollups.ROLLUP_SUMS``)."""
-DIMENSION_TABLES: tuple[tuple[str, str], ...] = ((HOURLY_TABLE, "hour"), (MONTHLY_TABLE, "month"))
+DIMENSION_TABLES: tuple[tuple[str, str], ...] = (
+    (HOURLY_TABLE, "hour"),
+    (DAILY_TABLE, "day"),
+    (MONTHLY_TABLE, "month"),
+)
 """The dimension rollup tables and their time column, finest first."""
 COST_SUMS: tuple[str, ...] = ("cost", "priced_calls", "unpriced_calls")
 """What a change of price moves (in every rollup table)."""
@@ -42,26 +51,37 @@ COST_SUMS: tuple[str, ...] = ("cost", "priced_calls", "unpriced_calls")
 
 def dimension_values_sql(source: str) -> str:
     """Each row of ``source`` (span rows with the attribution columns and ``tags``) once per
-    dimension, as ``dimension`` and ``value`` (NULL for none: the aggregates make it '').
-    A span's ``tags`` hold every key the organization named when it was stored (JSON null
-    for a span without a value), so the span moves the same rows whenever it moves."""
+    dimension, as ``dimension`` and ``value`` (NULL for none: the aggregates make it ''); a
+    span with none of them once, as ``UNNAMED``. A span's ``tags`` hold every key the
+    organization named when it was stored (JSON null for a span without a value), so the
+    span moves the same rows whenever it moves."""
     pairs = ", ".join(f"('{name}', s.{column})" for name, column in ATTRIBUTION.items())
+    unnamed = (
+        f"coalesce({', '.join(f's.{c}' for c in ATTRIBUTION.values())}) IS NULL AND s.tags IS NULL"
+    )
     return f"""
         SELECT s.*, d.dimension, d.value FROM {source} s
          CROSS JOIN LATERAL (
-               SELECT * FROM (VALUES {pairs}) AS a(dimension, value)
+               SELECT * FROM (VALUES {pairs}) AS a(dimension, value) WHERE NOT ({unnamed})
                UNION ALL
                SELECT '{TAG_PREFIX}' || t.key, t.value FROM jsonb_each_text(s.tags) AS t
+               UNION ALL
+               SELECT '{UNNAMED}', NULL WHERE {unnamed}
          ) AS d(dimension, value)"""
 
 
 def dimension_rollup_ctes(moved: str, *, prefix: str = "dim") -> list[str]:
     """CTEs that add ``moved`` (span rows as ``rollups.rollup_aggregates_sql`` takes them,
-    with a ``weight`` of +1 or -1, and the attribution columns) to both dimension rollups."""
+    with a ``weight`` of +1 or -1, and the attribution columns) to the dimension rollups."""
     spans, hours, months = f"{prefix}_spans", f"{prefix}_agg", f"{prefix}_month"
+    days = f"{prefix}_day"
     keys = DIMENSION_KEYS
     hourly_agg = rollup_aggregates_sql(spans, weight="weight", keys=keys)
     hourly_up = rollup_upsert_sql(hours, table=HOURLY_TABLE, keys=keys, time_first=False)
+    daily_agg = rollup_regroup_sql(hours, "day", keys=keys)
+    daily_up = rollup_upsert_sql(
+        days, table=DAILY_TABLE, time_column="day", keys=keys, time_first=False
+    )
     monthly_agg = rollup_regroup_sql(
         hours, "month", keys=keys, sums=MONTHLY_SUMS, latency_bounds=False
     )
@@ -73,6 +93,8 @@ def dimension_rollup_ctes(moved: str, *, prefix: str = "dim") -> list[str]:
         f"{spans} AS ({dimension_values_sql(moved)})",
         f"{hours} AS ({hourly_agg})",
         f"{prefix}_up AS ({hourly_up})",
+        f"{days} AS ({daily_agg})",
+        f"{prefix}_day_up AS ({daily_up})",
         f"{months} AS ({monthly_agg})",
         f"{prefix}_month_up AS ({monthly_up})",
     ]

@@ -302,8 +302,8 @@ async def aggregates(
             records = await conn.fetch(sql, *params, timeout=timeout)
         else:
             assert plan is not None and dimension is not None
-            bounds = (from_, to, plan.hour_from, plan.hour_to)
-            records = await dimension_rows(conn, org, dimension, shape, bounds, timeout=timeout)
+            ends = (from_, to, plan.hour_from, plan.hour_to, plan.day_from, plan.day_to)
+            records = await dimension_rows(conn, org, dimension, shape, ends, timeout=timeout)
     # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
     return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
 

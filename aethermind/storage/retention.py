@@ -9,7 +9,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from aethermind.storage.dimension_rollups import HOURLY_TABLE, MONTHLY_SUMS, MONTHLY_TABLE
+from aethermind.storage.dimension_rollups import (
+    DAILY_TABLE,
+    HOURLY_TABLE,
+    MONTHLY_SUMS,
+    MONTHLY_TABLE,
+)
 from aethermind.storage.rollups import ROLLUP_TABLES
 from aethermind.storage.scope import PoolOrConnection, owner_transaction
 
@@ -35,6 +40,7 @@ DELETE_DIMENSION_HOURS_SQL = f"""
 """Deletes an organization's dimension hours before $2 and takes them out of their months,
 so a month's totals stay the sums of its kept hours (``DELETE_DIMENSION_MONTHS_SQL`` then
 deletes the months wholly before $2). Answers how many hours went."""
+DELETE_DIMENSION_DAYS_SQL = f"DELETE FROM {DAILY_TABLE} WHERE organization_id = $1 AND day < $2"
 DELETE_DIMENSION_MONTHS_SQL = (
     f"DELETE FROM {MONTHLY_TABLE} WHERE organization_id = $1 AND month + interval '1 month' <= $2"
 )
@@ -106,10 +112,9 @@ async def apply_retention(
             deleted_rollup += await conn.fetchval(
                 DELETE_DIMENSION_HOURS_SQL, org["id"], cutoff, timeout=timeout
             )
-            status = await conn.execute(
-                DELETE_DIMENSION_MONTHS_SQL, org["id"], cutoff, timeout=timeout
-            )
-            deleted_rollup += int(status.split()[-1])
+            for sql in (DELETE_DIMENSION_DAYS_SQL, DELETE_DIMENSION_MONTHS_SQL):
+                status = await conn.execute(sql, org["id"], cutoff, timeout=timeout)
+                deleted_rollup += int(status.split()[-1])
             # Traces whose spans are past retention need no more deciding (writer.py).
             await conn.execute(
                 "DELETE FROM linked_traces WHERE organization_id = $1 AND last_start < $2",

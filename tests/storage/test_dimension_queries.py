@@ -32,6 +32,17 @@ async def org(pool: Any) -> Any:
     organization = await create_org(pool, "acme")
     await set_tag_keys(pool, organization, ["team", "feature"])
     await write_rows(pool, organization, make_rows(600, start=START, spacing=timedelta(minutes=23)))
+    # And spans that name nobody, stored before the tag keys were named: in every null group
+    # of user, session and agent, in no tag's.
+    unnamed = make_rows(150, start=START, spacing=timedelta(minutes=71), seed=2)
+    await write_rows(
+        pool,
+        organization,
+        [
+            replace(row, user_id=None, session_id=None, agent_name=None, tags=None)
+            for row in unnamed
+        ],
+    )
     return organization
 
 

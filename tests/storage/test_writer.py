@@ -48,7 +48,11 @@ WITH spans AS (
      CROSS JOIN LATERAL (
            SELECT * FROM (VALUES ('user', e.user_id), ('session', e.session_id),
                                  ('agent', e.agent_name)) AS a(dimension, value)
-           UNION ALL SELECT 'tag.' || key, value FROM jsonb_each_text(e.tags)) d
+            WHERE NOT (coalesce(e.user_id, e.session_id, e.agent_name) IS NULL
+                       AND e.tags IS NULL)
+           UNION ALL SELECT 'tag.' || key, value FROM jsonb_each_text(e.tags)
+           UNION ALL SELECT '*', NULL
+            WHERE coalesce(e.user_id, e.session_id, e.agent_name) IS NULL AND e.tags IS NULL) d
      WHERE e.counted
 ), raw AS (
     SELECT organization_id, dimension, value,
@@ -80,6 +84,7 @@ async def rollup_mismatches(pool: Any) -> int:
         (ROLLUP_CHECK, "usage_rollup_hourly", "hour", "hour"),
         (ROLLUP_CHECK, "usage_rollup_daily", "day", "day"),
         (DIMENSION_CHECK, "dimension_rollup_hourly", "hour", "hour"),
+        (DIMENSION_CHECK, "dimension_rollup_daily", "day", "day"),
         (DIMENSION_CHECK, "dimension_rollup_monthly", "month", "month"),
     ):
         sql = check.format(table=table, time_column=time_column, unit=unit)
