@@ -304,11 +304,15 @@ def _paths() -> Schema:
                 "summary": "The costliest traces of a range",
                 "description": (
                     "Traces with the highest total cost among spans started in "
-                    "`[from, to)`; traces with no priced span are left out. Scope `read`."
+                    "`[from, to)`; traces with no priced span are left out. With filters "
+                    "(as the aggregates take them: `user=alice`, `tag.team=search`), the "
+                    "cost of the spans that have those values: a user's costliest traces. "
+                    "Scope `read`."
                 ),
                 "security": _SECURITY,
                 "parameters": [
                     *range_params,
+                    *filter_params,
                     {
                         "name": "limit",
                         "in": "query",

@@ -76,6 +76,18 @@ def parse_range(
     return max(from_, EARLIEST), to
 
 
+def parse_filters(params: Mapping[str, str]) -> dict[str, str]:
+    """The dimension filters of a query (``user=alice``, ``tag.team=search``): one rule for
+    the aggregates and the top traces."""
+    filters = {name: text_param(name, params[name]) for name in _FILTERS if params.get(name)}
+    for name in params:
+        if name.startswith(TAG_PREFIX) and params[name]:
+            if not is_dimension(name):
+                raise InvalidParameter(name, "names no valid tag key (letters, digits, _.:-)")
+            filters[name] = text_param(name, params[name])
+    return filters
+
+
 def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
     unknown = sorted(p for p in set(params) - _KNOWN_PARAMS if not p.startswith(TAG_PREFIX))
     if unknown:
@@ -94,12 +106,7 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
         raise InvalidParameter("granularity", f"must be one of {', '.join(queries.GRANULARITIES)}")
     if granularity == "minute" and to - from_ > timedelta(days=7):
         raise InvalidParameter("granularity", "minute allows ranges up to 7 days")
-    filters = {name: text_param(name, params[name]) for name in _FILTERS if params.get(name)}
-    for name in params:
-        if name.startswith(TAG_PREFIX) and params[name]:
-            if not is_dimension(name):
-                raise InvalidParameter(name, "names no valid tag key (letters, digits, _.:-)")
-            filters[name] = text_param(name, params[name])
+    filters = parse_filters(params)
     order_by = params.get("order_by") or None
     if order_by is not None and order_by not in queries.ORDER_KEYS:
         raise InvalidParameter("order_by", f"must be one of {', '.join(queries.ORDER_KEYS)}")
@@ -224,10 +231,15 @@ async def trace(request: web.Request) -> web.Response:
 async def top_traces(request: web.Request) -> web.Response:
     verified = await authenticate(request, "read")
     app = request.app
-    unknown = sorted(set(request.query) - {"from", "to", "limit"})
+    unknown = sorted(
+        p
+        for p in set(request.query) - {"from", "to", "limit", *_FILTERS}
+        if not p.startswith(TAG_PREFIX)
+    )
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}")
     from_, to = parse_range(request.query)
+    filters = parse_filters(request.query)
     raw_limit = request.query.get("limit", "10")
     if not raw_limit.isdigit():
         raise BadRequest("parameter 'limit' must be an integer")
@@ -236,7 +248,7 @@ async def top_traces(request: web.Request) -> web.Response:
         raise BadRequest("parameter 'limit' must be within 1..100")
     async with reading(app):
         rows = await queries.top_traces(
-            app[POOL], verified.organization_id, from_, to, limit=limit,
+            app[POOL], verified.organization_id, from_, to, limit=limit, filters=filters,
             timeout=app[CONFIG].read_timeout_seconds,
         )  # fmt: skip
     answer = jsonable({"from": from_, "to": to, "traces": rows})

@@ -10,7 +10,7 @@ the histogram); from raw spans alone for minute buckets or ranges without a whol
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -286,18 +286,8 @@ async def aggregates(
     elif not use_rollup:
         sql, args = _raw_sql(shape)
         params = [org, from_, to, *args]
-    tags = {tag_of(k) for k in (*group_by, *filters)} - {None}
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
-        if tags:
-            configured = await conn.fetchval(
-                "SELECT tag_keys FROM organizations WHERE id = $1", org, timeout=timeout
-            )
-            missing = sorted(str(t) for t in tags if t not in (configured or ()))
-            if missing:
-                raise ValueError(
-                    f"tag {missing[0]!r} is not one of the organization's tag keys"
-                    f" ({', '.join(configured or ()) or 'none configured'})"
-                )
+        await _check_tags(conn, org, [*group_by, *filters], timeout=timeout)
         if sql:
             records = await conn.fetch(sql, *params, timeout=timeout)
         else:
@@ -306,6 +296,25 @@ async def aggregates(
             records = await dimension_rows(conn, org, dimension, shape, ends, timeout=timeout)
     # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
     return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
+
+
+async def _check_tags(
+    conn: Any, org: UUID, dimensions: Iterable[str], *, timeout: float | None
+) -> None:
+    """ValueError when a ``tag.<key>`` among ``dimensions`` names a key the organization did
+    not name (a typo would otherwise answer "no spans")."""
+    tags = {tag_of(d) for d in dimensions} - {None}
+    if not tags:
+        return
+    configured = await conn.fetchval(
+        "SELECT tag_keys FROM organizations WHERE id = $1", org, timeout=timeout
+    )
+    missing = sorted(str(t) for t in tags if t not in (configured or ()))
+    if missing:
+        raise ValueError(
+            f"tag {missing[0]!r} is not one of the organization's tag keys"
+            f" ({', '.join(configured or ()) or 'none configured'})"
+        )
 
 
 _SPAN_COLUMNS = (*(f'"{c}"' for c in COLUMNS), "model", *TRACE_DECIDED_COLUMNS)
@@ -358,16 +367,26 @@ async def top_traces(
     to: datetime,
     *,
     limit: int = 10,
+    filters: Mapping[str, str] | None = None,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
     """The traces with the highest counted cost among spans started in ``[from_, to)``:
     ``trace_id``, ``root_name`` (the span without a parent, if stored), ``spans`` (all
     stored), ``cost_usd``, ``unpriced_calls`` and ``total_tokens`` (counted spans only, as in
-    every total), ``started_at``, ``duration_ms``."""
+    every total), ``started_at``, ``duration_ms``. With ``filters`` (dimension: value, as
+    the aggregates take them), only the spans that have those values: a user's or a
+    session's costliest traces."""
     if not 0 < limit <= 1000:
         raise ValueError(f"limit must be within 1..1000, got {limit}")
-    _validate(from_, to, (), None, {})
+    filters = dict(filters or {})
+    _validate(from_, to, (), None, filters)
+    where, args = _where(filters, first_param=5, null_as_empty=False)
+    for dimension in sorted(filters):
+        in_force = in_force_sql(dimension)
+        if in_force:
+            where += f" AND {in_force}"
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        await _check_tags(conn, UUID(str(organization_id)), filters, timeout=timeout)
         records = await conn.fetch(
             f"""
             SELECT trace_id,
@@ -382,7 +401,7 @@ async def top_traces(
                        max("timestamp" + make_interval(secs => coalesce(duration_ms, 0) / 1000))
                        - min("timestamp")) * 1000 AS duration_ms
               FROM telemetry_events
-             WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
+             WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3{where}
              GROUP BY trace_id
             HAVING sum(cost) FILTER (WHERE counted) IS NOT NULL
              ORDER BY sum(cost) FILTER (WHERE counted) DESC, trace_id
@@ -392,6 +411,7 @@ async def top_traces(
             from_,
             to,
             limit,
+            *args,
             timeout=timeout,
         )
     return [

@@ -47,6 +47,7 @@ def _chat(
     duration_ms: int,
     context: Any = None,
     fail: bool = False,
+    attributes: dict[str, Any] | None = None,
 ) -> None:
     span = tracer.start_span(f"chat {model}", context=context, start_time=start_ns)
     span.set_attributes(
@@ -56,6 +57,7 @@ def _chat(
             "gen_ai.request.model": model,
             "gen_ai.usage.input_tokens": input_tokens,
             "gen_ai.usage.output_tokens": output_tokens,
+            **(attributes or {}),
         }
     )
     if fail:
@@ -370,6 +372,56 @@ async def test_range_and_group_by_choices_query_the_matching_rows(
     shown = await figures(page)
     summary = await api(receiver, "/v1/aggregates", **{"from": shown["from"], "to": shown["to"]})
     assert_totals_match(shown, summary["rows"])
+    assert page.errors() == []
+
+
+async def test_a_breakdown_by_user_opens_one_users_spend_and_costliest_traces(
+    receiver: RunningReceiver, page: Page
+) -> None:
+    exporter = InMemorySpanExporter()
+    now = time.time_ns()
+    provider, tracer = _tracer("assistant", exporter)
+    calls = [("alice", 30_000), ("alice", 20_000), ("bob", 5_000), ("carol", 1_000), (None, 2_000)]
+    for i, (user, tokens) in enumerate(calls):
+        _chat(tracer, "gpt-4o", tokens, 100, start_ns=now - (50 - 5 * i) * MINUTE_NS,
+              duration_ms=500, attributes={"user.id": user} if user else {})  # fmt: skip
+    spans = list(exporter.get_finished_spans())
+    provider.shutdown()
+    await ingest(receiver, spans)
+    await open_dashboard(page, receiver, receiver.acme.read_key)
+    await wait_until_drawn(page)
+
+    await page.select("#group-by", "user")
+    await page.wait_for("document.getElementById('summary').dataset.groupBy === 'user'")
+    await page.wait_for("!!document.querySelector('#breakdown button.drill')")
+    shown = await figures(page)
+    window = {"from": shown["from"], "to": shown["to"]}
+    top = await api(
+        receiver, "/v1/aggregates", group_by="user", order_by="cost_usd", limit="20", **window
+    )
+    breakdown = await table(page, "#breakdown")
+    assert [r["group"] for r in breakdown] == [r["user"] or "(not set)" for r in top["rows"]]
+    assert [r["cells"][6]["value"] for r in breakdown] == [r["cost_usd"] for r in top["rows"]]
+
+    # Click-through: alice's spend by model, and her costliest traces.
+    await page.click("#breakdown button.drill[data-value='alice']")
+    await page.wait_for(
+        "document.getElementById('filter').dataset.value === 'alice' && "
+        "document.getElementById('summary').dataset.groupBy === 'model'"
+    )
+    await wait_until_drawn(page, refreshes=3)
+    shown = await figures(page)
+    window = {"from": shown["from"], "to": shown["to"]}
+    alice = await api(receiver, "/v1/aggregates", user="alice", **window)
+    assert_totals_match(shown, alice["rows"])
+    assert alice["rows"][0]["calls"] == 2
+    traces = await api(receiver, "/v1/top-traces", user="alice", **window)
+    shown_traces = await table(page, "#top-traces")
+    assert [r["traceId"] for r in shown_traces] == [t["trace_id"] for t in traces["traces"]]
+    assert len(shown_traces) == 2
+    await page.click("#clear-filter")
+    await wait_until_drawn(page, refreshes=4)
+    assert await page.evaluate("document.getElementById('filter').hidden")
     assert page.errors() == []
 
 

@@ -84,6 +84,26 @@ async def test_top_n_orders_by_the_measure_asked_for(receiver: RunningReceiver) 
     assert [(r["user"], r["calls"]) for r in by_calls] == [("alice", 2)]
 
 
+async def test_a_users_costliest_traces(receiver: RunningReceiver) -> None:
+    await export_with_otel(spans(), receiver.traces_url, receiver.acme.ingest_key)
+
+    async def top_traces(**params: str) -> Any:
+        response = await receiver.session.get(
+            f"{receiver.url}/v1/top-traces", params=params, headers=receiver.acme.read_headers()
+        )
+        return response.status, await response.json()
+
+    status, everyone = await top_traces()
+    assert status == 200 and len(everyone["traces"]) == len(CALLS)
+    status, alices = await top_traces(user="alice")
+    assert status == 200 and len(alices["traces"]) == 2
+    assert {t["total_tokens"] for t in alices["traces"]} == {5010, 3010}
+    status, body = await top_traces(**{"tag.team": "search"})  # no tag keys named
+    assert status == 400 and "tag keys" in body["error"]["message"]
+    status, body = await top_traces(usr="alice")
+    assert status == 400
+
+
 async def test_bad_top_n_parameters_are_400s(receiver: RunningReceiver) -> None:
     for params in ({"order_by": "latency"}, {"limit": "0"}, {"limit": "ten"}, {"group_by": "usr"}):
         response = await receiver.session.get(

@@ -29,7 +29,16 @@
     service: "Service",
     operation: "Operation",
     environment: "Environment",
+    user: "User",
+    session: "Session",
+    agent: "Agent",
+    tag: "Tag",
   };
+  // Who spent it: values run into the millions, so these breakdowns show the top groups by
+  // cost (the API's top N), the cost chart the total, and each group opens its traces.
+  const WHO = new Set(["user", "session", "agent", "tag"]);
+  const TOP_GROUPS = 20;
+  const TAG_KEY = /^[A-Za-z0-9_.:-]{1,64}$/;
   const UNSET = "(not set)";
   const PALETTE = [
     "#3b6fd4", "#e07b39", "#3a9e6f", "#c2415a", "#8a5cc7",
@@ -53,6 +62,12 @@
     customTo: $("custom-to"),
     applyCustom: $("apply-custom"),
     groupBy: $("group-by"),
+    tagControl: $("tag-control"),
+    tagKey: $("tag-key"),
+    applyTag: $("apply-tag"),
+    filter: $("filter"),
+    filterLabel: $("filter-label"),
+    clearFilter: $("clear-filter"),
     autoRefresh: $("auto-refresh"),
     refreshNow: $("refresh-now"),
     rangeLabel: $("range-label"),
@@ -73,6 +88,8 @@
     range: el.range.value,
     custom: null, // {from: Date, to: Date} once applied
     groupBy: el.groupBy.value,
+    tagKey: "", // the tag key when groupBy is "tag"
+    filter: null, // {key, value}: only the spans with this value (a user, a session...)
     inflight: null, // AbortController of the refresh in progress
     timer: null,
     stopped: false, // after 401/403: no more automatic requests with a rejected key
@@ -304,26 +321,63 @@
     }, REFRESH_MS);
   }
 
+  /** The API's name of the breakdown: a dimension, or tag.<key>. */
+  function groupKey() {
+    return state.groupBy === "tag" ? `tag.${state.tagKey}` : state.groupBy;
+  }
+
+  function groupLabel() {
+    return state.groupBy === "tag" ? `Tag ${state.tagKey}` : GROUP_LABELS[state.groupBy];
+  }
+
+  function filterParams() {
+    return state.filter ? { [state.filter.key]: state.filter.value } : {};
+  }
+
+  function renderFilter() {
+    el.filter.hidden = !state.filter;
+    el.filterLabel.textContent = state.filter ? `${state.filter.key} = ${state.filter.value}` : "";
+    el.filter.dataset.key = state.filter?.key ?? "";
+    el.filter.dataset.value = state.filter?.value ?? "";
+  }
+
   async function refresh() {
     if (!state.key) return;
+    if (state.groupBy === "tag" && !TAG_KEY.test(state.tagKey)) {
+      el.tagControl.hidden = false;
+      showAlert("input", "Name the tag key to break down by (letters, digits, _ . : -).");
+      return;
+    }
     state.inflight?.abort();
     const controller = new AbortController();
     state.inflight = controller;
     clearTimeout(state.timer);
     const range = currentRange();
-    const group = state.groupBy;
-    const base = { from: range.from.toISOString(), to: range.to.toISOString() };
+    const group = groupKey();
+    const who = WHO.has(state.groupBy);
+    const base = {
+      from: range.from.toISOString(), to: range.to.toISOString(), ...filterParams(),
+    };
     const timed = { ...base, granularity: range.granularity };
+    const breakdown = who
+      ? { ...base, group_by: group, order_by: "cost_usd", limit: String(TOP_GROUPS) }
+      : { ...base, group_by: group };
+    renderFilter();
     el.main.setAttribute("aria-busy", "true");
     try {
-      const [summary, series, groupSeries, groups, top] = await Promise.all([
+      const [summary, series, grouped, groups, top] = await Promise.all([
         api("aggregates", base, controller.signal),
         api("aggregates", timed, controller.signal),
-        api("aggregates", { ...timed, group_by: group }, controller.signal),
-        api("aggregates", { ...base, group_by: group }, controller.signal),
+        // Per bucket and group only for the few-valued breakdowns; a who-breakdown's chart
+        // shows the total (one series of millions of users would say nothing).
+        who ? null : api("aggregates", { ...timed, group_by: group }, controller.signal),
+        api("aggregates", breakdown, controller.signal),
         api("top-traces", { ...base, limit: String(TOP_TRACES) }, controller.signal),
       ]);
       if (controller.signal.aborted) return;
+      const groupSeries = grouped ?? {
+        rows: series.rows.map((row) => ({ ...row, [group]: "All" })),
+      };
       const ranked = rankGroups(groups.rows, group);
       renderSummary(summary, range);
       renderBreakdown(groups.rows, group, ranked);
@@ -387,7 +441,7 @@
     el.summary.dataset.from = summary.from;
     el.summary.dataset.to = summary.to;
     el.summary.dataset.granularity = range.granularity;
-    el.summary.dataset.groupBy = state.groupBy;
+    el.summary.dataset.groupBy = groupKey();
 
     if (row === null) {
       setFigure("total-cost", formatUsd("0"), "0");
@@ -418,10 +472,13 @@
   }
 
   function renderBreakdown(rows, key, ranked) {
+    const label = groupLabel();
+    const who = WHO.has(state.groupBy);
     document.querySelectorAll(".group-label").forEach((node) => {
-      node.textContent = GROUP_LABELS[key].toLowerCase();
+      node.textContent = who ? `${label.toLowerCase()} (top ${TOP_GROUPS} by cost)`
+        : label.toLowerCase();
     });
-    document.querySelector("#breakdown .group-label-col").textContent = GROUP_LABELS[key];
+    document.querySelector("#breakdown .group-label-col").textContent = label;
     if (!rows.length) {
       emptyRow(el.breakdown, 9, "No calls in this range");
       return;
@@ -433,7 +490,19 @@
       tr.dataset.group = name;
       const th = document.createElement("th");
       th.scope = "row";
-      th.textContent = name;
+      if (who && row[key] !== null && row[key] !== undefined) {
+        // Click-through: this user's (session's...) spend by model, and its costliest traces.
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "drill";
+        button.dataset.key = key;
+        button.dataset.value = row[key];
+        button.textContent = name;
+        button.title = `Only ${key} ${name}: its spend by model and its costliest traces`;
+        th.append(button);
+      } else {
+        th.textContent = name;
+      }
       tr.append(
         th,
         cell(formatInt(row.calls), { value: row.calls, numeric: true }),
@@ -862,6 +931,11 @@
    *  shared (never the key: the fragment is not sent to servers, but it is shown). */
   function saveView() {
     const view = new URLSearchParams({ range: state.range, group: state.groupBy });
+    if (state.groupBy === "tag") view.set("tag", state.tagKey);
+    if (state.filter) {
+      view.set("fkey", state.filter.key);
+      view.set("fvalue", state.filter.value);
+    }
     if (state.range === "custom" && state.custom) {
       view.set("from", state.custom.from.toISOString());
       view.set("to", state.custom.to.toISOString());
@@ -873,6 +947,10 @@
     const view = new URLSearchParams(location.hash.slice(1));
     const group = view.get("group");
     if (group && group in GROUP_LABELS) state.groupBy = group;
+    state.tagKey = view.get("tag") ?? "";
+    const filterKey = view.get("fkey");
+    const filterValue = view.get("fvalue");
+    if (filterKey && filterValue !== null) state.filter = { key: filterKey, value: filterValue };
     const range = view.get("range");
     if (range && range in RANGES) state.range = range;
     if (range === "custom") {
@@ -888,6 +966,8 @@
     }
     el.range.value = state.range;
     el.groupBy.value = state.groupBy;
+    el.tagKey.value = state.tagKey;
+    el.tagControl.hidden = state.groupBy !== "tag";
   }
 
   // ---------------------------------------------------------------- wiring
@@ -932,6 +1012,34 @@
 
   el.groupBy.addEventListener("change", () => {
     state.groupBy = el.groupBy.value;
+    el.tagControl.hidden = state.groupBy !== "tag";
+    if (state.groupBy === "tag" && !state.tagKey) {
+      el.tagKey.focus();
+      return; // applied with the Show button
+    }
+    saveView();
+    refresh();
+  });
+
+  el.applyTag.addEventListener("click", () => {
+    state.tagKey = el.tagKey.value.trim();
+    saveView();
+    refresh();
+  });
+
+  el.breakdown.addEventListener("click", (event) => {
+    const button = event.target.closest("button.drill");
+    if (!button) return;
+    state.filter = { key: button.dataset.key, value: button.dataset.value };
+    state.groupBy = "model";
+    el.groupBy.value = "model";
+    el.tagControl.hidden = true;
+    saveView();
+    refresh();
+  });
+
+  el.clearFilter.addEventListener("click", () => {
+    state.filter = null;
     saveView();
     refresh();
   });
