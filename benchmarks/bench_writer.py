@@ -17,7 +17,11 @@ agent's model calls under spans that were not GenAI): every batch reads its trac
 the one-statement path, plus the twin probe, measured beside the same rows without
 response ids (no probe, no index entry) to show what matching twins costs.
 
-    python benchmarks/bench_writer.py [--batches 120] [--shape root] [--database-url URL]
+``--users N``: every span names one of N users and a session of theirs (the dimension
+rollups then move a row per user and session a batch).
+
+    python benchmarks/bench_writer.py [--batches 120] [--shape root] [--users N]
+                                      [--database-url URL]
 
 Without a URL (or env ``DATABASE_URL``) it starts the embedded PostgreSQL in a temp dir.
 """
@@ -74,9 +78,12 @@ SERVICES = ["checkout-api", "search", "support-bot", "summarizer"]
 MILLION = Decimal(1_000_000)
 
 
-def build_rows(count: int, seed: int = 7, shape: str = "agent") -> list[TelemetryRow]:
+def build_rows(
+    count: int, seed: int = 7, shape: str = "agent", users: int = 0
+) -> list[TelemetryRow]:
     """Realistic spans: recent start times in arrival order, a few models, token counts,
-    computed costs, OTel-like attributes; traces as ``shape`` says (see the docstring)."""
+    computed costs, OTel-like attributes; traces as ``shape`` says (see the docstring).
+    With ``users``, each span is for one of that many users, in a session of theirs."""
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(hours=2)
     rows = []
@@ -142,6 +149,11 @@ def build_rows(count: int, seed: int = 7, shape: str = "agent") -> list[Telemetr
                 response_id=f"chatcmpl-{seed}-{i}" if shape == "root" else None,
             )
         )
+        if users:
+            user = rng.randrange(users)
+            rows[-1] = replace(
+                rows[-1], user_id=f"user-{user}", session_id=f"session-{user}-{rng.randrange(20)}"
+            )
     return rows
 
 
@@ -202,7 +214,7 @@ async def timed(
     return rate
 
 
-async def run(admin_url: str, batch_count: int, rounds: int, shape: str) -> None:
+async def run(admin_url: str, batch_count: int, rounds: int, shape: str, users: int) -> None:
     name = f"aethermind_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -224,7 +236,7 @@ async def run(admin_url: str, batch_count: int, rounds: int, shape: str) -> None
         paths = 4 if shape == "root" else 3
         print(f"building {rounds * paths} x {batch_count} batches of {BATCH} {shape} rows...")
         # Distinct rows per run and per round, so every measured write inserts new spans.
-        sets = [build_rows(batch_count * BATCH, s, shape) for s in range(rounds * paths)]
+        sets = [build_rows(batch_count * BATCH, s, shape, users) for s in range(rounds * paths)]
         if shape == "root":
             for r in range(rounds):
                 sets[paths * r + 3] = [replace(x, response_id=None) for x in sets[paths * r + 3]]
@@ -304,10 +316,13 @@ async def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shape", choices=("agent", "root"), default="agent")
+    parser.add_argument(
+        "--users", type=int, default=0, help="each span for one of this many users (0: none)"
+    )
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     args = parser.parse_args()
     if args.database_url:
-        await run(args.database_url, args.batches, args.rounds, args.shape)
+        await run(args.database_url, args.batches, args.rounds, args.shape, args.users)
         return
     with tempfile.TemporaryDirectory(prefix="aethermind-bench-") as tmp:
         Path(tmp).chmod(0o711)  # as root, the server's own OS user must enter it
@@ -315,7 +330,7 @@ async def main() -> None:
         url = await server.start(timeout=120)
         print(f"embedded PostgreSQL at {url}")
         try:
-            await run(url, args.batches, args.rounds, args.shape)
+            await run(url, args.batches, args.rounds, args.shape, args.users)
         finally:
             await server.stop()
 
