@@ -318,6 +318,10 @@ def test_ids_in_bodies_queries_and_headers_never_pick_the_organization(
     if response.status_code == 200:
         ids = {t["trace_id"] for t in response.json()["traces"]}
         assert b.trace_id not in ids and a.trace_id in ids
+    # A filter naming what only B has finds nothing of B's.
+    response = call(target, "GET /v1/top-traces", a, read_a, service=b.service)
+    outcomes["top-traces?service=B's"] = response.status_code
+    assert response.status_code == 200 and response.json()["traces"] == []
     response = requests.get(
         f"{target.url}/v1/traces/{b.trace_id}",
         headers={**read_a, "X-Organization-Id": str(b.id)},
