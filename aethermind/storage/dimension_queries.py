@@ -12,8 +12,9 @@ and sums second, so it reads the hours of a few hundred values, never of all of 
 3. A value that is no month's candidate has, in each month, at most that month's C-th
    total, so over the range at most the sum of those: if the N-th exact total reaches that
    bound, no other value can enter the top N (a tie at the N-th place may be broken either
-   way). Otherwise ``C`` grows fourfold and the search repeats; past ``MAX_CANDIDATES`` the
-   range's hourly rows are grouped whole (exact, the slow way).
+   way). Otherwise ``C`` grows fourfold and the search repeats, at most ``MAX_SEARCHES``
+   times and up to ``MAX_CANDIDATES``; then the range's rows of every value are grouped
+   (exact, the slow way: spend spread evenly over many values has no leaders to find).
 
 Monthly totals are upper bounds of any part of the month: retention keeps them equal to the
 sum of the kept hours, and the writer moves them with every change of what counts.
@@ -36,9 +37,12 @@ from aethermind.storage.dimensions import ATTRIBUTION, ORDER_BY, column_of, in_f
 from aethermind.storage.rollups import ROLLUP_KEYS, ROLLUP_SUMS, rollup_aggregates_sql
 
 MAX_CANDIDATES = 25_600
-"""Candidates per month past which top N groups the range's hourly rows whole."""
+"""Candidates per month past which top N groups the range's rows of every value."""
 FIRST_CANDIDATES = 4
 """The first search takes this many times N candidates a month."""
+MAX_SEARCHES = 2
+"""Searches before grouping every value: where no value stands out (spend spread evenly),
+more candidates rarely prove the bound and each search costs more than the last."""
 _VALUE = "dimension_value"
 
 
@@ -143,7 +147,9 @@ async def _top_values(
     candidates_sql = _CANDIDATES_SQL.format(measure=measure, table=MONTHLY_TABLE)
     exact_sql, exact_args = dimension_sql(dimension, shape, by_values=True)
     per_month = limit * FIRST_CANDIDATES
-    while per_month <= MAX_CANDIDATES:
+    for _ in range(MAX_SEARCHES):
+        if per_month > MAX_CANDIDATES:
+            break
         ranked = await conn.fetch(
             candidates_sql, organization_id, dimension, months, per_month, timeout=timeout
         )
