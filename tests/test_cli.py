@@ -204,7 +204,8 @@ def test_stats_matches_the_api_rows(database_url: str) -> None:
     by_team = run_cli(
         "stats", "--org", "stats-org", "--group-by", "tag.team", database_url=database_url
     )
-    assert [(r["tag.team"], r["calls"]) for r in by_team["rows"]] == [(None, 7)]
+    # These spans were stored before the keys were named: they are in none of a tag's rows.
+    assert by_team["rows"] == []
     searched = run_cli("stats", "--org", "stats-org", "--tag", "team=search",
                        database_url=database_url)  # fmt: skip
     assert searched["rows"] == []
