@@ -206,3 +206,74 @@ async def test_the_organizations_own_tags(receiver: RunningReceiver) -> None:
         headers=receiver.globex.read_headers(),
     )
     assert globex.status == 400  # globex named no tags: acme's are not its own
+
+
+def _chat_with(*extra: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    from tests.receiver.helpers import otlp_json_span
+
+    base = otlp_json_span(**fields)
+    base["attributes"] = [*base["attributes"], *extra]
+    return base
+
+
+async def _post_json(receiver: RunningReceiver, spans: list[dict[str, Any]]) -> int:
+    from tests.receiver.helpers import JSON, otlp_json_body
+
+    response = await receiver.session.post(
+        receiver.traces_url,
+        data=otlp_json_body(spans),
+        headers=receiver.acme.ingest_headers(**{"Content-Type": JSON}),
+    )
+    return response.status
+
+
+async def test_hostile_values_are_bounded_and_cannot_blow_up_the_rollups(
+    receiver: RunningReceiver,
+) -> None:
+    from aethermind.semconv.record import MAX_NAME_LENGTH
+    from aethermind.storage.inheritance import MAX_DEPTH
+    from aethermind.storage.scope import tenant_transaction
+    from tests.receiver.helpers import random_trace_id
+
+    def user(value: str) -> dict[str, Any]:
+        return {"key": "user.id", "value": {"stringValue": value}}
+
+    # Huge values are cut (and counted); many distinct values cost a row each, no more.
+    huge = [_chat_with(user("u" * 100_000 + str(i))) for i in range(3)]
+    many = [_chat_with(user(f"user-{i}")) for i in range(500)]
+    assert await _post_json(receiver, huge + many) == 200
+    # Invalid UTF-8 in a value (JSON with a lone surrogate escape): refused or stored as text.
+    status = await _post_json(receiver, [_chat_with(user("\ud800 lone surrogate"))])
+    assert status in (200, 400)
+    # Parent ids that loop, and a chain deeper than inheritance looks: bounded, stored.
+    trace = random_trace_id()
+    loop = [
+        _chat_with(trace_id=trace, span_id="a" * 16, parentSpanId="b" * 16),
+        _chat_with(trace_id=trace, span_id="b" * 16, parentSpanId="a" * 16),
+    ]
+    chain_trace = random_trace_id()
+    chain = [_chat_with(user("root-user"), trace_id=chain_trace, span_id=f"{1:016x}")]
+    for depth in range(2, MAX_DEPTH + 10):
+        chain.append(
+            _chat_with(
+                trace_id=chain_trace, span_id=f"{depth:016x}", parentSpanId=f"{depth - 1:016x}"
+            )
+        )
+    assert await _post_json(receiver, loop + chain) == 200
+
+    rows = await receiver.rows(receiver.acme)
+    assert max(len(r["user_id"] or "") for r in rows) == MAX_NAME_LENGTH
+    by_span = {r["span_id"]: r for r in rows if r["trace_id"] == chain_trace}
+    # Each walk stops after MAX_DEPTH levels, but what a span inherited it passes on: the
+    # whole chain is the root's user.
+    inherited = {by_span[f"{d:016x}"]["user_id"] for d in range(2, MAX_DEPTH + 10)}
+    assert inherited == {"root-user"}
+    assert {r["user_id"] for r in rows if r["trace_id"] == trace} == {None}  # the loop
+    async with tenant_transaction(receiver.pool, receiver.acme.id) as conn:
+        hourly = await conn.fetchval(
+            "SELECT count(*) FROM dimension_rollup_hourly WHERE dimension = 'user'"
+        )
+        longest = await conn.fetchval("SELECT max(length(value)) FROM dimension_rollup_hourly")
+    assert hourly <= len(rows) + 1 and longest <= MAX_NAME_LENGTH
+    metrics = await (await receiver.session.get(f"{receiver.url}/metrics")).text()
+    assert "aethermind_dimension_values_cut_total 3.0" in metrics

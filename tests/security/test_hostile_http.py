@@ -147,7 +147,9 @@ def check_stored_rows(target: Target) -> dict[str, int]:
                  OR least(cost, cost_input, cost_output, cost_cache_read, cost_cache_write,
                           provided_cost) < 0) AS bad_costs,
           count(*) FILTER (WHERE trace_id !~ '^[0-9a-f]{32}$' OR span_id !~ '^[0-9a-f]{16}$'
-                 OR trace_id = repeat('0', 32) OR span_id = repeat('0', 16)) AS bad_ids
+                 OR trace_id = repeat('0', 32) OR span_id = repeat('0', 16)) AS bad_ids,
+          count(*) FILTER (WHERE greatest(length(user_id), length(session_id),
+                 length(agent_name)) > 256) AS unbounded_attribution
           FROM telemetry_events
         """,
     )
@@ -160,7 +162,15 @@ def check_stored_rows(target: Target) -> dict[str, int]:
           FROM usage_rollup_hourly
         """,
     )
-    counts = {**events, **rollup}
+    (dimensions,) = owner_fetch(
+        target.database_url,
+        """
+        SELECT count(*) FILTER (WHERE calls < 0 OR cost < 0 OR cost = 'NaN'
+                 OR length(value) > 256) AS bad_dimension_rows
+          FROM dimension_rollup_hourly
+        """,
+    )
+    counts = {**events, **rollup, **dimensions}
     bad = {k: v for k, v in counts.items() if k != "rows" and v}
     assert not bad, f"stored rows hold nonsense: {bad}"
     assert target.served.healthy(), "the server stopped answering /healthz"
@@ -267,6 +277,13 @@ TOKEN_KEYS = st.sampled_from(
         "gen_ai.response.model",
         "gen_ai.provider.name",
         "service.name",
+        # Who spent it: bounded values whatever is sent (and what is inherited through
+        # hostile parent ids).
+        "user.id",
+        "enduser.id",
+        "session.id",
+        "gen_ai.agent.name",
+        "gen_ai.conversation.id",
     ]
 )
 ATTRIBUTES = st.lists(
