@@ -277,3 +277,61 @@ async def test_hostile_values_are_bounded_and_cannot_blow_up_the_rollups(
     assert hourly <= len(rows) + 1 and longest <= MAX_NAME_LENGTH
     metrics = await (await receiver.session.get(f"{receiver.url}/metrics")).text()
     assert "aethermind_dimension_values_cut_total 3.0" in metrics
+
+
+CALLEE = """
+import sys
+from opentelemetry import context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from aethermind.exporter import AethermindSpanProcessor
+
+endpoint, key, baggage = sys.argv[1:4]
+exporter = OTLPSpanExporter(endpoint=endpoint, headers={"Authorization": f"Bearer {key}"})
+provider = TracerProvider(resource=Resource.create({"service.name": "summarizer"}))
+provider.add_span_processor(AethermindSpanProcessor(SimpleSpanProcessor(exporter)))
+# As a server instrumentation does with the incoming request's headers.
+token = context.attach(W3CBaggagePropagator().extract({"baggage": baggage}))
+try:
+    with provider.get_tracer("callee").start_as_current_span("chat gpt-4o") as span:
+        span.set_attributes({
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 900,
+            "gen_ai.usage.output_tokens": 90,
+        })
+finally:
+    context.detach(token)
+provider.shutdown()
+"""
+
+
+async def test_the_sdks_attributes_cross_to_another_process_as_baggage(
+    receiver: RunningReceiver,
+) -> None:
+    """The caller sets who the work is for; the service it calls, another process, makes the
+    LLM call: its span is that user's, session's and tag value's."""
+    import asyncio
+    import subprocess
+    import sys
+
+    import aethermind
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    from aethermind.storage.tenants import set_tag_keys
+
+    await set_tag_keys(receiver.pool, receiver.acme.id, ["customer"])
+    headers: dict[str, str] = {}
+    with aethermind.attributes(user="erin", session="s-77", tags={"customer": "acme corp"}):
+        W3CBaggagePropagator().inject(headers)
+    argv = [sys.executable, "-c", CALLEE, receiver.traces_url, receiver.acme.ingest_key]
+    done = await asyncio.to_thread(
+        subprocess.run, [*argv, headers["baggage"]], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    rows = await aggregates(receiver, group_by="user,session,tag.customer")
+    assert [(r["user"], r["session"], r["tag.customer"], r["input_tokens"]) for r in rows] == [
+        ("erin", "s-77", "acme corp", 900)
+    ]

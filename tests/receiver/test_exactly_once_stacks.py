@@ -225,6 +225,28 @@ def run_openai_in_a_request_handler(fake: FakeProvider) -> list[ReadableSpan]:
     return list(exporter.get_finished_spans())
 
 
+def run_openinference_with_attributes(fake: FakeProvider) -> list[ReadableSpan]:
+    """OpenInference's OpenAI instrumentation inside its ``using_attributes``: two calls for
+    one user and session, with a tag in its metadata the way its users pass one."""
+    from openai import OpenAI
+    from openinference.instrumentation import using_attributes
+    from openinference.instrumentation.openai import OpenAIInstrumentor
+
+    provider, exporter = tracer_provider()
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        client = OpenAI(base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)
+        with using_attributes(user_id="dana", session_id="chat-42"):
+            for question in ("Say hello.", "Say goodbye."):
+                client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": question}]
+                )
+    finally:
+        instrumentor.uninstrument()
+    return list(exporter.get_finished_spans())
+
+
 # How spans reach the receiver: all at once; one request per span, children last (parents
 # first); one per span in random order; and everything twice over (re-sent batches).
 DELIVERIES: dict[str, Deliver] = {
@@ -497,4 +519,25 @@ async def test_model_calls_are_the_user_session_and_tag_of_the_request_that_made
         rows = {r[dimension]: r for r in (await response.json())["rows"]}
         assert set(rows) == {value}, (dimension, rows)
         assert rows[value]["calls"] == len(served)
+        assert Decimal(str(rows[value]["cost_usd"])) == cost
+
+
+async def test_openinference_using_attributes_names_the_user_and_session(
+    receiver: RunningReceiver, fake_provider: FakeProvider
+) -> None:
+    before = len(fake_provider.served)
+    spans = await asyncio.to_thread(run_openinference_with_attributes, fake_provider)
+    served = fake_provider.served[before:]
+    assert len(served) == 2
+    await deliver(receiver, receiver.acme, [spans])
+    cost = sum(expected_cost(served, cache_write_ttls=False).values())
+    for dimension, value in (("user", "dana"), ("session", "chat-42")):
+        response = await receiver.session.get(
+            f"{receiver.url}/v1/aggregates",
+            params={"group_by": dimension},
+            headers=receiver.acme.read_headers(),
+        )
+        rows = {r[dimension]: r for r in (await response.json())["rows"]}
+        assert set(rows) == {value}, (dimension, rows)
+        assert rows[value]["calls"] == 2
         assert Decimal(str(rows[value]["cost_usd"])) == cost
