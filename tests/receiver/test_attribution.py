@@ -317,9 +317,9 @@ async def test_the_sdks_attributes_cross_to_another_process_as_baggage(
     import subprocess
     import sys
 
-    import aethermind
     from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
+    import aethermind
     from aethermind.storage.tenants import set_tag_keys
 
     await set_tag_keys(receiver.pool, receiver.acme.id, ["customer"])
