@@ -79,6 +79,7 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     app.cleanup_ctx.append(alert_loop_ctx(config))  # after the pool is set; stops first
     app.on_shutdown.append(_start_draining)
     app.router.add_post("/v1/traces", ingest.otlp_traces)
+    app.router.add_post("/v1/logs", ingest.otlp_logs)
     app.router.add_post("/v1/ingest", ingest.json_ingest)
     app.router.add_get("/v1/aggregates", query.aggregates)
     app.router.add_get("/v1/traces/{trace_id}", query.trace)

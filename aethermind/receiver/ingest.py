@@ -1,4 +1,5 @@
-"""Ingest handlers: ``POST /v1/traces`` (OTLP/HTTP) and ``POST /v1/ingest`` (plain JSON).
+"""Ingest handlers: ``POST /v1/traces`` and ``POST /v1/logs`` (OTLP/HTTP) and ``POST
+/v1/ingest`` (plain JSON).
 
 Order of checks, cheapest first, so bad or excess traffic costs little: saturation (503 at
 once), content type (415), key (401/403/429 throttle), body within limits (413/400), rate
@@ -16,7 +17,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from aethermind.ingest import otlp
+from aethermind.ingest import logs, otlp
 from aethermind.ingest.convert import Conversion, calls_to_rows, spans_to_rows
 from aethermind.ingest.events import MAX_ERRORS_REPORTED, parse_events
 from aethermind.ingest.policy import TenantPolicy
@@ -97,6 +98,49 @@ async def otlp_traces(request: web.Request) -> web.Response:
         decoded,
         later_rejected=conversion.out_of_window,
         later_reason=conversion.rejection_message,
+    )
+    return web.Response(status=200, body=payload, content_type=ctype)
+
+
+async def otlp_logs(request: web.Request) -> web.Response:
+    """``POST /v1/logs``: OTLP/HTTP logs, checked like traces; the records that report an LLM
+    call (``ingest/logs.py``) are stored like spans, the others counted and dropped."""
+    app = request.app
+    content_type = request.headers.get("Content-Type")
+    try:
+        async with admitted(app):
+            fmt = otlp.parse_content_type(content_type)
+            verified = await authenticate(request, "ingest")
+            body = await otlp.read_request_body(request, max_size=app[CONFIG].max_body_bytes)
+            decoded = logs.decode_logs(body, fmt, app[CONFIG].decode_limits)
+            del body
+            metrics = app[METRICS]
+            metrics.log_records_received.inc(len(decoded.records))
+            await _rate_limit(app, verified, len(decoded.records))
+            found = logs.calls_from_logs(decoded.records)
+            if found.no_usage:
+                metrics.log_records_dropped.labels("no_usage").inc(found.no_usage)
+            book = app[PRICE_BOOK]
+            _, conversion = await _store(
+                app,
+                verified,
+                found.calls,
+                lambda calls, policy, window: calls_to_rows(
+                    calls, policy=policy, price_book=book, window=window
+                ),
+            )
+    except otlp.OtlpRequestError as exc:
+        payload, ctype = otlp.encode_error(exc, content_type=content_type)
+        return web.Response(status=exc.status, body=payload, content_type=ctype)
+    except HttpError as exc:
+        payload, ctype = otlp.encode_status(exc.status, exc.message, content_type=content_type)
+        return web.Response(
+            status=exc.status, body=payload, headers=exc.headers, content_type=ctype
+        )
+    rejected = decoded.rejected + found.rejected + conversion.out_of_window
+    reasons = [decoded.error_message, *found.reasons, conversion.rejection_message]
+    payload, ctype = logs.encode_logs_response(
+        fmt, rejected=rejected, message="; ".join(r for r in reasons if r)
     )
     return web.Response(status=200, body=payload, content_type=ctype)
 

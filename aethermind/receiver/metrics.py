@@ -73,6 +73,17 @@ class ReceiverMetrics:
             "Spans whose user, session or agent was cut to the length limit",
             registry=r,
         )
+        self.log_records_received = Counter(
+            "aethermind_log_records_received",
+            "OTLP log records decoded (POST /v1/logs)",
+            registry=r,
+        )
+        self.log_records_dropped = Counter(
+            "aethermind_log_records_dropped",
+            "Accepted log records not stored, by reason (no_usage: they report no LLM call)",
+            ["reason"],
+            registry=r,
+        )
         self.attribution_carriers = Counter(
             "aethermind_attribution_carriers",
             "Spans that are not GenAI spans kept (without attributes or usage) because they"

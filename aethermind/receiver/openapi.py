@@ -206,6 +206,43 @@ def _paths() -> Schema:
                 },
             }
         },
+        "/v1/logs": {
+            "post": {
+                "operationId": "exportLogs",
+                "tags": ["ingest"],
+                "summary": "OTLP/HTTP log export (coding agents' usage events)",
+                "description": (
+                    "OTLP/HTTP logs as the OTLP specification says: an "
+                    "`ExportLogsServiceRequest` as protobuf or OTLP/JSON, optionally gzip or "
+                    "deflate compressed, answered in the request's encoding. Records that "
+                    "report an LLM call (Claude Code's `claude_code.api_request` events) are "
+                    "stored, priced and counted like spans, committed before the 200; other "
+                    "records are counted and dropped. Records that cannot be stored are "
+                    "reported in `partialSuccess`. Re-sending the same records never "
+                    "duplicates rows. Scope `ingest`."
+                ),
+                "security": _SECURITY,
+                "parameters": [_content_encoding_parameter()],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        PROTOBUF: {"schema": _schema("ProtobufMessage")},
+                        JSON: {"schema": _schema("ExportLogsServiceRequest")},
+                    },
+                },
+                "responses": {
+                    "200": _response(
+                        "The usage records are stored (or rejected as listed in `partialSuccess`).",
+                        {
+                            JSON: _schema("ExportLogsServiceResponse"),
+                            PROTOBUF: _schema("ProtobufMessage"),
+                        },
+                    ),
+                    "400": _otlp_error("The body cannot be decoded, or holds unstorable values."),
+                    **_ingest_errors(_otlp_error),
+                },
+            }
+        },
         "/v1/ingest": {
             "post": {
                 "operationId": "ingestEvents",
@@ -755,6 +792,64 @@ def _otlp_schemas() -> Schema:
                                 },
                             },
                         },
+                    },
+                }
+            },
+        },
+        "ExportLogsServiceRequest": {
+            "type": "object",
+            "description": (
+                "OTLP/JSON `ExportLogsServiceRequest` (loosely: the protobuf JSON mapping of "
+                "opentelemetry/proto/logs/v1/logs.proto)."
+            ),
+            "properties": {
+                "resourceLogs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "resource": {"type": "object"},
+                            "scopeLogs": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "scope": {"type": "object"},
+                                        "logRecords": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "timeUnixNano": unix_nano,
+                                                    "eventName": {"type": "string"},
+                                                    "body": _schema("AnyValue"),
+                                                    "attributes": {
+                                                        "type": "array",
+                                                        "items": _schema("KeyValue"),
+                                                    },
+                                                },
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+        "ExportLogsServiceResponse": {
+            "type": "object",
+            "description": (
+                "`{}` on full success; `partialSuccess` when records were rejected "
+                "(`rejectedLogRecords` is an int64, hence a decimal string in JSON)."
+            ),
+            "properties": {
+                "partialSuccess": {
+                    "type": "object",
+                    "properties": {
+                        "rejectedLogRecords": {"type": "string", "pattern": "^[0-9]+$"},
+                        "errorMessage": {"type": "string"},
                     },
                 }
             },

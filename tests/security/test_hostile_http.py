@@ -511,10 +511,13 @@ def test_random_and_mutated_bodies_are_never_a_5xx(target: Target) -> None:
         def run(body: bytes, content_type: str, how: str) -> None:
             data, encoding = encode(body, how)
             sender.post("/v1/traces", data, content_type, encoding)
+            sender.post("/v1/logs", data, content_type, encoding)
 
         return run
 
-    run_property(target, "fuzz", "/v1/traces random, truncated and mutated bodies", build)
+    run_property(
+        target, "fuzz", "/v1/traces and /v1/logs random, truncated and mutated bodies", build
+    )
 
 
 def test_otlp_json_with_wrong_types_and_extreme_values_stores_nothing_absurd(

@@ -46,6 +46,7 @@ def by_scope(allowed: str) -> dict[str, int]:
 EXPECTED = {
     "POST /v1/traces": by_scope("ingest"),
     "POST /v1/ingest": by_scope("ingest"),
+    "POST /v1/logs": by_scope("ingest"),
     "GET /v1/aggregates": by_scope("read"),
     "GET /v1/traces/{id}": by_scope("read"),
     "GET /v1/top-traces": by_scope("read"),
@@ -101,6 +102,24 @@ def headers_for(org: Org, credential: str, *, header: str = "bearer") -> dict[st
         return {}
     key = org.keys[credential]
     return {"Authorization": f"Bearer {key}"} if header == "bearer" else {"x-api-key": key}
+
+
+def logs_body(org: Org) -> bytes:
+    """One Claude Code usage event, from the organization's own service."""
+    record = {
+        "timeUnixNano": str(time.time_ns()),
+        "body": {"stringValue": "claude_code.api_request"},
+        "attributes": [
+            {"key": "event.name", "value": {"stringValue": "api_request"}},
+            {"key": "model", "value": {"stringValue": "claude-haiku-4-5"}},
+            {"key": "input_tokens", "value": {"intValue": str(int.from_bytes(os.urandom(2)))}},
+            {"key": "output_tokens", "value": {"intValue": "5"}},
+        ],
+    }
+    resource = [{"key": "service.name", "value": {"stringValue": org.service}}]
+    return json.dumps({"resourceLogs": [{
+        "resource": {"attributes": resource}, "scopeLogs": [{"logRecords": [record]}],
+    }]}).encode()  # fmt: skip
 
 
 def traces_body(org: Org, count: int = 2, **resource: str) -> bytes:
@@ -183,6 +202,8 @@ def call(
     if method == "POST":
         if path == "/v1/traces":
             body, ctype = traces_body(org), JSON
+        elif path == "/v1/logs":
+            body, ctype = logs_body(org), JSON
         else:
             body, ctype = events_body(org), JSON
         return requests.post(
@@ -264,7 +285,9 @@ def test_every_route_answers_each_credential_as_expected(
                     if response.status_code == 200 and route.startswith("GET /v1/"):
                         check_only_own_data(route, response.json(), org, other)
                     if response.status_code >= 400:
-                        assert "error" in response.json() or route == "POST /v1/traces"
+                        # OTLP routes answer a google.rpc.Status, the others a JSON error.
+                        otlp = route in ("POST /v1/traces", "POST /v1/logs")
+                        assert otlp or "error" in response.json()
     cells = len(orgs) * len(EXPECTED) * len(CREDENTIALS)
     print(
         f"\n[security] tenant matrix: 2 organizations x {len(EXPECTED)} routes x "
