@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -174,7 +175,8 @@ async def test_json_ingest_for_clients_without_opentelemetry(receiver: RunningRe
         "input_tokens": 1200,
         "output_tokens": 300,
         "cache_read_tokens": 400,
-        "timestamp": "2026-11-01T12:00:00Z",
+        # An hour ago: inside the organization's retention window whatever today is.
+        "timestamp": datetime.fromtimestamp(RECENT_UNIX_NANO / 1e9, UTC).isoformat(),
         "duration_ms": 812,
         "service": "billing",
     }
