@@ -75,8 +75,16 @@ def spans_to_rows(
     resources: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
     capture = policy.capture_content
     tag_keys = policy.tag_keys
-    tree = _request_tree(spans, tag_keys)
+    # What each span names itself, read once: it decides whether a span that is not a GenAI
+    # span is kept (a carrier), what a stored span passes on, and what the request's spans
+    # inherit from one another.
     may_name = _ATTRIBUTION_KEYS.union(tag_keys) if tag_keys else _ATTRIBUTION_KEYS
+    given = {
+        (span.trace_id, span.span_id): own_values(span.attributes, tag_keys)
+        for span in spans
+        if not may_name.isdisjoint(span.attributes)
+    }
+    tree = _request_tree(spans, given)
     for span in spans:
         if window is not None and not window.admits(span.start_time_unix_nano):
             result.out_of_window += 1
@@ -90,12 +98,11 @@ def spans_to_rows(
             scope=span.scope_name or None,
             status_error=status_error,
         )
+        inheritable = given.get((span.trace_id, span.span_id)) if given else None
         carrier = False
         if record is None:
             if not keep_all_spans:
-                carrier = not may_name.isdisjoint(attributes) and bool(
-                    own_values(attributes, tag_keys)
-                )
+                carrier = inheritable is not None
                 if not carrier:
                     result.dropped_not_genai += 1
                     continue
@@ -114,7 +121,6 @@ def spans_to_rows(
             tags, cut = tag_values(tag_keys, attributes, resource)
             if cut and not record.cut:
                 result.dimensions_cut += 1
-        inheritable = None if may_name.isdisjoint(attributes) else own_values(attributes, tag_keys)
         if tree is not None and span.parent_span_id:
             record, tags, inheritable = _inherit(
                 span, record, tags, inheritable, tree=tree, tag_keys=tag_keys
@@ -152,18 +158,12 @@ class _RequestTree:
     given: dict[tuple[str, str], Values | None]
 
 
-def _request_tree(spans: Sequence[DecodedSpan], tag_keys: tuple[str, ...]) -> _RequestTree | None:
+def _request_tree(
+    spans: Sequence[DecodedSpan], given: dict[tuple[str, str], Values | None]
+) -> _RequestTree | None:
     """The request's tree when a span of it may inherit (some span names a parent, and some
-    span names a value); None otherwise, the common case of root spans alone."""
-    if not any(span.parent_span_id for span in spans):
-        return None
-    may_name = _ATTRIBUTION_KEYS.union(tag_keys) if tag_keys else _ATTRIBUTION_KEYS
-    given = {
-        (span.trace_id, span.span_id): own_values(span.attributes, tag_keys)
-        for span in spans
-        if not may_name.isdisjoint(span.attributes)
-    }
-    if not any(given.values()):
+    span names a value: ``given``); None otherwise, the common case of root spans alone."""
+    if not any(given.values()) or not any(span.parent_span_id for span in spans):
         return None
     parent_of = {
         (span.trace_id, span.span_id): (span.trace_id, span.parent_span_id)

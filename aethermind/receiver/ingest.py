@@ -86,14 +86,8 @@ async def otlp_traces(request: web.Request) -> web.Response:
                 decoded.spans,
                 lambda spans, policy, window: _spans_to_rows(app, spans, policy, window),
             )
-    except otlp.OtlpRequestError as exc:
-        payload, ctype = otlp.encode_error(exc, content_type=content_type)
-        return web.Response(status=exc.status, body=payload, content_type=ctype)
-    except HttpError as exc:
-        payload, ctype = otlp.encode_status(exc.status, exc.message, content_type=content_type)
-        return web.Response(
-            status=exc.status, body=payload, headers=exc.headers, content_type=ctype
-        )
+    except (otlp.OtlpRequestError, HttpError) as exc:
+        return _otlp_refusal(exc, content_type)
     payload, ctype = otlp.encode_decoded_response(
         decoded,
         later_rejected=conversion.out_of_window,
@@ -129,14 +123,8 @@ async def otlp_logs(request: web.Request) -> web.Response:
                     calls, policy=policy, price_book=book, window=window
                 ),
             )
-    except otlp.OtlpRequestError as exc:
-        payload, ctype = otlp.encode_error(exc, content_type=content_type)
-        return web.Response(status=exc.status, body=payload, content_type=ctype)
-    except HttpError as exc:
-        payload, ctype = otlp.encode_status(exc.status, exc.message, content_type=content_type)
-        return web.Response(
-            status=exc.status, body=payload, headers=exc.headers, content_type=ctype
-        )
+    except (otlp.OtlpRequestError, HttpError) as exc:
+        return _otlp_refusal(exc, content_type)
     rejected = decoded.rejected + found.rejected + conversion.out_of_window
     reasons = [decoded.error_message, *found.reasons, conversion.rejection_message]
     payload, ctype = logs.encode_logs_response(
@@ -194,6 +182,15 @@ async def _decode(app: web.Application, body: bytes, fmt: otlp.OtlpFormat) -> ot
         return otlp.decode_body(body, fmt, limits=limits)
     async with app[ADMISSION].large_decodes:
         return await asyncio.to_thread(otlp.decode_body, body, fmt, limits=limits)
+
+
+def _otlp_refusal(exc: otlp.OtlpRequestError | HttpError, content_type: str | None) -> web.Response:
+    """An OTLP route's 4xx/5xx: a ``google.rpc.Status`` in the request's encoding."""
+    if isinstance(exc, otlp.OtlpRequestError):
+        payload, ctype = otlp.encode_error(exc, content_type=content_type)
+        return web.Response(status=exc.status, body=payload, content_type=ctype)
+    payload, ctype = otlp.encode_status(exc.status, exc.message, content_type=content_type)
+    return web.Response(status=exc.status, body=payload, headers=exc.headers, content_type=ctype)
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
