@@ -310,7 +310,7 @@ async def run(args: argparse.Namespace) -> None:
     port = free_port()
     server = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--log-level", "WARNING", "--workers", "2",
-         "--trusted-proxy", "127.0.0.1/32", *common],
+         "--grpc-port", "0", "--trusted-proxy", "127.0.0.1/32", *common],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

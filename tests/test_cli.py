@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 import requests
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from aethermind.receiver.openapi import build_document
 from tests.plugins.services import free_port, wait_for_port
@@ -22,6 +26,7 @@ from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
 pytestmark = pytest.mark.slow  # see pyproject.toml: a subprocess, a browser or a fuzzer
 
 CLI = [sys.executable, "-m", "aethermind.cli"]
+NO_GRPC = ["--grpc-port", "0"]  # the default 4317 may be taken on a test machine
 
 
 def run_cli(*args: str, database_url: str) -> Any:
@@ -77,7 +82,7 @@ def test_serve_bootstraps_default_org_ingests_and_stops_cleanly_on_sigterm(
 ) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [*CLI, "serve", "--database-url", database_url, "--port", str(port)],
+        [*CLI, "serve", "--database-url", database_url, "--port", str(port), *NO_GRPC],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -126,7 +131,7 @@ def test_serve_bootstraps_default_org_ingests_and_stops_cleanly_on_sigterm(
     # A second start on the same database creates nothing and prints no keys.
     port = free_port()
     again = subprocess.Popen(
-        [*CLI, "serve", "--database-url", database_url, "--port", str(port)],
+        [*CLI, "serve", "--database-url", database_url, "--port", str(port), *NO_GRPC],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
@@ -148,7 +153,7 @@ def test_stats_matches_the_api_rows(database_url: str) -> None:
         "key", "create", "--org", "stats-org", "--scope", "read", database_url=database_url
     )
     process = subprocess.Popen(
-        [*CLI, "serve", "--database-url", database_url, "--port", str(port)],
+        [*CLI, "serve", "--database-url", database_url, "--port", str(port), *NO_GRPC],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -213,13 +218,15 @@ def test_stats_matches_the_api_rows(database_url: str) -> None:
 
 def test_serve_with_two_workers_shares_one_port_and_stops_them_all(database_url: str) -> None:
     created = run_cli("org", "create", "Workers", database_url=database_url)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     process = subprocess.Popen(
-        [*CLI, "serve", "--database-url", database_url, "--port", str(port), "--workers", "2"],
+        [*CLI, "serve", "--database-url", database_url, "--port", str(port), "--workers", "2",
+         "--grpc-port", str(grpc_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_for_port(port, timeout=60)
+        wait_for_port(grpc_port, timeout=60)
         headers = {"Content-Type": PROTOBUF, "Authorization": f"Bearer {created['key']['key']}"}
         for _ in range(6):  # new connections each time: whichever worker is idle accepts
             response = requests.post(
@@ -227,6 +234,14 @@ def test_serve_with_two_workers_shares_one_port_and_stops_them_all(database_url:
                 headers={**headers, "Connection": "close"}, timeout=30,
             )  # fmt: skip
             assert response.status_code == 200
+        # OTLP/gRPC on its own port, both workers listening on it (SO_REUSEPORT).
+        for _ in range(4):
+            exporter = GrpcSpanExporter(
+                endpoint=f"127.0.0.1:{grpc_port}", insecure=True, timeout=30,
+                headers=(("authorization", f"Bearer {created['key']['key']}"),),
+            )  # fmt: skip
+            assert exporter.export(llm_spans(2)) is SpanExportResult.SUCCESS
+            exporter.shutdown()
         workers = [p for p in _children(process.pid)]
         assert len(workers) == 2
         process.send_signal(signal.SIGTERM)

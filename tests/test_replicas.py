@@ -32,7 +32,11 @@ def replicas(database_url: str, redis_url: str, count: int) -> Iterator[list[str
     logs = [tempfile.TemporaryFile(mode="w+") for _ in ports]
     processes = [
         subprocess.Popen(
-            [*CLI, "serve", "--port", str(port)], env=env, stdout=log, stderr=log, text=True
+            [*CLI, "serve", "--port", str(port), "--grpc-port", "0"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            text=True,
         )
         for port, log in zip(ports, logs, strict=True)
     ]

@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="listen port (env AETHERMIND_PORT; default 4318)"
     )
     serve.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="OTLP/gRPC port for traces, logs and metrics (env AETHERMIND_GRPC_PORT;"
+        " default 4317; 0 turns it off)",
+    )
+    serve.add_argument(
         "--keep-all-spans",
         action="store_true",
         help="store non-GenAI spans too (env AETHERMIND_KEEP_ALL_SPANS)",

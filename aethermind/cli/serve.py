@@ -26,6 +26,7 @@ async def cmd_serve(args: argparse.Namespace) -> None:
     config = ReceiverConfig.from_env(
         host=args.host,
         port=args.port,
+        grpc_port=args.grpc_port,
         keep_all_spans=args.keep_all_spans or None,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
@@ -71,6 +72,7 @@ async def _supervise_workers(args: argparse.Namespace, dsn: str, config: Receive
         "--log-level", args.log_level,
         *(["--host", args.host] if args.host else []),
         *(["--port", str(args.port)] if args.port else []),
+        *(["--grpc-port", str(args.grpc_port)] if args.grpc_port is not None else []),
         *(["--keep-all-spans"] if args.keep_all_spans else []),
         *(["--tls-cert", args.tls_cert, "--tls-key", args.tls_key] if args.tls_cert else []),
         *(["--redis-url", args.redis_url] if args.redis_url else []),

@@ -34,12 +34,18 @@ FORWARDED_FOR_HEADER = "X-Forwarded-For"
 
 def presented_key(request: web.Request) -> str | None:
     """The key from ``Authorization: Bearer`` or ``x-api-key``, whichever is present."""
-    header = request.headers.get("Authorization", "")
+    return key_from(request.headers.get("Authorization"), request.headers.get(API_KEY_HEADER))
+
+
+def key_from(authorization: str | None, api_key: str | None) -> str | None:
+    """The key an ``Authorization: Bearer`` value or an ``x-api-key`` value carries: the one
+    rule for HTTP headers and gRPC metadata alike."""
+    header = authorization or ""
     if header[:7].lower() == BEARER_PREFIX:
         key = header[7:].strip()
         if key:
             return key
-    key = request.headers.get(API_KEY_HEADER, "").strip()
+    key = (api_key or "").strip()
     return key or None
 
 
@@ -76,13 +82,21 @@ def client_address(request: web.Request) -> str:
 
 async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     """The verified key of ``request`` if it may use ``scope``; raises the HTTP error if not."""
-    app = request.app
+    return await authenticate_key(
+        request.app, presented_key(request), client_address(request), scope
+    )
+
+
+async def authenticate_key(
+    app: web.Application, key: str | None, address: str, scope: str
+) -> VerifiedKey:
+    """The verified ``key``, presented from ``address``, if it may use ``scope``; raises the
+    error to answer if not (the same for every transport: HTTP maps it to a status, gRPC to
+    a status code)."""
     metrics = app[METRICS]
-    key = presented_key(request)
     if key is None:
         metrics.auth_failures.labels("missing").inc()
         raise Unauthorized("missing API key: send Authorization: Bearer <key> or x-api-key")
-    address = client_address(request)
     parsed = parse_key(key)
     key_id = parsed.public_id if parsed is not None else ""
     throttles = app[THROTTLE]
@@ -92,7 +106,7 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     if not known:
         refusal = throttles.refusal(address, key_id, digest)
         if refusal is not None:
-            raise _throttled(request, refusal)
+            raise _throttled(app, refusal)
     hits_before = app[KEYS].hits
     try:
         # Bounded: a key checked while the pool is exhausted or the database hangs gets a
@@ -104,7 +118,7 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
                 with throttles.checking(key_id, digest):
                     verified = await app[KEYS].get(key)
     except KeyChecksRefused as exc:
-        raise _throttled(request, exc.refusal) from None
+        raise _throttled(app, exc.refusal) from None
     except Exception as exc:
         if is_storage_unavailable(exc):
             raise Unavailable(
@@ -127,8 +141,8 @@ async def authenticate(request: web.Request, scope: str) -> VerifiedKey:
     return verified
 
 
-def _throttled(request: web.Request, refusal: Refusal) -> TooManyRequests:
-    request.app[METRICS].auth_failures.labels("throttled").inc()
+def _throttled(app: web.Application, refusal: Refusal) -> TooManyRequests:
+    app[METRICS].auth_failures.labels("throttled").inc()
     return TooManyRequests(
         refusal.reason, headers={"Retry-After": str(math.ceil(refusal.retry_after_seconds))}
     )

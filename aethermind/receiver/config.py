@@ -31,6 +31,9 @@ class ReceiverConfigError(SettingError):
 class ReceiverConfig:
     host: str = "127.0.0.1"
     port: int = 4318
+    # OTLP/gRPC (traces, logs, metrics) on this port of ``host`` beside HTTP; 0: off. With
+    # several workers each binds it with SO_REUSEPORT (the kernel spreads connections).
+    grpc_port: int = 4317
     max_body_bytes: int = DEFAULT_MAX_BODY_SIZE
     # Ingest requests decoded and written at once; beyond this the server answers 503 with
     # Retry-After immediately instead of queueing. A request costs ~20 ms of CPU (512 spans),
@@ -98,6 +101,10 @@ class ReceiverConfig:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ReceiverConfigError(f"port must be 1-65535, got {self.port}")
+        if not 0 <= self.grpc_port < 65536:
+            raise ReceiverConfigError(f"grpc_port must be 0 (off) or 1-65535, got {self.grpc_port}")
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ReceiverConfigError(f"grpc_port and port must differ, both are {self.port}")
         if self.recycle_connection_every < 0:
             raise ReceiverConfigError(
                 "recycle_connection_every must be >= 0 (0: never), got"
@@ -167,7 +174,8 @@ class ReceiverConfig:
     def __repr__(self) -> str:
         redis = "set" if self.redis_url else None
         return (
-            f"ReceiverConfig(host={self.host!r}, port={self.port}, redis_url={redis!r}, "
+            f"ReceiverConfig(host={self.host!r}, port={self.port}, grpc_port={self.grpc_port}, "
+            f"redis_url={redis!r}, "
             f"keep_all_spans={self.keep_all_spans}, tls={bool(self.tls_cert)})"
         )
 
@@ -195,6 +203,7 @@ class ReceiverConfig:
 _FROM_ENV: dict[str, Callable[[str], Any]] = {
     "host": parse_text,
     "port": parse_int,
+    "grpc_port": parse_int,
     "max_body_bytes": parse_int,
     "max_inflight_requests": parse_int,
     "write_timeout_seconds": parse_float,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -69,36 +69,24 @@ async def admitted(app: web.Application) -> AsyncIterator[None]:
 
 
 async def otlp_traces(request: web.Request) -> web.Response:
-    app = request.app
-    content_type = request.headers.get("Content-Type")
-    try:
-        async with admitted(app):
-            fmt = otlp.parse_content_type(content_type)
-            verified = await authenticate(request, "ingest")
-            body = await otlp.read_request_body(request, max_size=app[CONFIG].max_body_bytes)
-            decoded = await _decode(app, body, fmt)
-            del body
-            _count_decoded(app, decoded)
-            await _rate_limit(app, verified, len(decoded.spans))
-            _, conversion = await _store(
-                app,
-                verified,
-                decoded.spans,
-                lambda spans, policy, window: _spans_to_rows(app, spans, policy, window),
-            )
-    except (otlp.OtlpRequestError, HttpError) as exc:
-        return _otlp_refusal(exc, content_type)
-    payload, ctype = otlp.encode_decoded_response(
-        decoded,
-        later_rejected=conversion.out_of_window,
-        later_reason=conversion.rejection_message,
-    )
-    return web.Response(status=200, body=payload, content_type=ctype)
+    return await _otlp_http(request, accept_traces)
 
 
 async def otlp_logs(request: web.Request) -> web.Response:
     """``POST /v1/logs``: OTLP/HTTP logs, checked like traces; the records that report an LLM
     call (``ingest/logs.py``) are stored like spans, the others counted and dropped."""
+    return await _otlp_http(request, accept_logs)
+
+
+OtlpAcceptor = Callable[
+    [web.Application, VerifiedKey, bytes, otlp.OtlpFormat], Awaitable[tuple[bytes, str]]
+]
+"""Takes one authenticated OTLP export body: decodes, rate-limits, converts and commits it;
+returns the encoded ``Export*ServiceResponse`` and its content type. Shared by OTLP/HTTP and
+OTLP/gRPC, so both transports give the same answers."""
+
+
+async def _otlp_http(request: web.Request, accept: OtlpAcceptor) -> web.Response:
     app = request.app
     content_type = request.headers.get("Content-Type")
     try:
@@ -106,31 +94,59 @@ async def otlp_logs(request: web.Request) -> web.Response:
             fmt = otlp.parse_content_type(content_type)
             verified = await authenticate(request, "ingest")
             body = await otlp.read_request_body(request, max_size=app[CONFIG].max_body_bytes)
-            decoded = logs.decode_logs(body, fmt, app[CONFIG].decode_limits)
-            del body
-            metrics = app[METRICS]
-            metrics.log_records_received.inc(len(decoded.records))
-            await _rate_limit(app, verified, len(decoded.records))
-            found = logs.calls_from_logs(decoded.records)
-            if found.no_usage:
-                metrics.log_records_dropped.labels("no_usage").inc(found.no_usage)
-            book = app[PRICE_BOOK]
-            _, conversion = await _store(
-                app,
-                verified,
-                found.calls,
-                lambda calls, policy, window: calls_to_rows(
-                    calls, policy=policy, price_book=book, window=window
-                ),
-            )
+            payload, ctype = await accept(app, verified, body, fmt)
     except (otlp.OtlpRequestError, HttpError) as exc:
         return _otlp_refusal(exc, content_type)
+    return web.Response(status=200, body=payload, content_type=ctype)
+
+
+async def accept_traces(
+    app: web.Application, verified: VerifiedKey, body: bytes, fmt: otlp.OtlpFormat
+) -> tuple[bytes, str]:
+    """An ``ExportTraceServiceRequest``'s spans stored (see ``OtlpAcceptor``)."""
+    decoded = await _decode(app, body, fmt)
+    del body
+    _count_decoded(app, decoded)
+    await _rate_limit(app, verified, len(decoded.spans))
+    _, conversion = await _store(
+        app,
+        verified,
+        decoded.spans,
+        lambda spans, policy, window: _spans_to_rows(app, spans, policy, window),
+    )
+    return otlp.encode_decoded_response(
+        decoded,
+        later_rejected=conversion.out_of_window,
+        later_reason=conversion.rejection_message,
+    )
+
+
+async def accept_logs(
+    app: web.Application, verified: VerifiedKey, body: bytes, fmt: otlp.OtlpFormat
+) -> tuple[bytes, str]:
+    """An ``ExportLogsServiceRequest``'s LLM calls stored (see ``OtlpAcceptor``)."""
+    decoded = logs.decode_logs(body, fmt, app[CONFIG].decode_limits)
+    del body
+    metrics = app[METRICS]
+    metrics.log_records_received.inc(len(decoded.records))
+    await _rate_limit(app, verified, len(decoded.records))
+    found = logs.calls_from_logs(decoded.records)
+    if found.no_usage:
+        metrics.log_records_dropped.labels("no_usage").inc(found.no_usage)
+    book = app[PRICE_BOOK]
+    _, conversion = await _store(
+        app,
+        verified,
+        found.calls,
+        lambda calls, policy, window: calls_to_rows(
+            calls, policy=policy, price_book=book, window=window
+        ),
+    )
     rejected = decoded.rejected + found.rejected + conversion.out_of_window
     reasons = [decoded.error_message, *found.reasons, conversion.rejection_message]
-    payload, ctype = logs.encode_logs_response(
+    return logs.encode_logs_response(
         fmt, rejected=rejected, message="; ".join(r for r in reasons if r)
     )
-    return web.Response(status=200, body=payload, content_type=ctype)
 
 
 async def json_ingest(request: web.Request) -> web.Response:

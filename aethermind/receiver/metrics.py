@@ -28,6 +28,19 @@ class ReceiverMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.grpc_requests = Counter(
+            "aethermind_grpc_requests",
+            "OTLP/gRPC calls by method and status code",
+            ["method", "code"],
+            registry=r,
+        )
+        self.grpc_request_seconds = Histogram(
+            "aethermind_grpc_request_duration_seconds",
+            "OTLP/gRPC call latency",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.write_seconds = Histogram(
             "aethermind_write_duration_seconds",
             "Time to commit one batch of rows",

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from aethermind.receiver.config import ReceiverConfig
+from aethermind.receiver.grpc_server import grpc_serving
 from aethermind.receiver.listener import BalancedSockSite
 from aethermind.receiver.state import ADMISSION
 
@@ -45,15 +46,22 @@ async def run_until_signal(app: web.Application, config: ReceiverConfig) -> None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for site in sites:
-            await site.start()
-        scheme = "https" if config.tls_cert else "http"
-        logger.info(
-            "listening",
-            extra={"url": f"{scheme}://{config.host}:{config.port}", "tls": bool(config.tls_cert)},
-        )
-        await stop.wait()
-        logger.info("shutting down: finishing in-flight requests")
+        # gRPC shares the application's resources: it stops (its exports finished) before
+        # the runner's cleanup closes them.
+        async with grpc_serving(runner.app, config):
+            for site in sites:
+                await site.start()
+            scheme = "https" if config.tls_cert else "http"
+            logger.info(
+                "listening",
+                extra={
+                    "url": f"{scheme}://{config.host}:{config.port}",
+                    "tls": bool(config.tls_cert),
+                },
+            )
+            await stop.wait()
+            logger.info("shutting down: finishing in-flight requests")
+            runner.app[ADMISSION].draining = True
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -148,7 +148,9 @@ def start_serve(
     index = len(list(log_dir.glob(f"{name}-*.stderr")))
     stdout_path = log_dir / f"{name}-{index}.stdout"
     stderr_path = log_dir / f"{name}-{index}.stderr"
-    command = [*CLI, "serve", "--database-url", database_url, "--port", str(port), *args]
+    # gRPC off unless asked for: the default port 4317 may be taken on a test machine.
+    grpc = [] if "--grpc-port" in args else ["--grpc-port", "0"]
+    command = [*CLI, "serve", "--database-url", database_url, "--port", str(port), *grpc, *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("DATABASE_URL", None)
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:

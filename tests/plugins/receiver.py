@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from aethermind.receiver.app import create_app
 from aethermind.receiver.config import ReceiverConfig
+from aethermind.receiver.grpc_server import grpc_serving
 from aethermind.storage.tenants import Organization, create_key, create_organization
 
 
@@ -48,6 +49,8 @@ class RunningReceiver:
     globex: Tenant
     session: ClientSession
     extra: dict[str, Any] = field(default_factory=dict)
+    grpc_target: str = ""
+    """``127.0.0.1:PORT`` of the OTLP/gRPC server, when started with ``grpc=True``."""
 
     @property
     def traces_url(self) -> str:
@@ -82,7 +85,7 @@ async def make_tenant(pool: Any, slug: str, **org_options: Any) -> Tenant:
 
 
 # Small defaults keep tests fast and make limits reachable; tests override what they probe.
-TEST_CONFIG = ReceiverConfig(host="127.0.0.1", port=4318)
+TEST_CONFIG = ReceiverConfig(host="127.0.0.1", port=4318, grpc_port=0)
 
 ReceiverFactory = Callable[..., Awaitable[RunningReceiver]]
 
@@ -92,7 +95,10 @@ async def receiver_factory(pool: Any) -> AsyncIterator[ReceiverFactory]:
     stack = contextlib.AsyncExitStack()
     tenants: dict[str, Tenant] = {}
 
-    async def start(config: ReceiverConfig | None = None, **changes: Any) -> RunningReceiver:
+    async def start(
+        config: ReceiverConfig | None = None, *, grpc: bool = False, **changes: Any
+    ) -> RunningReceiver:
+        """A receiver on a free port; with ``grpc``, its OTLP/gRPC server too (on another)."""
         cfg = replace(config or TEST_CONFIG, **changes)
         if not tenants:
             tenants["acme"] = await make_tenant(pool, "acme")
@@ -105,6 +111,9 @@ async def receiver_factory(pool: Any) -> AsyncIterator[ReceiverFactory]:
         server = TestServer(create_app(cfg, provide_pool), host="127.0.0.1")
         await server.start_server()
         stack.push_async_callback(server.close)
+        grpc_port = None
+        if grpc:
+            grpc_port = await stack.enter_async_context(grpc_serving(server.app, cfg, bind_port=0))
         session = ClientSession()
         stack.push_async_callback(session.close)
         return RunningReceiver(
@@ -114,6 +123,7 @@ async def receiver_factory(pool: Any) -> AsyncIterator[ReceiverFactory]:
             acme=tenants["acme"],
             globex=tenants["globex"],
             session=session,
+            grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else "",
         )
 
     try:

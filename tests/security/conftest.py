@@ -13,6 +13,7 @@ import pytest
 from tests.faults.serving import ServeProcess, create_tenants, serving
 from tests.plugins.database import _fresh_database
 from tests.plugins.receiver import Tenant
+from tests.plugins.services import free_port, wait_for_port
 
 
 @dataclass
@@ -21,10 +22,15 @@ class Target:
     database_url: str
     tenants: dict[str, Tenant]
     log_dir: Path
+    grpc_port: int
 
     @property
     def url(self) -> str:
         return self.served.url
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
 
 @pytest.fixture(scope="package")
@@ -44,5 +50,15 @@ def target(package_database_url: str, tmp_path_factory: pytest.TempPathFactory) 
         "AETHERMIND_AUTH_MAX_FAILURES_PER_MINUTE": "10000",
         "AETHERMIND_AUTH_MAX_FAILURES_PER_KEY_ID_PER_MINUTE": "10000",
     }
-    with serving(package_database_url, log_dir, env=throttle) as served:
-        yield Target(served, package_database_url, dict(zip(slugs, tenants, strict=True)), log_dir)
+    grpc_port = free_port()
+    with serving(
+        package_database_url, log_dir, env=throttle, args=["--grpc-port", str(grpc_port)]
+    ) as served:
+        wait_for_port(grpc_port, timeout=30)
+        yield Target(
+            served,
+            package_database_url,
+            dict(zip(slugs, tenants, strict=True)),
+            log_dir,
+            grpc_port,
+        )

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -518,6 +519,78 @@ def test_random_and_mutated_bodies_are_never_a_5xx(target: Target) -> None:
     run_property(
         target, "fuzz", "/v1/traces and /v1/logs random, truncated and mutated bodies", build
     )
+
+
+GRPC_METHODS = (
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+)
+GRPC_REFUSALS = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def test_grpc_random_bodies_and_wrong_metadata_get_a_status_never_a_crash(
+    target: Target,
+) -> None:
+    """Over OTLP/gRPC: random and mutated bodies, gzip or not, with a good key, no key, a
+    garbled key or binary metadata; every call ends in OK or a refusal the OTLP spec names
+    (never UNKNOWN or INTERNAL), and nothing absurd is stored."""
+    key = target.tenants["fuzz"].ingest_key
+    metadata_choices = st.sampled_from(
+        [
+            (("authorization", f"Bearer {key}"),),
+            (("x-api-key", key),),
+            (),
+            (("authorization", "Bearer"),),
+            (("authorization", f"Basic {key}"),),
+            (("x-api-key", key[:-3] + "zzz"),),
+            (("authorization", f"Bearer {key}"), ("x-api-key-bin", b"\x00\xff")),
+        ]
+    )
+    codes: Counter[str] = Counter()
+    bodies = st.one_of(
+        st.binary(max_size=4096),
+        mutated(VALID_PROTOBUF),
+        st.just(VALID_PROTOBUF),
+    )
+    with grpc.insecure_channel(target.grpc_target) as channel:
+        exports = {
+            (method, compression): channel.unary_unary(method)
+            for method in GRPC_METHODS
+            for compression in (grpc.Compression.NoCompression, grpc.Compression.Gzip)
+        }
+
+        @FUZZ
+        @given(
+            body=bodies,
+            metadata=metadata_choices,
+            method=st.sampled_from(GRPC_METHODS),
+            gzip_it=st.booleans(),
+        )
+        def run(body: bytes, metadata: Any, method: str, gzip_it: bool) -> None:
+            compression = grpc.Compression.Gzip if gzip_it else grpc.Compression.NoCompression
+            try:
+                exports[(method, compression)](
+                    body, metadata=metadata, timeout=60, compression=compression
+                )
+            except grpc.RpcError as exc:
+                codes[exc.code().name] += 1
+                assert exc.code() in GRPC_REFUSALS, (exc.code(), exc.details())
+                assert "Traceback" not in (exc.details() or "")
+            else:
+                codes["OK"] += 1
+
+        run()
+    counts = check_stored_rows(target)
+    print(
+        f"\n[security] OTLP/gRPC random bodies and metadata: {sum(codes.values())} calls, codes"
+        f" {dict(sorted(codes.items()))}; rows in the database {counts['rows']}, with nonsense 0"
+    )
+    assert codes["OK"] > 0 and codes["INVALID_ARGUMENT"] > 0
 
 
 def test_otlp_json_with_wrong_types_and_extreme_values_stores_nothing_absurd(

@@ -17,8 +17,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import grpc
 import pytest
 import requests
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from aethermind.storage.config import DatabaseConfig
 from aethermind.storage.database import Database
@@ -58,6 +61,9 @@ EXPECTED = {
     "DELETE /v1/prices/{price}": {**by_scope("admin"), "admin": 204},
     "GET /v1/tags": by_scope("admin"),
     "PUT /v1/tags": by_scope("admin"),
+    # OTLP/gRPC, its status codes read as the HTTP statuses they stand for.
+    "GRPC TraceService/Export": by_scope("ingest"),
+    "GRPC LogsService/Export": by_scope("ingest"),
     "GET /dashboard": OPEN,
     "GET /healthz": OPEN,
     "GET /readyz": OPEN,
@@ -168,10 +174,47 @@ def events_body(org: Org, **extra: Any) -> bytes:
     return json.dumps({"events": [event]}).encode()
 
 
+@dataclass
+class GrpcAnswer:
+    """A gRPC call's outcome in the matrix's terms: the HTTP status its code stands for."""
+
+    status_code: int
+
+
+GRPC_AS_HTTP = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
+
+
+def grpc_call(target: Target, service: str, org: Org, headers: dict[str, str]) -> GrpcAnswer:
+    """``service``'s Export with ``headers`` as metadata; traces as protobuf spans of the
+    organization's service, logs as its Claude Code event."""
+    if service == "TraceService":
+        body, _ = genai_request(2, service=org.service)
+        method = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    else:
+        body = json_format.Parse(logs_body(org), ExportLogsServiceRequest()).SerializeToString()
+        method = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+    metadata = tuple((k.lower(), v) for k, v in headers.items())
+    with grpc.insecure_channel(target.grpc_target) as channel:
+        try:
+            channel.unary_unary(method)(body, metadata=metadata, timeout=30)
+        except grpc.RpcError as exc:
+            return GrpcAnswer(GRPC_AS_HTTP.get(exc.code(), 500))
+    return GrpcAnswer(200)
+
+
 def call(
     target: Target, route: str, org: Org, headers: dict[str, str], **params: str
-) -> requests.Response:
+) -> requests.Response | GrpcAnswer:
     method, path = route.split(" ")
+    if method == "GRPC":
+        return grpc_call(target, path.split("/")[0], org, headers)
     url = target.url + path.replace("{id}", org.trace_id)
     since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     if method == "DELETE":
@@ -284,7 +327,7 @@ def test_every_route_answers_each_credential_as_expected(
                         )
                     if response.status_code == 200 and route.startswith("GET /v1/"):
                         check_only_own_data(route, response.json(), org, other)
-                    if response.status_code >= 400:
+                    if response.status_code >= 400 and isinstance(response, requests.Response):
                         # OTLP routes answer a google.rpc.Status, the others a JSON error.
                         otlp = route in ("POST /v1/traces", "POST /v1/logs")
                         assert otlp or "error" in response.json()

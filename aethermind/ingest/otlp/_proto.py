@@ -135,11 +135,11 @@ class _ProtoReader:
                     name = span.name
                     if len(name) > max_len or "\x00" in name:
                         name = text(name)
-                    kind = span.kind
+                    kind: int = span.kind
                     if not 0 <= kind <= _MAX_SPAN_KIND:
                         kind = 0
                     status = span.status
-                    code = status.code
+                    code: int = status.code
                     if not 0 <= code <= _MAX_STATUS_CODE:
                         code = 0
                     message = status.message
