@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ import asyncpg
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import LoadResult, PayloadSupply, build_payloads, drive
+from loadgen import LoadResult, PayloadSupply, build_payloads, drive, drive_grpc
 
 from aethermind.storage.embedded import EmbeddedPostgres
 
@@ -186,9 +187,10 @@ async def run(args: argparse.Namespace) -> None:
         ).stdout
     )  # fmt: skip
     key = created["key"]["key"]
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
+    grpc_flags = ["--grpc-port", str(grpc_port) if args.protocol == "grpc" else "0"]
     server = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--log-level", "WARNING", "--workers", str(args.workers), *common],
+        [*CLI, "serve", "--port", str(port), "--log-level", "WARNING", "--workers", str(args.workers), *grpc_flags, *common],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -252,6 +254,9 @@ async def run(args: argparse.Namespace) -> None:
             f"  committed: {stored} spans in {elapsed:.1f}s = {spans_per_s:,.0f} spans/s (target >= 30,000)"
         )
         print(f"  serving processes' share of server CPU: {cpu_split(cpu_before)}")
+        if args.protocol == "grpc":
+            urls = (url, f"127.0.0.1:{grpc_port}")
+            await compare_grpc(args, dsn, key, urls, take, spans_per_s)
 
         half_rps = spans_per_s / SPANS / 2
         watching = asyncio.Event()
@@ -300,6 +305,52 @@ async def run(args: argparse.Namespace) -> None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
+async def saturate(
+    args: argparse.Namespace,
+    dsn: str,
+    send: Callable[..., Awaitable[LoadResult]],
+    where: str,
+    key: str,
+    take: Callable[[int], list[bytes]],
+) -> tuple[LoadResult, float]:
+    """One saturation phase through ``send`` (drive or drive_grpc): spans/s committed."""
+    before = await count_rows(dsn)
+    started = time.perf_counter()
+    result = await send(
+        where,
+        key,
+        take(args.seconds * 120),
+        SPANS,
+        seconds=args.seconds,
+        concurrency=args.concurrency,
+    )
+    return result, (await count_rows(dsn) - before) / (time.perf_counter() - started)
+
+
+async def compare_grpc(
+    args: argparse.Namespace,
+    dsn: str,
+    key: str,
+    urls: tuple[str, str],
+    take: Callable[[int], list[bytes]],
+    http_spans_per_s: float,
+) -> None:
+    """The saturation phase over OTLP/gRPC (fresh spans of the same shape), then over HTTP
+    once more, so the comparison is not skewed by drift over the run. Target: gRPC within
+    10% of HTTP."""
+    url, target = urls
+    await drive_grpc(target, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
+    result, grpc_spans_per_s = await saturate(args, dsn, drive_grpc, target, key, take)
+    print(describe("saturation over OTLP/gRPC", result))
+    _, http_again = await saturate(args, dsn, drive, url, key, take)
+    http_mean = (http_spans_per_s + http_again) / 2
+    print(
+        f"  committed over gRPC: {grpc_spans_per_s:,.0f} spans/s; over HTTP before and after"
+        f" it {http_spans_per_s:,.0f} and {http_again:,.0f} spans/s;"
+        f" gRPC / HTTP {grpc_spans_per_s / http_mean:.2f} (target >= 0.90)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=20)
@@ -310,6 +361,10 @@ def main() -> None:
     parser.add_argument(
         "--users", type=int, default=0,
         help="every span names one of this many users and a session of theirs (0: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--protocol", choices=["http", "grpc"], default="http",
+        help="grpc: also run the saturation phase over OTLP/gRPC, printed beside HTTP",
     )  # fmt: skip
     parser.add_argument("--keep-data", action="store_true", help="keep the database directory")
     asyncio.run(run(parser.parse_args()))

@@ -12,7 +12,9 @@ import os
 import random
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -158,6 +160,11 @@ class LoadResult:
         return statistics.quantiles(self.latencies_ms, n=1000)[int(q * 1000) - 1]
 
 
+Send = Callable[[bytes], Awaitable[int]]
+"""Sends one payload; returns the status (HTTP's, or a gRPC code as the HTTP status it
+stands for: OK 200, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503); raises on a transport error."""
+
+
 async def drive(
     url: str,
     key: str,
@@ -168,21 +175,87 @@ async def drive(
     concurrency: int,
     rate_rps: float | None = None,
 ) -> LoadResult:
-    """Send payloads round-robin for ``seconds`` from ``concurrency`` clients.
+    """Send payloads round-robin for ``seconds`` from ``concurrency`` clients over OTLP/HTTP.
 
     With ``rate_rps`` the clients pace themselves to that many requests a second in total
     (an open-loop-ish load for latency); without, each sends as fast as answers come.
     """
-    result = LoadResult()
     headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {key}"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+
+        async def send(payload: bytes) -> int:
+            async with session.post(url, data=payload, headers=headers) as response:
+                await response.read()
+                return response.status
+
+        return await _drive(
+            [send] * concurrency, payloads, spans_per_request, seconds=seconds, rate_rps=rate_rps
+        )
+
+
+GRPC_TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+async def drive_grpc(
+    target: str,
+    key: str,
+    payloads: list[bytes],
+    spans_per_request: int,
+    *,
+    seconds: float,
+    concurrency: int,
+    rate_rps: float | None = None,
+) -> LoadResult:
+    """As :func:`drive`, over OTLP/gRPC to ``target`` (host:port): one channel (one HTTP/2
+    connection) per client, as ``concurrency`` HTTP connections are."""
+    import grpc
+
+    as_http = {grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNAVAILABLE: 503}
+    metadata = (("authorization", f"Bearer {key}"),)
+    channels = [grpc.aio.insecure_channel(target) for _ in range(concurrency)]
+    try:
+        senders = []
+        for channel in channels:
+            export = channel.unary_unary(GRPC_TRACES)
+
+            async def send(payload: bytes, export: Any = export) -> int:
+                try:
+                    await export(payload, metadata=metadata, timeout=30)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in as_http:
+                        return as_http[exc.code()]
+                    if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                        raise TimeoutError from exc
+                    return 1000 + exc.code().value[0]
+                return 200
+
+            senders.append(send)
+        return await _drive(
+            senders, payloads, spans_per_request, seconds=seconds, rate_rps=rate_rps
+        )
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def _drive(
+    senders: list[Send],
+    payloads: list[bytes],
+    spans_per_request: int,
+    *,
+    seconds: float,
+    rate_rps: float | None,
+) -> LoadResult:
+    result = LoadResult()
+    concurrency = len(senders)
     next_index = 0
     run_started = time.perf_counter()
     deadline = time.perf_counter() + seconds
     interval = concurrency / rate_rps if rate_rps else 0.0
-    timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=concurrency)
 
-    async def client(session: aiohttp.ClientSession, offset: float) -> None:
+    async def client(send: Send, offset: float) -> None:
         nonlocal next_index
         await asyncio.sleep(offset)
         next_at = time.perf_counter()
@@ -193,9 +266,7 @@ async def drive(
             next_index += 1
             started = time.perf_counter()
             try:
-                async with session.post(url, data=payload, headers=headers) as response:
-                    await response.read()
-                    status = response.status
+                status = await send(payload)
             except (aiohttp.ClientError, TimeoutError):
                 result.errors += 1
                 continue
@@ -216,13 +287,12 @@ async def drive(
                     await asyncio.sleep(delay)
 
     started = run_started = time.perf_counter()
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        await asyncio.gather(
-            *(
-                client(session, i * interval / concurrency if interval else 0)
-                for i in range(concurrency)
-            )
+    await asyncio.gather(
+        *(
+            client(send, i * interval / concurrency if interval else 0)
+            for i, send in enumerate(senders)
         )
+    )
     result.elapsed = time.perf_counter() - started
     return result
 
