@@ -1,27 +1,14 @@
 """OTLP logs (``POST /v1/logs``): decode an ``ExportLogsServiceRequest`` (protobuf or
-OTLP/JSON) within the same limits as spans, and turn the records that report an LLM call into
-``ReportedCall``s, stored like ``/v1/ingest``'s events. Pure: no I/O.
-
-Coding agents report their spend as log events, not spans. Today one shape is read:
-
-- Claude Code's ``claude_code.api_request`` event (``CLAUDE_CODE_ENABLE_TELEMETRY=1``): one
-  per request to the model, with ``model``, ``input_tokens`` (uncached input only),
-  ``output_tokens``, ``cache_read_tokens``, ``cache_creation_tokens``, its own ``cost_usd``
-  (kept as the provided cost; ours is computed from the tokens) and ``duration_ms``; who
-  ran it in ``user.email`` / ``user.account_uuid`` and ``session.id``.
-
-Other records carry no usage: counted and dropped, as spans that are not GenAI spans are.
-A record's identity is a digest of its content, so a re-delivered record is the same row.
+OTLP/JSON) within the same limits as spans into flat records, and encode the response.
+Which records report an LLM call is ``agent_events``' business. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -30,19 +17,13 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from aethermind.ingest.events import ReportedCall
 from aethermind.ingest.otlp import (
     MAX_TIME_UNIX_NANO,
     DecodeLimits,
     MalformedBodyError,
     OtlpFormat,
 )
-from aethermind.semconv import attributes as a
-from aethermind.semconv.normalize import reported_usage
 
-CLAUDE_CODE_API_REQUEST = "claude_code.api_request"
-_API_REQUEST_NAMES = frozenset({CLAUDE_CODE_API_REQUEST, "api_request"})
-_MAX_TOKENS = 10**12
 _MAX_ERROR_MESSAGE = 1000
 
 
@@ -225,139 +206,6 @@ def _json_value(value: Any, limits: DecodeLimits) -> Any:
         return float(raw) if type(raw) in (int, float) and math.isfinite(raw) else None
     if isinstance(value.get("boolValue"), bool):
         return value["boolValue"]
-    return None
-
-
-# --- what becomes usage ---------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class LogCalls:
-    calls: list[ReportedCall] = field(default_factory=list)
-    no_usage: int = 0
-    """Records that report no LLM call: counted and dropped."""
-    rejected: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-
-def calls_from_logs(records: list[LogRecordView]) -> LogCalls:
-    """The LLM calls the records report (see the module docstring); records of a known call
-    event with unusable counts are rejected, with the reason."""
-    result = LogCalls()
-    for record in records:
-        if not _is_api_request(record):
-            result.no_usage += 1
-            continue
-        call = _claude_code_call(record)
-        if isinstance(call, str):
-            result.rejected += 1
-            if len(result.reasons) < 5:
-                result.reasons.append(call)
-        else:
-            result.calls.append(call)
-    return result
-
-
-def _is_api_request(record: LogRecordView) -> bool:
-    name = record.attributes.get("event.name")
-    return record.event_name == CLAUDE_CODE_API_REQUEST or (
-        isinstance(name, str) and name in _API_REQUEST_NAMES
-    )
-
-
-def _count(attributes: Mapping[str, Any], key: str) -> int | str | None:
-    """A token count: an integer (or its decimal text, as some agents send); None when
-    absent; the reason when unusable."""
-    value = attributes.get(key)
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if type(value) is not int or not 0 <= value <= _MAX_TOKENS:
-        return f"{CLAUDE_CODE_API_REQUEST}: '{key}' must be a token count, got {value!r}"
-    return value
-
-
-def _claude_code_call(record: LogRecordView) -> ReportedCall | str:
-    attributes, resource = record.attributes, record.resource_attributes
-    model = attributes.get("model")
-    if not isinstance(model, str) or not model:
-        return f"{CLAUDE_CODE_API_REQUEST}: no 'model'"
-    counts: dict[str, int | None] = {}
-    for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"):
-        count = _count(attributes, key)
-        if isinstance(count, str):
-            return count
-        counts[key] = count
-    uncached, cache_read, cache_write = (
-        counts["input_tokens"], counts["cache_read_tokens"], counts["cache_creation_tokens"]
-    )  # fmt: skip
-    # Claude Code's input_tokens leaves the cache out; the GenAI conventions' includes it.
-    inputs = [c for c in (uncached, cache_read, cache_write) if c is not None]
-    provided = _money(attributes.get("cost_usd"))
-    service = resource.get(a.SERVICE_NAME)
-    usage = reported_usage(
-        provider="anthropic",
-        operation="chat",
-        request_model=model,
-        response_model=None,
-        input_tokens=sum(inputs) if inputs else None,
-        output_tokens=counts["output_tokens"],
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        reasoning_tokens=None,
-        total_tokens=None,
-        provided_cost=provided,
-        error_type=None,
-        failed=False,
-        service=service if isinstance(service, str) else "claude-code",
-        environment=None,
-    )
-    merged = {**resource, **attributes}
-    user = _text(merged, "user.email") or _text(merged, "user.account_uuid")
-    usage.user, usage.session = user, _text(merged, "session.id")
-    duration = attributes.get("duration_ms")
-    duration_ns = 0
-    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
-        if 0 <= duration < 10**9:
-            duration_ns = int(duration * 1_000_000)
-    end = record.time_unix_nano
-    start = max(end - duration_ns, 1)
-    digest = hashlib.sha256(
-        json.dumps(
-            [record.time_unix_nano, record.event_name, attributes, resource],
-            sort_keys=True, default=str,
-        ).encode()
-    ).hexdigest()  # fmt: skip
-    return ReportedCall(
-        usage=usage,
-        trace_id=digest[:32],
-        span_id=digest[32:48],
-        name=f"chat {model}"[:256],
-        start_time_unix_nano=start,
-        end_time_unix_nano=end,
-        failed=False,
-        attributes={k: v for k, v in attributes.items() if k != "cost_usd"},
-        resource_attributes=dict(resource),
-    )
-
-
-def _text(attributes: Mapping[str, Any], key: str) -> str | None:
-    value = attributes.get(key)
-    return value[:256] if isinstance(value, str) and value else None
-
-
-def _money(value: Any) -> Decimal | None:
-    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
-        return Decimal(str(value))
-    if isinstance(value, str):
-        try:
-            amount = Decimal(value)
-        except InvalidOperation:
-            return None
-        return amount if amount.is_finite() and amount >= 0 else None
     return None
 
 

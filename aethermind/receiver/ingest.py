@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from aethermind.ingest import logs, otlp
+from aethermind.ingest import agent_events, logs, otlp
 from aethermind.ingest.convert import Conversion, calls_to_rows, spans_to_rows
 from aethermind.ingest.events import MAX_ERRORS_REPORTED, parse_events
 from aethermind.ingest.policy import TenantPolicy
@@ -130,9 +130,11 @@ async def accept_logs(
     metrics = app[METRICS]
     metrics.log_records_received.inc(len(decoded.records))
     await _rate_limit(app, verified, len(decoded.records))
-    found = logs.calls_from_logs(decoded.records)
+    found = agent_events.calls_from_logs(decoded.records)
     if found.no_usage:
         metrics.log_records_dropped.labels("no_usage").inc(found.no_usage)
+    if found.repeated:
+        metrics.log_records_dropped.labels("repeated").inc(found.repeated)
     book = app[PRICE_BOOK]
     _, conversion = await _store(
         app,
