@@ -256,7 +256,12 @@ async def run(args: argparse.Namespace) -> None:
         print(f"  serving processes' share of server CPU: {cpu_split(cpu_before)}")
         if args.protocol == "grpc":
             urls = (url, f"127.0.0.1:{grpc_port}")
-            await compare_grpc(args, dsn, key, urls, take, spans_per_s)
+
+            def share() -> Callable[[], str]:
+                before = worker_cpu()
+                return lambda: cpu_split(before)
+
+            await compare_grpc(args, dsn, key, urls, take, spans_per_s, share)
 
         half_rps = spans_per_s / SPANS / 2
         watching = asyncio.Event()
@@ -334,14 +339,17 @@ async def compare_grpc(
     urls: tuple[str, str],
     take: Callable[[int], list[bytes]],
     http_spans_per_s: float,
+    share: Callable[[], Callable[[], str]],
 ) -> None:
     """The saturation phase over OTLP/gRPC (fresh spans of the same shape), then over HTTP
     once more, so the comparison is not skewed by drift over the run. Target: gRPC within
     10% of HTTP."""
     url, target = urls
     await drive_grpc(target, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
+    split = share()
     result, grpc_spans_per_s = await saturate(args, dsn, drive_grpc, target, key, take)
     print(describe("saturation over OTLP/gRPC", result))
+    print(f"  serving processes' share of server CPU: {split()}")
     _, http_again = await saturate(args, dsn, drive, url, key, take)
     http_mean = (http_spans_per_s + http_again) / 2
     print(

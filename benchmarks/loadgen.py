@@ -214,7 +214,10 @@ async def drive_grpc(
 
     as_http = {grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNAVAILABLE: 503}
     metadata = (("authorization", f"Bearer {key}"),)
-    channels = [grpc.aio.insecure_channel(target) for _ in range(concurrency)]
+    # A local subchannel pool each: otherwise grpcio shares one connection among channels
+    # to the same target, and every request would reach one serving process.
+    local = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(target, options=local) for _ in range(concurrency)]
     try:
         senders = []
         for channel in channels:

@@ -171,6 +171,9 @@ def peer_host(peer: str | None) -> str | None:
     return None
 
 
+GRPC_MAX_CONNECTION_AGE_MS = 60_000
+
+
 def server_options(config: ReceiverConfig) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", config.max_body_bytes),
@@ -178,6 +181,12 @@ def server_options(config: ReceiverConfig) -> list[tuple[str, Any]]:
         # Several workers share the port through the kernel; one alone must own it, so a
         # second receiver on the same port fails at start instead of taking half the load.
         ("grpc.so_reuseport", 1 if config.listen_fds else 0),
+        # With several workers the kernel gives each new connection to one of them, and a
+        # gRPC client keeps its connection: after this age the server asks the client to
+        # reconnect (GOAWAY, in-flight calls finish), so long-lived clients spread over the
+        # workers in time, as HTTP keep-alive connections do through connection recycling.
+        ("grpc.max_connection_age_ms", GRPC_MAX_CONNECTION_AGE_MS),
+        ("grpc.max_connection_age_grace_ms", GRPC_MAX_CONNECTION_AGE_MS),
     ]
 
 
