@@ -12,6 +12,7 @@ import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from aethermind.ingest.agent_events import READERS
 from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
 
@@ -49,12 +50,20 @@ def test_collector_config_names_the_receiver_path_the_key_header_and_the_env_var
     protocols = config["receivers"]["otlp"]["protocols"]
     assert protocols["grpc"]["endpoint"].endswith(":4317")
     assert protocols["http"]["endpoint"].endswith(":4318")
-    pipeline = config["service"]["pipelines"]["traces"]
-    assert pipeline["processors"][0] == "memory_limiter"
-    assert "batch" in pipeline["processors"]
-    assert pipeline["exporters"] == [name]
-    for processor in pipeline["processors"]:
-        assert processor in config["processors"]
+    assert exporter["logs_endpoint"].rstrip("}").endswith("/v1/logs")
+    for signal in ("traces", "logs"):
+        pipeline = config["service"]["pipelines"][signal]
+        assert pipeline["processors"][0] == "memory_limiter"
+        assert "batch" in pipeline["processors"]
+        assert pipeline["exporters"] == [name]
+        for processor in pipeline["processors"]:
+            assert processor in config["processors"]
+
+
+def test_collector_log_filter_keeps_every_agent_usage_event_the_receiver_reads() -> None:
+    [condition] = load_config()["processors"]["filter/usage_events_only"]["logs"]["log_record"]
+    for reader in READERS:
+        assert f'"{reader.event}"' in condition, reader.event
 
 
 async def test_collector_shaped_request_gets_a_protobuf_export_response(
