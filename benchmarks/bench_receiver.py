@@ -235,19 +235,8 @@ async def run(args: argparse.Namespace) -> None:
         take = PayloadSupply(build_payloads(args.requests, SPANS, users=args.users)).take
 
         await drive(url, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
-        before = await count_rows(dsn)
         cpu_before = worker_cpu()
-        started = time.perf_counter()
-        saturated = await drive(
-            url,
-            key,
-            take(args.seconds * 120),
-            SPANS,
-            seconds=args.seconds,
-            concurrency=args.concurrency,
-        )
-        elapsed = time.perf_counter() - started
-        stored = await count_rows(dsn) - before
+        saturated, stored, elapsed = await saturate(args, dsn, drive, url, key, take)
         spans_per_s = stored / elapsed
         print(describe("saturation", saturated))
         print(
@@ -317,8 +306,9 @@ async def saturate(
     where: str,
     key: str,
     take: Callable[[int], list[bytes]],
-) -> tuple[LoadResult, float]:
-    """One saturation phase through ``send`` (drive or drive_grpc): spans/s committed."""
+) -> tuple[LoadResult, int, float]:
+    """One saturation phase through ``send`` (drive or drive_grpc): the spans committed and
+    the seconds it took."""
     before = await count_rows(dsn)
     started = time.perf_counter()
     result = await send(
@@ -329,7 +319,8 @@ async def saturate(
         seconds=args.seconds,
         concurrency=args.concurrency,
     )
-    return result, (await count_rows(dsn) - before) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return result, await count_rows(dsn) - before, elapsed
 
 
 async def compare_grpc(
@@ -347,10 +338,12 @@ async def compare_grpc(
     url, target = urls
     await drive_grpc(target, key, take(20), SPANS, seconds=3, concurrency=4)  # warm-up
     split = share()
-    result, grpc_spans_per_s = await saturate(args, dsn, drive_grpc, target, key, take)
+    result, stored, elapsed = await saturate(args, dsn, drive_grpc, target, key, take)
+    grpc_spans_per_s = stored / elapsed
     print(describe("saturation over OTLP/gRPC", result))
     print(f"  serving processes' share of server CPU: {split()}")
-    _, http_again = await saturate(args, dsn, drive, url, key, take)
+    _, stored, elapsed = await saturate(args, dsn, drive, url, key, take)
+    http_again = stored / elapsed
     http_mean = (http_spans_per_s + http_again) / 2
     print(
         f"  committed over gRPC: {grpc_spans_per_s:,.0f} spans/s; over HTTP before and after"

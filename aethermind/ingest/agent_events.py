@@ -38,16 +38,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aethermind.ingest.events import ReportedCall
 from aethermind.ingest.logs import LogRecordView
 from aethermind.semconv import attributes as a
-from aethermind.semconv.normalize import reported_usage
+from aethermind.semconv.normalize import provided_cost, reported_usage
 
 MAX_TOKENS = 10**12
 _MAX_REASONS = 5
@@ -252,7 +250,7 @@ def _call(reader: AgentReader, record: LogRecordView) -> ReportedCall:
         raise Unusable("no 'model'")
     counts = reader.counts(attributes)
     cost_key = reader.provided_cost_key
-    provided = _money(attributes.get(cost_key)) if cost_key else None
+    provided = provided_cost(attributes.get(cost_key)) if cost_key else None
     service = resource.get(a.SERVICE_NAME)
     status = attributes.get("status_code")
     failed = type(status) is int and status >= 400
@@ -306,16 +304,4 @@ def _first_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | N
         value = attributes.get(key)
         if isinstance(value, str) and value:
             return value[:256]
-    return None
-
-
-def _money(value: Any) -> Decimal | None:
-    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
-        return Decimal(str(value))
-    if isinstance(value, str):
-        try:
-            amount = Decimal(value)
-        except InvalidOperation:
-            return None
-        return amount if amount.is_finite() and amount >= 0 else None
     return None

@@ -209,14 +209,15 @@ async def grpc_serving(
         yield None
         return
     server = grpc.aio.server(options=server_options(config))
-    handlers = {
-        service.full_name: grpc.method_handlers_generic_handler(
-            service.full_name,
-            {EXPORT_METHOD: grpc.unary_unary_rpc_method_handler(_export_handler(app, service))},
+    server.add_generic_rpc_handlers(
+        tuple(
+            grpc.method_handlers_generic_handler(
+                service.full_name,
+                {EXPORT_METHOD: grpc.unary_unary_rpc_method_handler(_export_handler(app, service))},
+            )
+            for service in EXPORT_SERVICES
         )
-        for service in EXPORT_SERVICES
-    }
-    server.add_generic_rpc_handlers(tuple(handlers.values()))
+    )
     host = f"[{config.host}]" if ":" in config.host else config.host
     address = f"{host}:{port}"
     try:

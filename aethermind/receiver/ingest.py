@@ -19,7 +19,7 @@ from aiohttp import web
 
 from aethermind.ingest import agent_events, logs, otlp
 from aethermind.ingest.convert import Conversion, calls_to_rows, spans_to_rows
-from aethermind.ingest.events import MAX_ERRORS_REPORTED, parse_events
+from aethermind.ingest.events import MAX_ERRORS_REPORTED, ReportedCall, parse_events
 from aethermind.ingest.policy import TenantPolicy
 from aethermind.ingest.window import TimeWindow
 from aethermind.receiver import schemas
@@ -135,14 +135,11 @@ async def accept_logs(
         metrics.log_records_dropped.labels("no_usage").inc(found.no_usage)
     if found.repeated:
         metrics.log_records_dropped.labels("repeated").inc(found.repeated)
-    book = app[PRICE_BOOK]
     _, conversion = await _store(
         app,
         verified,
         found.calls,
-        lambda calls, policy, window: calls_to_rows(
-            calls, policy=policy, price_book=book, window=window
-        ),
+        lambda calls, policy, window: _calls_to_rows(app, calls, policy, window),
     )
     rejected = decoded.rejected + found.rejected + conversion.out_of_window
     reasons = [decoded.error_message, *found.reasons, conversion.rejection_message]
@@ -165,14 +162,11 @@ async def json_ingest(request: web.Request) -> web.Response:
             if parsed.rejected:
                 app[METRICS].spans_rejected.labels("invalid_event").inc(parsed.rejected)
             await _rate_limit(app, verified, len(parsed.calls))
-            book = app[PRICE_BOOK]
             stored, conversion = await _store(
                 app,
                 verified,
                 parsed.calls,
-                lambda calls, policy, window: calls_to_rows(
-                    calls, policy=policy, price_book=book, window=window
-                ),
+                lambda calls, policy, window: _calls_to_rows(app, calls, policy, window),
             )
     except otlp.OtlpRequestError as exc:
         return _json_error(exc.status, exc.message)
@@ -256,6 +250,15 @@ def _spans_to_rows(
         window=window,
         keep_all_spans=app[CONFIG].keep_all_spans,
     )
+
+
+def _calls_to_rows(
+    app: web.Application,
+    calls: Sequence[ReportedCall],
+    policy: TenantPolicy,
+    window: TimeWindow,
+) -> Conversion:
+    return calls_to_rows(calls, policy=policy, price_book=app[PRICE_BOOK], window=window)
 
 
 CONVERT_SLICE = 64

@@ -591,13 +591,19 @@ def _first_count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
 
 def _first_cost(attrs: Mapping[str, Any]) -> Decimal | None:
     for key in a.PROVIDED_COST_KEYS:
-        value = attrs.get(key)
-        if value is None or type(value) is bool or not isinstance(value, (int, float, str)):
-            continue
-        try:
-            cost = Decimal(str(value))
-        except InvalidOperation:
-            continue
-        if cost.is_finite() and 0 <= cost <= MAX_COST_USD:
+        cost = provided_cost(attrs.get(key))
+        if cost is not None:
             return cost
     return None
+
+
+def provided_cost(value: Any) -> Decimal | None:
+    """A cost a client reported (a number or its decimal text), if it is one we keep: finite,
+    not negative, at most ``MAX_COST_USD``. The one rule for spans and log events alike."""
+    if value is None or type(value) is bool or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        cost = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return cost if cost.is_finite() and 0 <= cost <= MAX_COST_USD else None
