@@ -46,6 +46,7 @@ from aethermind.ingest.events import ReportedCall
 from aethermind.ingest.logs import LogRecordView
 from aethermind.semconv import attributes as a
 from aethermind.semconv.normalize import provided_cost, reported_usage
+from aethermind.semconv.record import MAX_RESPONSE_ID_LENGTH
 
 MAX_TOKENS = 10**12
 _MAX_REASONS = 5
@@ -80,6 +81,11 @@ class AgentReader:
     session_keys: tuple[str, ...]
     identity: Callable[[LogRecordView], str]
     provided_cost_key: str | None = None
+    scope: str | None = None
+    """The scope its events are stored under (see ``attributes.AGENT_REQUEST_SCOPES``)."""
+    request_id_key: str | None = None
+    """The attribute holding the provider's request id: the agent's span of the same
+    request records it too, and the two count once (``storage/counting.py``)."""
 
 
 def _whole_record(record: LogRecordView) -> str:
@@ -158,10 +164,12 @@ READERS: tuple[AgentReader, ...] = (
         event="claude_code.api_request",
         carries_usage=lambda _: True,
         counts=_claude_code_counts,
-        user_keys=("user.email", "user.account_uuid"),
+        user_keys=("user.email", "user.account_uuid", "user.id"),
         session_keys=("session.id",),
         identity=_whole_record,
         provided_cost_key="cost_usd",
+        scope=a.CLAUDE_CODE_EVENTS_SCOPE,
+        request_id_key="request_id",
     ),
     AgentReader(
         agent="codex",
@@ -220,7 +228,7 @@ def calls_from_logs(records: list[LogRecordView]) -> LogCalls:
     """The LLM calls the records report; a usage event with unusable counts is rejected,
     with the reason."""
     result = LogCalls()
-    seen: set[str] = set()
+    seen: set[str] = set()  # identities: a span id is the digest of one
     for record in records:
         reader = reader_of(record)
         if reader is None:
@@ -235,10 +243,10 @@ def calls_from_logs(records: list[LogRecordView]) -> LogCalls:
             continue
         # A repeat logged at another moment has another time, so the stored row's key
         # (which holds the time) would not catch it: repeats in one request are caught here.
-        if call.trace_id in seen:
+        if call.span_id in seen:
             result.repeated += 1
             continue
-        seen.add(call.trace_id)
+        seen.add(call.span_id)
         result.calls.append(call)
     return result
 
@@ -274,13 +282,22 @@ def _call(reader: AgentReader, record: LogRecordView) -> ReportedCall:
     merged = {**resource, **attributes}
     usage.user = _first_text(merged, reader.user_keys)
     usage.session = _first_text(merged, reader.session_keys)
+    if reader.request_id_key is not None:
+        request_id = attributes.get(reader.request_id_key)
+        if isinstance(request_id, str) and 0 < len(request_id) <= MAX_RESPONSE_ID_LENGTH:
+            usage.response_id = request_id
     end = record.time_unix_nano
     start = max(end - _duration_ns(attributes.get("duration_ms")), 1)
     digest = reader.identity(record)
     kept = {k: v for k, v in attributes.items() if k != reader.provided_cost_key}
+    # Emitted inside a span (the agent traces too): the call is stored in that trace, under
+    # that span, where the agent's own span of the same request is its sibling.
+    in_span = record.trace_id is not None and record.span_id is not None
     return ReportedCall(
         usage=usage,
-        trace_id=digest[:32],
+        trace_id=record.trace_id if in_span and record.trace_id else digest[:32],
+        parent_span_id=record.span_id if in_span else None,
+        scope=reader.scope,
         span_id=digest[32:48],
         name=f"chat {model}"[:256],
         start_time_unix_nano=start,

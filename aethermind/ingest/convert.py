@@ -245,12 +245,13 @@ def calls_to_rows(
                 span_id=call.span_id,
                 name=call.name,
                 timestamp=_EPOCH + timedelta(microseconds=start // 1000),
-                parent_span_id=None,
+                parent_span_id=call.parent_span_id,
                 kind="CLIENT",  # an outgoing call to the provider
                 duration_ms=(call.end_time_unix_nano - start) / 1e6,
                 status="ERROR" if call.failed else "UNSET",
                 attributes=shippable_attributes(call.attributes, capture_content=capture),
                 resource_attributes=call.resource_attributes,
+                instrumentation_scope=call.scope,
             )
         )
     return result

@@ -54,6 +54,10 @@ class ReportedCall:
     failed: bool
     attributes: dict[str, Any]
     resource_attributes: dict[str, Any]
+    parent_span_id: str | None = None
+    """The span the call was reported inside (an agent's event emitted in a span), if any."""
+    scope: str | None = None
+    """Who reported it, as an instrumentation scope (an agent's events scope)."""
 
 
 @dataclass(slots=True)

@@ -43,10 +43,11 @@ class TimeWindow:
         until = _EPOCH + timedelta(microseconds=self.latest_unix_nano // 1000 + 1)
         return since, until
 
-    def reason(self, rejected: int) -> str:
-        """The ``partial_success`` message for ``rejected`` spans outside the window."""
+    def reason(self, rejected: int, *, what: str = "span(s) start") -> str:
+        """The ``partial_success`` message for ``rejected`` spans (or ``what``) outside
+        the window."""
         return (
-            f"{rejected} span(s) start outside the accepted time window (at most"
+            f"{rejected} {what} outside the accepted time window (at most"
             f" {self.max_age_days} days old, the organization's retention, and at most"
             f" {self.max_future_seconds:g} s ahead of the receiver's clock)"
         )

@@ -80,6 +80,7 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     app.on_shutdown.append(_start_draining)
     app.router.add_post("/v1/traces", ingest.otlp_traces)
     app.router.add_post("/v1/logs", ingest.otlp_logs)
+    app.router.add_post("/v1/metrics", ingest.otlp_metrics)
     app.router.add_post("/v1/ingest", ingest.json_ingest)
     app.router.add_get("/v1/aggregates", query.aggregates)
     app.router.add_get("/v1/traces/{trace_id}", query.trace)

@@ -32,13 +32,20 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from aethermind.ingest import otlp
 from aethermind.receiver.auth import FORWARDED_FOR_HEADER, authenticate_key, key_from
 from aethermind.receiver.config import ReceiverConfig
 from aethermind.receiver.errors import HttpError
-from aethermind.receiver.ingest import OtlpAcceptor, accept_logs, accept_traces, admitted
+from aethermind.receiver.ingest import (
+    OtlpAcceptor,
+    accept_logs,
+    accept_metrics,
+    accept_traces,
+    admitted,
+)
 from aethermind.receiver.state import METRICS, TRUSTED_PROXIES
 
 logger = logging.getLogger(__name__)
@@ -63,6 +70,7 @@ def _service_name(module: Any, service: str) -> str:
 EXPORT_SERVICES: tuple[ExportService, ...] = (
     ExportService(_service_name(trace_service_pb2, "TraceService"), accept_traces),
     ExportService(_service_name(logs_service_pb2, "LogsService"), accept_logs),
+    ExportService(_service_name(metrics_service_pb2, "MetricsService"), accept_metrics),
 )
 EXPORT_METHOD = "Export"
 

@@ -1,5 +1,5 @@
-"""Ingest handlers: ``POST /v1/traces`` and ``POST /v1/logs`` (OTLP/HTTP) and ``POST
-/v1/ingest`` (plain JSON).
+"""Ingest handlers: ``POST /v1/traces``, ``POST /v1/logs`` and ``POST /v1/metrics``
+(OTLP/HTTP) and ``POST /v1/ingest`` (plain JSON).
 
 Order of checks, cheapest first, so bad or excess traffic costs little: saturation (503 at
 once), content type (415), key (401/403/429 throttle), body within limits (413/400), rate
@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from aethermind.ingest import agent_events, logs, otlp
+from aethermind.ingest import agent_events, logs, metrics, otlp, usage_metrics
 from aethermind.ingest.convert import Conversion, calls_to_rows, spans_to_rows
 from aethermind.ingest.events import MAX_ERRORS_REPORTED, ReportedCall, parse_events
 from aethermind.ingest.policy import TenantPolicy
@@ -39,9 +39,11 @@ from aethermind.receiver.state import (
     LIMITER,
     METRICS,
     POLICIES,
+    POOL,
     PRICE_BOOK,
     WRITER,
 )
+from aethermind.storage.metric_usage import write_metric_usage
 from aethermind.storage.tenants import VerifiedKey
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,13 @@ async def otlp_logs(request: web.Request) -> web.Response:
     """``POST /v1/logs``: OTLP/HTTP logs, checked like traces; the records that report an LLM
     call (``ingest/logs.py``) are stored like spans, the others counted and dropped."""
     return await _otlp_http(request, accept_logs)
+
+
+async def otlp_metrics(request: web.Request) -> web.Response:
+    """``POST /v1/metrics``: OTLP/HTTP metrics, checked like traces; the data points that
+    report LLM usage (``ingest/usage_metrics.py``) are stored as metric usage, the others
+    counted and dropped."""
+    return await _otlp_http(request, accept_metrics)
 
 
 OtlpAcceptor = Callable[
@@ -141,9 +150,50 @@ async def accept_logs(
         found.calls,
         lambda calls, policy, window: _calls_to_rows(app, calls, policy, window),
     )
-    rejected = decoded.rejected + found.rejected + conversion.out_of_window
-    reasons = [decoded.error_message, *found.reasons, conversion.rejection_message]
+    rejected = decoded.rejections.count + found.rejected + conversion.out_of_window
+    reasons = [decoded.rejections.message, *found.reasons, conversion.rejection_message]
     return logs.encode_logs_response(
+        fmt, rejected=rejected, message="; ".join(r for r in reasons if r)
+    )
+
+
+async def accept_metrics(
+    app: web.Application, verified: VerifiedKey, body: bytes, fmt: otlp.OtlpFormat
+) -> tuple[bytes, str]:
+    """An ``ExportMetricsServiceRequest``'s usage points stored (see ``OtlpAcceptor``)."""
+    decoded = metrics.decode_metrics(
+        body, fmt, app[CONFIG].decode_limits, wanted=usage_metrics.wanted
+    )
+    del body
+    counters = app[METRICS]
+    counters.metric_points_received.inc(decoded.total)
+    await _rate_limit(app, verified, decoded.total)
+    policy = await _policy(app, verified)
+    window = app[CONFIG].span_window(verified.retention_days)
+    found = usage_metrics.usage_rows(
+        decoded.points, policy=policy, price_book=app[PRICE_BOOK], window=window
+    )
+    no_usage = decoded.unread + found.no_usage
+    if no_usage:
+        counters.metric_points_dropped.labels("no_usage").inc(no_usage)
+    if found.out_of_window:
+        counters.spans_rejected.labels("out_of_window").inc(found.out_of_window)
+    stored = await _write(
+        app,
+        verified,
+        len(found.rows),
+        lambda timeout: write_metric_usage(
+            app[POOL], verified.organization_id, found.rows, timeout=timeout
+        ),
+    )
+    counters.metric_points_stored.inc(stored)
+    if stored < len(found.rows):
+        counters.metric_points_dropped.labels("duplicate").inc(len(found.rows) - stored)
+    rejected = decoded.rejections.count + found.out_of_window
+    reasons = [decoded.rejections.message]
+    if found.out_of_window:
+        reasons.append(window.reason(found.out_of_window, what="data point(s) fall"))
+    return metrics.encode_metrics_response(
         fmt, rejected=rejected, message="; ".join(r for r in reasons if r)
     )
 
@@ -281,6 +331,67 @@ async def _convert(
     return conversion
 
 
+async def _policy(app: web.Application, verified: VerifiedKey) -> TenantPolicy:
+    """The organization's policy; storage trouble loading it is a 503."""
+    try:
+        async with asyncio.timeout(app[CONFIG].auth_timeout_seconds):
+            return await app[POLICIES].policy(
+                verified.organization_id, capture_content=verified.capture_content
+            )
+    except Exception as exc:
+        if is_storage_unavailable(exc):
+            app[METRICS].storage_unavailable.inc()
+            raise Unavailable("storage unavailable", headers=_retry_later(app)) from exc
+        raise
+
+
+def _retry_later(app: web.Application) -> dict[str, str]:
+    return {"Retry-After": str(app[CONFIG].retry_after_seconds)}
+
+
+async def _write(
+    app: web.Application,
+    verified: VerifiedKey,
+    count: int,
+    write: Callable[[float], Awaitable[int]],
+) -> int:
+    """``write(timeout)`` of ``count`` rows, committed before this returns: how many were
+    new. A value the database refuses is a 400; anything else on the write path a 503."""
+    if not count:
+        return 0
+    metrics = app[METRICS]
+    org = str(verified.organization_id)
+    started = time.perf_counter()
+    try:
+        # Bounded: a write queued behind a slow one is abandoned with a 503 (the client
+        # retries, the idempotent writer makes that harmless) rather than held open.
+        timeout = app[CONFIG].write_timeout_seconds
+        async with asyncio.timeout(timeout * 2):
+            inserted = await write(timeout)
+    except Exception as exc:
+        if is_bad_data(exc):
+            logger.warning(
+                "database refused a value", extra={"organization_id": org, "error": str(exc)[:200]}
+            )
+            raise BadRequest(f"a record holds a value the database cannot store: {exc}") from exc
+        # Anything else on the write path is answered "retry later", never 500: exporters
+        # give up on a 500 and the data would be lost; on a 503 they retry, and the
+        # idempotent writers make the retry harmless.
+        metrics.storage_unavailable.inc()
+        if is_storage_unavailable(exc):
+            logger.warning(
+                "write failed, answering 503",
+                extra={"organization_id": org, "error": type(exc).__name__},
+            )
+        else:
+            logger.exception(
+                "unexpected write failure, answering 503", extra={"organization_id": org}
+            )
+        raise Unavailable("storage unavailable, retry later", headers=_retry_later(app)) from exc
+    metrics.write_seconds.observe(time.perf_counter() - started)
+    return inserted
+
+
 async def _store(
     app: web.Application,
     verified: VerifiedKey,
@@ -290,17 +401,7 @@ async def _store(
     """Convert ``items`` (once the organization's policy is known) and write, committed
     before this returns; storage trouble is a 503, a value the database refuses a 400."""
     metrics = app[METRICS]
-    retry = {"Retry-After": str(app[CONFIG].retry_after_seconds)}
-    try:
-        async with asyncio.timeout(app[CONFIG].auth_timeout_seconds):
-            policy = await app[POLICIES].policy(
-                verified.organization_id, capture_content=verified.capture_content
-            )
-    except Exception as exc:
-        if is_storage_unavailable(exc):
-            metrics.storage_unavailable.inc()
-            raise Unavailable("storage unavailable", headers=retry) from exc
-        raise
+    policy = await _policy(app, verified)
     window = app[CONFIG].span_window(verified.retention_days)
     refused_before = policy.lookups.refused if policy.lookups is not None else 0
     conversion = await _convert(items, convert_slice, policy, window)
@@ -314,40 +415,12 @@ async def _store(
         metrics.dimension_values_cut.inc(conversion.dimensions_cut)
     if conversion.carriers:
         metrics.attribution_carriers.inc(conversion.carriers)
-    if not conversion.rows:
-        return 0, conversion
-    started = time.perf_counter()
-    try:
-        # Bounded: a write queued behind a slow one is abandoned with a 503 (the client
-        # retries, the idempotent writer makes that harmless) rather than held open.
-        async with asyncio.timeout(app[CONFIG].write_timeout_seconds * 2):
-            inserted = await app[WRITER].write(verified.organization_id, conversion.rows)
-    except Exception as exc:
-        if is_bad_data(exc):
-            logger.warning(
-                "database refused a value",
-                extra={"organization_id": str(verified.organization_id), "error": str(exc)[:200]},
-            )
-            raise BadRequest(f"a span holds a value the database cannot store: {exc}") from exc
-        # Anything else on the write path is answered "retry later", never 500: exporters
-        # give up on a 500 and the spans would be lost; on a 503 they retry, and the
-        # idempotent writer makes the retry harmless.
-        metrics.storage_unavailable.inc()
-        if is_storage_unavailable(exc):
-            logger.warning(
-                "write failed, answering 503",
-                extra={
-                    "organization_id": str(verified.organization_id),
-                    "error": type(exc).__name__,
-                },
-            )
-        else:
-            logger.exception(
-                "unexpected write failure, answering 503",
-                extra={"organization_id": str(verified.organization_id)},
-            )
-        raise Unavailable("storage unavailable, retry later", headers=retry) from exc
-    metrics.write_seconds.observe(time.perf_counter() - started)
+    inserted = await _write(
+        app,
+        verified,
+        len(conversion.rows),
+        lambda _timeout: app[WRITER].write(verified.organization_id, conversion.rows),
+    )
     metrics.spans_stored.inc(inserted)
     if inserted < len(conversion.rows):
         metrics.spans_duplicate.inc(len(conversion.rows) - inserted)

@@ -97,6 +97,23 @@ class ReceiverMetrics:
             ["reason"],
             registry=r,
         )
+        self.metric_points_received = Counter(
+            "aethermind_metric_points_received",
+            "OTLP metric data points decoded (POST /v1/metrics)",
+            registry=r,
+        )
+        self.metric_points_dropped = Counter(
+            "aethermind_metric_points_dropped",
+            "Accepted metric data points not stored, by reason (no_usage: they report no LLM"
+            " usage; duplicate: stored before)",
+            ["reason"],
+            registry=r,
+        )
+        self.metric_points_stored = Counter(
+            "aethermind_metric_points_stored",
+            "Metric data points committed as usage (POST /v1/metrics)",
+            registry=r,
+        )
         self.attribution_carriers = Counter(
             "aethermind_attribution_carriers",
             "Spans that are not GenAI spans kept (without attributes or usage) because they"

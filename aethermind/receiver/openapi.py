@@ -243,6 +243,47 @@ def _paths() -> Schema:
                 },
             }
         },
+        "/v1/metrics": {
+            "post": {
+                "operationId": "exportMetrics",
+                "tags": ["ingest"],
+                "summary": "OTLP/HTTP metric export (token and cost metrics)",
+                "description": (
+                    "OTLP/HTTP metrics as the OTLP specification says: an "
+                    "`ExportMetricsServiceRequest` as protobuf or OTLP/JSON, optionally gzip "
+                    "or deflate compressed, answered in the request's encoding. Data points of "
+                    "the usage metrics (Claude Code's `claude_code.token.usage` and "
+                    "`claude_code.cost.usage`, Gemini CLI's `gemini_cli.token.usage` and "
+                    "`gemini_cli.api.request.count`, the GenAI conventions' "
+                    "`gen_ai.client.token.usage` and `gen_ai.client.operation.duration`) are "
+                    "stored as metric usage, delta or cumulative, committed before the 200; "
+                    "other points are counted and dropped. Metric usage shows in the aggregates "
+                    "only for services that reported no span or event usage that UTC day. "
+                    "Points that cannot be stored are reported in `partialSuccess`. Re-sending "
+                    "the same points never counts them twice. Scope `ingest`."
+                ),
+                "security": _SECURITY,
+                "parameters": [_content_encoding_parameter()],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        PROTOBUF: {"schema": _schema("ProtobufMessage")},
+                        JSON: {"schema": _schema("ExportMetricsServiceRequest")},
+                    },
+                },
+                "responses": {
+                    "200": _response(
+                        "The usage points are stored (or rejected as listed in `partialSuccess`).",
+                        {
+                            JSON: _schema("ExportMetricsServiceResponse"),
+                            PROTOBUF: _schema("ProtobufMessage"),
+                        },
+                    ),
+                    "400": _otlp_error("The body cannot be decoded, or holds unstorable values."),
+                    **_ingest_errors(_otlp_error),
+                },
+            }
+        },
         "/v1/ingest": {
             "post": {
                 "operationId": "ingestEvents",
@@ -849,6 +890,50 @@ def _otlp_schemas() -> Schema:
                     "type": "object",
                     "properties": {
                         "rejectedLogRecords": {"type": "string", "pattern": "^[0-9]+$"},
+                        "errorMessage": {"type": "string"},
+                    },
+                }
+            },
+        },
+        "ExportMetricsServiceRequest": {
+            "type": "object",
+            "description": (
+                "OTLP/JSON `ExportMetricsServiceRequest` (loosely: the protobuf JSON mapping "
+                "of opentelemetry/proto/metrics/v1/metrics.proto)."
+            ),
+            "properties": {
+                "resourceMetrics": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "resource": {"type": "object"},
+                            "scopeMetrics": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "scope": {"type": "object"},
+                                        "metrics": {"type": "array", "items": {"type": "object"}},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+        "ExportMetricsServiceResponse": {
+            "type": "object",
+            "description": (
+                "`{}` on full success; `partialSuccess` when data points were rejected "
+                "(`rejectedDataPoints` is an int64, hence a decimal string in JSON)."
+            ),
+            "properties": {
+                "partialSuccess": {
+                    "type": "object",
+                    "properties": {
+                        "rejectedDataPoints": {"type": "string", "pattern": "^[0-9]+$"},
                         "errorMessage": {"type": "string"},
                     },
                 }

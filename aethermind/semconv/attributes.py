@@ -114,6 +114,19 @@ such an SDK's span of a request starts a trace of its own: the writer matches th
 providers' root request spans across traces by response id (``storage/counting.py``), and
 ``init_aethermind`` ships only its own instrumentation's span."""
 
+# --- Coding agents ------------------------------------------------------------------------
+CLAUDE_CODE_EVENTS_SCOPE: Final = "com.anthropic.claude_code.events"
+CLAUDE_CODE_TRACING_SCOPE: Final = "com.anthropic.claude_code.tracing"
+"""Claude Code's scopes: its usage events (``api_request``) and, with its enhanced telemetry
+on, its spans (``claude_code.llm_request``, one per request, under an interaction span)."""
+AGENT_REQUEST_SCOPES: Final = frozenset({CLAUDE_CODE_EVENTS_SCOPE, CLAUDE_CODE_TRACING_SCOPE})
+"""Scopes whose records of one request carry the provider's request id wherever they sit in
+their trace: an agent's usage event and its span of the same request are one request
+(``storage/counting.py``), whichever arrives first."""
+PREFERRED_REQUEST_SCOPES: Final = (CLAUDE_CODE_EVENTS_SCOPE,)
+"""Of two equally rich records of one request, these scopes' count: Claude Code's event
+names the model that answered and carries its own cost; its span names the alias asked for."""
+
 # --- Resource attributes ------------------------------------------------------------------
 SERVICE_NAME: Final = "service.name"
 DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"

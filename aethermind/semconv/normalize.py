@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from aethermind.semconv import attributes as a
+from aethermind.semconv.agent_spans import ADAPTERS
 from aethermind.semconv.providers import prices_provider_id
 from aethermind.semconv.record import MAX_NAME_LENGTH, MAX_RESPONSE_ID_LENGTH, UsageRecord
 
@@ -164,6 +165,10 @@ def normalize(
     call that way without ``error.type`` still count as an error.
     """
     try:
+        if scope is not None:
+            adapter = ADAPTERS.get(scope)
+            if adapter is not None:
+                attributes = adapter(attributes)
         return _normalize(attributes, resource, scope, status_error, status_message)
     except Exception:  # hostile attribute types must never take the caller down
         return None

@@ -29,6 +29,13 @@ Of the spans their own traces count, two root request spans with one response id
 different instrumentation scopes, whose intervals overlap, are one request: the richer
 counts, ties going to the shorter (nearer the wire). ``twins_counted`` applies it.
 
+One request, two records in a trace: an agent that reports each request both as a usage
+event and as a span (Claude Code, with its enhanced telemetry) emits the event inside its
+interaction span, beside the request's span; both record the provider's request id. Of the
+request spans a trace counts, those of different scopes with one request id are one
+request: the richest counts, ties going to the agent's event (it names the model that
+answered and carries the agent's own cost).
+
 "Under" follows parent links; where a chain of parent links is broken (an intermediate span
 was not GenAI and was dropped, or has not arrived), the topmost span of the broken chain is
 under every roll-up span whose time interval holds its start. Never
@@ -43,6 +50,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Literal, NamedTuple
+
+from aethermind.semconv.attributes import PREFERRED_REQUEST_SCOPES
 
 UsageRole = Literal["request", "rollup"]
 COUNTED_REASONS: dict[str, str] = {"request": "duplicate", "rollup": "rollup"}
@@ -65,6 +74,8 @@ class SpanFacts(NamedTuple):
     role: UsageRole | None
     richness: int = 0
     scope: str | None = None
+    response_id: str | None = None
+    """The provider's request id, where the span's scope records it (``span_row.twin_key``)."""
 
 
 def counted_spans(spans: Iterable[SpanFacts]) -> set[str]:
@@ -85,7 +96,27 @@ def counted_spans(spans: Iterable[SpanFacts]) -> set[str]:
         for leaf in carriers
         if not below[leaf.span_id]
     }
-    return _without_side_by_side_layers(counted, by_id)
+    return _one_per_request_id(_without_side_by_side_layers(counted, by_id), by_id)
+
+
+def _one_per_request_id(counted: set[str], by_id: dict[str, SpanFacts]) -> set[str]:
+    """``counted`` less all but one of the request spans of different scopes that record the
+    same provider request id (an agent's usage event and its span of that request): the
+    richest stays, ties going to ``PREFERRED_REQUEST_SCOPES``, then the lower span id."""
+    by_request: dict[str, list[SpanFacts]] = {}
+    for span_id in counted:
+        span = by_id[span_id]
+        if span.role == "request" and span.response_id is not None and span.scope is not None:
+            by_request.setdefault(span.response_id, []).append(span)
+    for records in by_request.values():
+        if len(records) < 2 or len({r.scope for r in records}) < 2 or len(records) > MAX_TWINS:
+            continue
+        keep = min(
+            records,
+            key=lambda r: (-r.richness, r.scope not in PREFERRED_REQUEST_SCOPES, r.span_id),
+        )
+        counted.difference_update(r.span_id for r in records if r is not keep)
+    return counted
 
 
 def _without_side_by_side_layers(counted: set[str], by_id: dict[str, SpanFacts]) -> set[str]:

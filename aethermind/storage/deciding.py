@@ -593,6 +593,7 @@ def _decide_from_facts(new_spans: list[Row], known: list[Any]) -> set[str]:
             record["usage_role"],
             record["richness"],
             record["instrumentation_scope"],
+            record["response_id"],
         )
     for row in new_spans:
         if row[_SPAN_ID] not in facts:
@@ -604,6 +605,7 @@ def _decide_from_facts(new_spans: list[Row], known: list[Any]) -> set[str]:
                 row[_ROLE],
                 sum(row[i] is not None for i in _USAGE_KINDS),
                 row[_SCOPE],
+                row[_RESPONSE_ID],
             )
     return counted_spans(facts.values())
 
@@ -616,9 +618,10 @@ def _facts(  # noqa: PLR0917 - one call per span, in column order
     role: str | None,
     richness: int,
     scope: str | None,
+    response_id: str | None,
 ) -> SpanFacts:
     start_us, end_us = _interval(start, duration_ms)
-    return SpanFacts(span_id, parent, start_us, end_us, role, richness, scope)  # type: ignore[arg-type]
+    return SpanFacts(span_id, parent, start_us, end_us, role, richness, scope, response_id)  # type: ignore[arg-type]
 
 
 def _interval(start: datetime, duration_ms: float | None) -> tuple[int, int]:

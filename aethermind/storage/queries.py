@@ -28,6 +28,7 @@ from aethermind.storage.dimensions import (
     is_dimension,
 )
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
+from aethermind.storage.metric_usage import metric_aggregates
 from aethermind.storage.rollups import (
     IS_ERROR_SQL,
     IS_UNPRICED_SQL,
@@ -278,6 +279,46 @@ async def aggregates(
         )
     use_rollup = source != "raw" and plan is not None and (in_rollups or dimension is not None)
     org = UUID(str(organization_id))
+    async with tenant_transaction(pool_or_conn, organization_id) as conn:
+        await _check_tags(conn, org, [*group_by, *filters], timeout=timeout)
+        from_metrics = await metric_aggregates(
+            conn, org, from_, to, group_by=group_by, granularity=granularity,
+            filters=filters, timeout=timeout,
+        )  # fmt: skip
+        if from_metrics and limit is not None:
+            # Metric usage can lift a group into the top N: rank after adding it.
+            shape = Shape(group_by, granularity, filters, order_by, None)
+        records = await _span_records(
+            conn, org, from_, to, shape, plan=plan, use_rollup=use_rollup,
+            in_rollups=in_rollups, dimension=dimension, timeout=timeout,
+        )  # fmt: skip
+    # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
+    rows = [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
+    if not from_metrics:
+        return rows
+    return _with_metric_usage(
+        rows,
+        from_metrics,
+        group_by=group_by,
+        granularity=granularity,
+        order_by=order_by,
+        limit=limit,
+    )
+
+
+async def _span_records(
+    conn: Any,
+    org: UUID,
+    from_: datetime,
+    to: datetime,
+    shape: Shape,
+    *,
+    plan: RollupPlan | None,
+    use_rollup: bool,
+    in_rollups: bool,
+    dimension: str | None,
+    timeout: float | None,
+) -> list[Any]:
     sql, params = "", []
     if use_rollup and plan is not None and in_rollups:
         sql, args = _rollup_sql(shape)
@@ -286,16 +327,48 @@ async def aggregates(
     elif not use_rollup:
         sql, args = _raw_sql(shape)
         params = [org, from_, to, *args]
-    async with tenant_transaction(pool_or_conn, organization_id) as conn:
-        await _check_tags(conn, org, [*group_by, *filters], timeout=timeout)
-        if sql:
-            records = await conn.fetch(sql, *params, timeout=timeout)
-        else:
-            assert plan is not None and dimension is not None
-            ends = (from_, to, plan.hour_from, plan.hour_to, plan.day_from, plan.day_to)
-            records = await dimension_rows(conn, org, dimension, shape, ends, timeout=timeout)
-    # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
-    return [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
+    if sql:
+        return list(await conn.fetch(sql, *params, timeout=timeout))
+    assert plan is not None and dimension is not None
+    ends = (from_, to, plan.hour_from, plan.hour_to, plan.day_from, plan.day_to)
+    return list(await dimension_rows(conn, org, dimension, shape, ends, timeout=timeout))
+
+
+_SUMMED = ("calls", "errors", *TOKEN_COLUMNS)
+
+
+def _with_metric_usage(
+    rows: list[dict[str, Any]],
+    from_metrics: list[dict[str, Any]],
+    *,
+    group_by: Sequence[str],
+    granularity: str | None,
+    order_by: str | None,
+    limit: int | None,
+) -> list[dict[str, Any]]:
+    """Span rows with the metric usage that counts (``metric_usage.py``) added to their
+    groups, or as groups of their own, in the aggregates' order, cut to ``limit``. Latency
+    stays the spans' (metrics give no per-call durations)."""
+    keys = (["bucket"] if granularity else []) + list(group_by)
+    by_key = {tuple(row[k] for k in keys): row for row in rows}
+    for metric_row in from_metrics:
+        key = tuple(metric_row[k] for k in keys)
+        row = by_key.get(key)
+        if row is None:
+            row = {k: metric_row[k] for k in keys}
+            row.update({column: 0 for column in _SUMMED})
+            row.update(cost_usd=None, unpriced_calls=0)
+            row["latency_ms"] = {name: None for name, _ in QUANTILES}
+            by_key[key] = row
+        for column in _SUMMED:
+            row[column] += metric_row[column]
+        if metric_row["cost_usd"] is not None:
+            row["cost_usd"] = (row["cost_usd"] or Decimal(0)) + metric_row["cost_usd"]
+    merged = sorted(by_key.values(), key=lambda r: tuple(r[k] or "" for k in keys))
+    if order_by is not None:
+        measure = "cost_usd" if order_by == "cost_usd" else order_by
+        merged.sort(key=lambda r: (r[measure] is None, -(r[measure] or 0)))
+    return merged[:limit] if limit is not None else merged
 
 
 async def _check_tags(

@@ -115,6 +115,11 @@ async def apply_retention(
             for sql in (DELETE_DIMENSION_DAYS_SQL, DELETE_DIMENSION_MONTHS_SQL):
                 status = await conn.execute(sql, org["id"], cutoff, timeout=timeout)
                 deleted_rollup += int(status.split()[-1])
+            status = await conn.execute(
+                'DELETE FROM metric_usage WHERE organization_id = $1 AND "time" < $2',
+                org["id"], cutoff, timeout=timeout,
+            )  # fmt: skip
+            deleted_rollup += int(status.split()[-1])
             # Traces whose spans are past retention need no more deciding (writer.py).
             await conn.execute(
                 "DELETE FROM linked_traces WHERE organization_id = $1 AND last_start < $2",

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from aethermind.semconv.attributes import SELF_TRACING_SDK_SCOPES
+from aethermind.semconv.attributes import AGENT_REQUEST_SCOPES, SELF_TRACING_SDK_SCOPES
 from aethermind.semconv.record import Cost, UsageRecord
 
 SPAN_STATUSES = frozenset({"UNSET", "OK", "ERROR"})
@@ -134,20 +134,22 @@ span counts toward totals, and whether its trace would count it but a twin span 
 trace counts instead: ``storage/counting.py``)."""
 
 
-def twin_key(usage: UsageRecord, parent_span_id: str | None) -> str | None:
-    """The response id a span is matched on with spans of other traces: only a root request
-    span's, of a provider whose SDK traces itself (``SELF_TRACING_SDK_SCOPES``). Two
-    instrumentations' spans of one request land in different traces only when neither had a
-    span to join, each starting a trace of its own (under a parent they are in one trace,
-    where the trace's own rule tells them apart); the known case is such an SDK beside an
-    instrumentation that does not make its span current. Other providers' spans pay neither
-    the index entry nor the lookup."""
-    if (
-        parent_span_id is None
-        and usage.response_id is not None
-        and usage.is_llm_call
-        and usage.provider in SELF_TRACING_SDK_SCOPES
-    ):
+def twin_key(usage: UsageRecord, parent_span_id: str | None, scope: str | None) -> str | None:
+    """The response id a span is matched on (``storage/counting.py``).
+
+    A root request span's, of a provider whose SDK traces itself (``SELF_TRACING_SDK_SCOPES``),
+    matched with spans of other traces: two instrumentations' spans of one request land in
+    different traces only when neither had a span to join, each starting a trace of its own
+    (under a parent they are in one trace, where the trace's own rule tells them apart); the
+    known case is such an SDK beside an instrumentation that does not make its span current.
+    And any request record of an agent scope (``AGENT_REQUEST_SCOPES``), matched within its
+    trace: an agent's usage event and its span of the same request are siblings there.
+    Other spans pay neither the index entry nor the lookup."""
+    if usage.response_id is None or not usage.is_llm_call:
+        return None
+    if parent_span_id is None and usage.provider in SELF_TRACING_SDK_SCOPES:
+        return usage.response_id
+    if scope in AGENT_REQUEST_SCOPES:
         return usage.response_id
     return None
 
@@ -266,7 +268,7 @@ def copy_row(
         resource_attributes,
         usage_role(usage),
         instrumentation_scope,
-        twin_key(usage, parent_span_id),
+        twin_key(usage, parent_span_id, instrumentation_scope),
         usage.user,
         usage.session,
         usage.agent,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,7 +36,7 @@ from typing import Any, Literal
 import anthropic
 import openai
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -507,13 +507,15 @@ def run_scenario(
     *,
     anthropic_sdk_tracing: bool = False,
     anthropic_sdk_content_mode: ContentMode = "metadata_only",
+    metric_readers: Sequence[MetricReader] = (),
 ) -> HarnessRun:
     """Runs `scenario` under `instrumentation`; returns the finished spans and what the server saw.
 
     `anthropic_sdk_tracing` also turns on the Anthropic SDK's own spans, into the same provider,
     under an instrumentation package (for `anthropic_sdk` they are always on).
     `anthropic_sdk_content_mode` is the SDK's `traces.content_mode`: its default,
-    `metadata_only`, records no prompt or completion.
+    `metadata_only`, records no prompt or completion. `metric_readers` read the run's
+    metrics beside the in-memory reader (an exporting reader sends them when the run ends).
     """
     inst = INSTRUMENTATIONS[instrumentation]
     scen = SCENARIOS[scenario]
@@ -525,7 +527,7 @@ def run_scenario(
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
+    meter_provider = MeterProvider(metric_readers=[reader, *metric_readers], resource=resource)
 
     sdk_option: Any = False
     if inst.name == "anthropic_sdk" or anthropic_sdk_tracing:
