@@ -5,6 +5,7 @@ naming what the receiver expects, and requests shaped exactly as the Collector's
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from aethermind.ingest.agent_events import READERS
+from aethermind.ingest.usage_metrics import READERS as METRIC_READERS
 from tests.plugins.receiver import ReceiverFactory, RunningReceiver
 from tests.receiver.helpers import PROTOBUF, llm_spans, protobuf_body
 
@@ -51,7 +53,8 @@ def test_collector_config_names_the_receiver_path_the_key_header_and_the_env_var
     assert protocols["grpc"]["endpoint"].endswith(":4317")
     assert protocols["http"]["endpoint"].endswith(":4318")
     assert exporter["logs_endpoint"].rstrip("}").endswith("/v1/logs")
-    for signal in ("traces", "logs"):
+    assert exporter["metrics_endpoint"].rstrip("}").endswith("/v1/metrics")
+    for signal in ("traces", "logs", "metrics"):
         pipeline = config["service"]["pipelines"][signal]
         assert pipeline["processors"][0] == "memory_limiter"
         assert "batch" in pipeline["processors"]
@@ -64,6 +67,12 @@ def test_collector_log_filter_keeps_every_agent_usage_event_the_receiver_reads()
     [condition] = load_config()["processors"]["filter/usage_events_only"]["logs"]["log_record"]
     for reader in READERS:
         assert f'"{reader.event}"' in condition, reader.event
+
+
+def test_collector_metric_filter_keeps_every_usage_metric_the_receiver_reads() -> None:
+    [condition] = load_config()["processors"]["filter/usage_metrics_only"]["metrics"]["metric"]
+    named = set(re.findall(r'name == "([^"]+)"', condition))
+    assert named == {reader.metric for reader in METRIC_READERS}
 
 
 async def test_collector_shaped_request_gets_a_protobuf_export_response(

@@ -96,7 +96,8 @@ def counted_spans(spans: Iterable[SpanFacts]) -> set[str]:
         for leaf in carriers
         if not below[leaf.span_id]
     }
-    return _one_per_request_id(_without_side_by_side_layers(counted, by_id), by_id)
+    # Request ids first: they say for certain what intervals only suggest.
+    return _without_side_by_side_layers(_one_per_request_id(counted, by_id), by_id)
 
 
 def _one_per_request_id(counted: set[str], by_id: dict[str, SpanFacts]) -> set[str]:

@@ -1,6 +1,7 @@
-"""Codex CLI's and Gemini CLI's usage events, shaped as their telemetry sources emit them,
-sent through the real OTel SDK log exporter: counted once, with tokens read by each agent's
-counting rules, priced, and attributed to the developer and session."""
+"""Coding agents' usage events (Codex CLI, Gemini CLI; Claude Code's beside its spans),
+shaped as their telemetry sources emit them, sent through the real OTel SDK exporters:
+counted once, with tokens read by each agent's counting rules, priced, and attributed to
+the developer and session."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from aethermind.semconv import PriceBook, UsageRecord
+from aethermind.semconv.attributes import CLAUDE_CODE_EVENTS_SCOPE, CLAUDE_CODE_TRACING_SCOPE
 from tests.plugins.receiver import RunningReceiver
 from tests.receiver.test_otlp_logs import aggregates
 
@@ -145,3 +151,77 @@ async def test_gemini_responses_count_thoughts_and_tool_prompts(
             cache_read_tokens=response["cached_content_token_count"],
             reasoning_tokens=response["thoughts_token_count"],
         )  # fmt: skip
+
+
+# Claude Code with its enhanced telemetry: each request is a `claude_code.llm_request` span
+# (bare counts, the alias asked for, the provider's request id) under an interaction span,
+# and an `api_request` event emitted inside the interaction span (the snapshot that
+# answered, the same request id, its own cost).
+CLAUDE_REQUESTS = [
+    {"input_tokens": 1300, "output_tokens": 275, "cache_read_tokens": 2400,
+     "cache_creation_tokens": 700},
+    {"input_tokens": 90, "output_tokens": 40, "cache_read_tokens": 3700,
+     "cache_creation_tokens": 0},
+]  # fmt: skip
+CLAUDE_WHO = {"session.id": "cc-session", "user.id": "device-1", "terminal.type": "xterm"}
+
+
+def claude_code_signals(receiver: RunningReceiver, *, spans_first: bool) -> None:
+    """One interaction of two requests, its spans and its events exported in either order."""
+    resource = Resource.create({"service.name": "claude-code"})
+    auth = {"Authorization": f"Bearer {receiver.acme.ingest_key}"}
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces", headers=auth))
+    )
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(
+        BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{receiver.url}/v1/logs", headers=auth))
+    )
+    tracer = tracer_provider.get_tracer(CLAUDE_CODE_TRACING_SCOPE)
+    logger = logger_provider.get_logger(CLAUDE_CODE_EVENTS_SCOPE)
+    with tracer.start_as_current_span("claude_code.interaction", attributes=CLAUDE_WHO):
+        for i, counts in enumerate(CLAUDE_REQUESTS):
+            request_id = f"req_cc_{i}"
+            with tracer.start_as_current_span("claude_code.llm_request", attributes={
+                **CLAUDE_WHO, "span.type": "llm_request", "model": "claude-sonnet-4-5",
+                "gen_ai.system": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
+                "request_id": request_id, "gen_ai.response.id": request_id, **counts,
+            }):  # fmt: skip
+                time.sleep(0.002)
+            logger.emit(body="claude_code.api_request", attributes={
+                **CLAUDE_WHO, "event.name": "api_request", "request_id": request_id,
+                "model": "claude-sonnet-4-5-20250929", "cost_usd": 0.01, "duration_ms": 2,
+                **counts,
+            })  # fmt: skip
+    first, second = (
+        (tracer_provider, logger_provider) if spans_first else (logger_provider, tracer_provider)
+    )
+    first.force_flush()
+    second.force_flush()
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+
+
+@pytest.mark.parametrize("spans_first", [True, False])
+async def test_claude_code_span_and_event_of_one_request_count_once_in_either_order(
+    receiver: RunningReceiver, spans_first: bool
+) -> None:
+    await asyncio.to_thread(claude_code_signals, receiver, spans_first=spans_first)
+    [row] = await aggregates(receiver, group_by="model,user,session")
+    # The event counts (it names the snapshot that answered), not the span beside it.
+    assert (row["model"], row["user"], row["session"]) == (
+        "claude-sonnet-4-5-20250929", "device-1", "cc-session",
+    )  # fmt: skip
+    assert row["calls"] == len(CLAUDE_REQUESTS)
+    assert row["output_tokens"] == sum(c["output_tokens"] for c in CLAUDE_REQUESTS)
+    assert row["cache_read_tokens"] == sum(c["cache_read_tokens"] for c in CLAUDE_REQUESTS)
+    assert row["input_tokens"] == sum(
+        c["input_tokens"] + c["cache_read_tokens"] + c["cache_creation_tokens"]
+        for c in CLAUDE_REQUESTS
+    )
+    stored = [r for r in await receiver.rows(receiver.acme) if r["usage_role"] == "request"]
+    assert len(stored) == 2 * len(CLAUDE_REQUESTS)  # both records kept, one counted each
+    assert sorted(r["instrumentation_scope"] for r in stored if r["counted"]) == [
+        CLAUDE_CODE_EVENTS_SCOPE
+    ] * len(CLAUDE_REQUESTS)

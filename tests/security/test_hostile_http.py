@@ -24,8 +24,12 @@ from typing import Any
 import grpc
 import pytest
 import requests
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
@@ -49,6 +53,18 @@ FUZZ = settings(
 )
 
 VALID_PROTOBUF, _ = genai_request(3)
+VALID_METRICS_JSON = json.dumps({"resourceMetrics": [{
+    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "fuzz"}}]},
+    "scopeMetrics": [{"metrics": [{"name": "claude_code.token.usage", "sum": {
+        "aggregationTemporality": 2, "isMonotonic": True, "dataPoints": [{
+            "attributes": [{"key": "type", "value": {"stringValue": "output"}},
+                           {"key": "model", "value": {"stringValue": "claude-haiku-4-5"}}],
+            "startTimeUnixNano": str(RECENT_UNIX_NANO - 10**9),
+            "timeUnixNano": str(RECENT_UNIX_NANO), "asInt": "1200"}]}}]}],
+}]}).encode()  # fmt: skip
+VALID_METRICS_PROTOBUF = json_format.Parse(
+    VALID_METRICS_JSON, ExportMetricsServiceRequest()
+).SerializeToString()
 VALID_JSON = json.dumps(
     {
         "resourceSpans": [
@@ -504,6 +520,8 @@ def test_random_and_mutated_bodies_are_never_a_5xx(target: Target) -> None:
         mutated(VALID_PROTOBUF),
         mutated(VALID_JSON),
         mutated(gzip.compress(VALID_PROTOBUF)),
+        mutated(VALID_METRICS_JSON),
+        mutated(VALID_METRICS_PROTOBUF),
     )
 
     def build(sender: Sender) -> Callable[[], None]:
@@ -513,17 +531,22 @@ def test_random_and_mutated_bodies_are_never_a_5xx(target: Target) -> None:
             data, encoding = encode(body, how)
             sender.post("/v1/traces", data, content_type, encoding)
             sender.post("/v1/logs", data, content_type, encoding)
+            sender.post("/v1/metrics", data, content_type, encoding)
 
         return run
 
     run_property(
-        target, "fuzz", "/v1/traces and /v1/logs random, truncated and mutated bodies", build
+        target,
+        "fuzz",
+        "/v1/traces, /v1/logs and /v1/metrics random, truncated and mutated bodies",
+        build,
     )
 
 
 GRPC_METHODS = (
     "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
 )
 GRPC_REFUSALS = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -556,6 +579,7 @@ def test_grpc_random_bodies_and_wrong_metadata_get_a_status_never_a_crash(
         st.binary(max_size=4096),
         mutated(VALID_PROTOBUF),
         st.just(VALID_PROTOBUF),
+        mutated(VALID_METRICS_PROTOBUF),
     )
     with grpc.insecure_channel(target.grpc_target) as channel:
         exports = {

@@ -22,6 +22,9 @@ import pytest
 import requests
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 
 from aethermind.storage.config import DatabaseConfig
 from aethermind.storage.database import Database
@@ -50,6 +53,7 @@ EXPECTED = {
     "POST /v1/traces": by_scope("ingest"),
     "POST /v1/ingest": by_scope("ingest"),
     "POST /v1/logs": by_scope("ingest"),
+    "POST /v1/metrics": by_scope("ingest"),
     "GET /v1/aggregates": by_scope("read"),
     "GET /v1/traces/{id}": by_scope("read"),
     "GET /v1/top-traces": by_scope("read"),
@@ -64,6 +68,7 @@ EXPECTED = {
     # OTLP/gRPC, its status codes read as the HTTP statuses they stand for.
     "GRPC TraceService/Export": by_scope("ingest"),
     "GRPC LogsService/Export": by_scope("ingest"),
+    "GRPC MetricsService/Export": by_scope("ingest"),
     "GET /dashboard": OPEN,
     "GET /healthz": OPEN,
     "GET /readyz": OPEN,
@@ -125,6 +130,28 @@ def logs_body(org: Org) -> bytes:
     resource = [{"key": "service.name", "value": {"stringValue": org.service}}]
     return json.dumps({"resourceLogs": [{
         "resource": {"attributes": resource}, "scopeLogs": [{"logRecords": [record]}],
+    }]}).encode()  # fmt: skip
+
+
+def metrics_body(org: Org) -> bytes:
+    """One GenAI token-usage histogram point (a delta), from the organization's own service."""
+    now = time.time_ns()
+    point = {
+        "attributes": [
+            {"key": "gen_ai.token.type", "value": {"stringValue": "input"}},
+            {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+            {"key": "gen_ai.response.model", "value": {"stringValue": "gpt-4o"}},
+        ],
+        "startTimeUnixNano": str(now - 10**9),
+        "timeUnixNano": str(now),
+        "count": "1",
+        "sum": float(int.from_bytes(os.urandom(2))),
+    }
+    resource = [{"key": "service.name", "value": {"stringValue": org.service}}]
+    return json.dumps({"resourceMetrics": [{
+        "resource": {"attributes": resource},
+        "scopeMetrics": [{"metrics": [{"name": "gen_ai.client.token.usage", "histogram": {
+            "aggregationTemporality": 1, "dataPoints": [point]}}]}],
     }]}).encode()  # fmt: skip
 
 
@@ -193,10 +220,14 @@ GRPC_AS_HTTP = {
 
 def grpc_call(target: Target, service: str, org: Org, headers: dict[str, str]) -> GrpcAnswer:
     """``service``'s Export with ``headers`` as metadata; traces as protobuf spans of the
-    organization's service, logs as its Claude Code event."""
+    organization's service, logs as its Claude Code event, metrics as its GenAI token usage."""
     if service == "TraceService":
         body, _ = genai_request(2, service=org.service)
         method = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    elif service == "MetricsService":
+        request = json_format.Parse(metrics_body(org), ExportMetricsServiceRequest())
+        body = request.SerializeToString()
+        method = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
     else:
         body = json_format.Parse(logs_body(org), ExportLogsServiceRequest()).SerializeToString()
         method = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -247,6 +278,8 @@ def call(
             body, ctype = traces_body(org), JSON
         elif path == "/v1/logs":
             body, ctype = logs_body(org), JSON
+        elif path == "/v1/metrics":
+            body, ctype = metrics_body(org), JSON
         else:
             body, ctype = events_body(org), JSON
         return requests.post(
@@ -281,10 +314,12 @@ def throwaway_price(target: Target, org: Org) -> UUID:
     return run_async(make())
 
 
-def org_of_rows(target: Target, column: str, values: list[str]) -> Counter[str]:
+def org_of_rows(
+    target: Target, column: str, values: list[str], *, table: str = "telemetry_events"
+) -> Counter[str]:
     rows = owner_fetch(
         target.database_url,
-        f"""SELECT o.slug, count(*) AS n FROM telemetry_events e
+        f"""SELECT o.slug, count(*) AS n FROM {table} e
               JOIN organizations o ON o.id = e.organization_id
              WHERE e.{column} = ANY($1) GROUP BY o.slug""",
         values,
@@ -329,7 +364,7 @@ def test_every_route_answers_each_credential_as_expected(
                         check_only_own_data(route, response.json(), org, other)
                     if response.status_code >= 400 and isinstance(response, requests.Response):
                         # OTLP routes answer a google.rpc.Status, the others a JSON error.
-                        otlp = route in ("POST /v1/traces", "POST /v1/logs")
+                        otlp = route in ("POST /v1/traces", "POST /v1/logs", "POST /v1/metrics")
                         assert otlp or "error" in response.json()
     cells = len(orgs) * len(EXPECTED) * len(CREDENTIALS)
     print(
@@ -346,6 +381,8 @@ def test_every_route_answers_each_credential_as_expected(
     # What the ingest keys wrote belongs to their own organization only.
     for org in orgs.values():
         slugs = set(org_of_rows(target, "service", [org.service]))
+        assert slugs == {org.slug}
+        slugs = set(org_of_rows(target, "service", [org.service], table="metric_usage"))
         assert slugs == {org.slug}
 
 

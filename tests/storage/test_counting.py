@@ -7,6 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aethermind.semconv.attributes import CLAUDE_CODE_EVENTS_SCOPE, CLAUDE_CODE_TRACING_SCOPE
 from aethermind.storage.counting import (
     MAX_TWINS,
     SpanFacts,
@@ -205,3 +206,30 @@ def test_spans_of_one_scope_or_far_apart_in_time_are_not_twins() -> None:
 def test_a_response_id_on_too_many_spans_matches_none() -> None:
     many = [twin(str(i), f"scope-{i}", 0, 100) for i in range(MAX_TWINS + 1)]
     assert len(twins_counted(many)) == MAX_TWINS + 1
+
+
+def agent_record(span_id: str, scope: str, request_id: str, start: int, end: int) -> SpanFacts:
+    """A Claude Code record of one request under its interaction span (not stored)."""
+    return SpanFacts(span_id, "interaction", start, end, "request", 4, scope, request_id)
+
+
+def test_an_agents_event_and_span_of_one_request_count_once_as_the_event() -> None:
+    events, spans = CLAUDE_CODE_EVENTS_SCOPE, CLAUDE_CODE_TRACING_SCOPE
+    records = [
+        agent_record("span-1", spans, "req_1", 100, 900),
+        agent_record("event-1", events, "req_1", 120, 905),  # not within the span's interval
+        agent_record("span-2", spans, "req_2", 1000, 1800),
+        agent_record("event-2", events, "req_2", 1000, 1790),  # within the span's
+        agent_record("span-3", spans, "req_3", 2000, 2500),
+        agent_record("event-3", events, "req_3", 1990, 2510),  # holding the span's
+    ]
+    for order in (records, records[::-1], records[1::2] + records[::2]):
+        assert counted_spans(order) == {"event-1", "event-2", "event-3"}
+    # Alone, each record counts: the other signal may never arrive.
+    assert counted_spans(records[::2]) == {"span-1", "span-2", "span-3"}
+    # One scope's two records of one id are not one request's twins.
+    same_scope = [
+        agent_record("a", events, "req_1", 0, 10),
+        agent_record("b", events, "req_1", 20, 30),
+    ]
+    assert counted_spans(same_scope) == {"a", "b"}
