@@ -262,7 +262,9 @@ async def aggregates(
     (for tests and benchmarks); forcing the rollup on a range or a dimension it cannot
     answer exactly raises ValueError. Grouping or filtering by a dimension of
     ``ATTRIBUTION`` (user, session, agent) or a tag alone reads the dimension rollups
-    (``dimension_queries.py``); with other dimensions, the stored spans.
+    (``dimension_queries.py``); with other dimensions, the stored spans. Usage reported
+    only as metrics is added where ``metric_usage.py``'s rule lets it count (spans win per
+    service and UTC day); its rows have no latency.
     """
     filters = dict(filters or {})
     _validate(from_, to, group_by, granularity, filters, order_by=order_by, limit=limit)
