@@ -27,6 +27,11 @@ from the agent's own telemetry source and docs:
   ``status_code``; ``user.email``, ``session.id``. Its
   ``gen_ai.client.inference.operation.details`` event restates the same response and is
   not counted.
+- **GenAI semantic conventions**: ``gen_ai.client.inference.operation.details`` carries the
+  inference span's attributes, read by ``normalize`` exactly as a span's. Instrumentations
+  emit it inside the inference span: its call is stored under that span, where the trace's
+  rule (``storage/counting.py``) counts the request once, span and event alike; an event
+  without its span counts alone. From the agents above, it is their restatement: dropped.
 
 Counts are normalized to the GenAI conventions (input includes cache reads and writes,
 output includes reasoning). Records of other names carry no usage: counted and dropped.
@@ -45,7 +50,7 @@ from typing import Any
 from aethermind.ingest.events import ReportedCall
 from aethermind.ingest.logs import LogRecordView
 from aethermind.semconv import attributes as a
-from aethermind.semconv.normalize import provided_cost, reported_usage
+from aethermind.semconv.normalize import normalize, provided_cost, reported_usage
 from aethermind.semconv.record import MAX_RESPONSE_ID_LENGTH
 
 MAX_TOKENS = 10**12
@@ -232,15 +237,19 @@ def calls_from_logs(records: list[LogRecordView]) -> LogCalls:
     for record in records:
         reader = reader_of(record)
         if reader is None:
-            result.no_usage += 1
-            continue
-        try:
-            call = _call(reader, record)
-        except Unusable as exc:
-            result.rejected += 1
-            if len(result.reasons) < _MAX_REASONS:
-                result.reasons.append(f"{reader.event}: {exc}")
-            continue
+            genai = _genai_event_call(record) if _is_genai_event(record) else None
+            if genai is None:
+                result.no_usage += 1
+                continue
+            call = genai
+        else:
+            try:
+                call = _call(reader, record)
+            except Unusable as exc:
+                result.rejected += 1
+                if len(result.reasons) < _MAX_REASONS:
+                    result.reasons.append(f"{reader.event}: {exc}")
+                continue
         # A repeat logged at another moment has another time, so the stored row's key
         # (which holds the time) would not catch it: repeats in one request are caught here.
         if call.span_id in seen:
@@ -249,6 +258,39 @@ def calls_from_logs(records: list[LogRecordView]) -> LogCalls:
         seen.add(call.span_id)
         result.calls.append(call)
     return result
+
+
+GENAI_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+_AGENT_SERVICES = frozenset(reader.agent for reader in READERS)
+
+
+def _is_genai_event(record: LogRecordView) -> bool:
+    name = record.event_name or record.attributes.get("event.name")
+    if name != GENAI_DETAILS_EVENT:
+        return False
+    return record.resource_attributes.get(a.SERVICE_NAME) not in _AGENT_SERVICES
+
+
+def _genai_event_call(record: LogRecordView) -> ReportedCall | None:
+    """The call a GenAI-conventions event reports, read like a span; None without usage."""
+    usage = normalize(record.attributes, record.resource_attributes)
+    if usage is None or not usage.is_llm_call or usage.model is None:
+        return None
+    digest = _whole_record(record)
+    in_span = record.trace_id is not None and record.span_id is not None
+    failed = usage.error_type is not None
+    return ReportedCall(
+        usage=usage,
+        trace_id=record.trace_id if in_span and record.trace_id else digest[:32],
+        parent_span_id=record.span_id if in_span else None,
+        span_id=digest[32:48],
+        name=f"{usage.operation or 'chat'} {usage.model}"[:256],
+        start_time_unix_nano=record.time_unix_nano,
+        end_time_unix_nano=record.time_unix_nano,
+        failed=failed,
+        attributes=dict(record.attributes),
+        resource_attributes=dict(record.resource_attributes),
+    )
 
 
 def _call(reader: AgentReader, record: LogRecordView) -> ReportedCall:

@@ -11,9 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from aethermind.semconv import PriceBook, UsageRecord
 from tests.plugins.receiver import RunningReceiver
@@ -184,3 +187,49 @@ async def test_bad_bodies_and_keys_get_otlp_statuses(receiver: RunningReceiver) 
         headers={"Content-Type": "text/plain", **receiver.acme.ingest_headers()},
     )
     assert response.status == 415
+
+
+GENAI_USAGE = {
+    "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o-2024-08-06",
+    "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300,
+    "gen_ai.response.id": "chatcmpl-1",
+}  # fmt: skip
+
+
+def genai_span_and_event(receiver: RunningReceiver, service: str, *, with_span: bool) -> None:
+    """An inference span with the GenAI-conventions details event emitted inside it (as
+    instrumentations do); ``with_span`` False ships the event alone."""
+    auth = {"Authorization": f"Bearer {receiver.acme.ingest_key}"}
+    resource = Resource.create({"service.name": service})
+    tracer_provider = TracerProvider(resource=resource)
+    if with_span:
+        tracer_provider.add_span_processor(
+            SimpleSpanProcessor(
+                OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces", headers=auth)
+            )
+        )
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(
+        SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{receiver.url}/v1/logs", headers=auth))
+    )
+    logger = logger_provider.get_logger("opentelemetry.instrumentation.openai_v2")
+    with tracer_provider.get_tracer(
+        "opentelemetry.instrumentation.openai_v2"
+    ).start_as_current_span("chat gpt-4o", attributes=GENAI_USAGE):
+        logger.emit(event_name="gen_ai.client.inference.operation.details", attributes=GENAI_USAGE)
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+
+
+async def test_genai_details_event_counts_once_beside_its_span_and_alone_without_it(
+    receiver: RunningReceiver,
+) -> None:
+    await asyncio.to_thread(genai_span_and_event, receiver, "with-span", with_span=True)
+    await asyncio.to_thread(genai_span_and_event, receiver, "event-only", with_span=False)
+    rows = {r["service"]: r for r in await aggregates(receiver, group_by="service")}
+    for service in ("with-span", "event-only"):
+        row = rows[service]
+        assert (row["calls"], row["input_tokens"], row["output_tokens"]) == (1, 1200, 300)
+    stored = [r for r in await receiver.rows(receiver.acme) if r["service"] == "with-span"]
+    assert len(stored) == 2  # the span and its event, one counted

@@ -66,7 +66,7 @@ OPTIONAL_SEEDS = {
     "claimed_at) VALUES ($1, date '2026-11-01', 50, now())",
     "linked_traces": "INSERT INTO linked_traces (organization_id, trace_id, last_start) "
     "VALUES ($1, md5(random()::text), now())",
-    "metric_usage": "INSERT INTO metric_usage (organization_id, series, start_time, \"time\", "
+    "metric_usage": 'INSERT INTO metric_usage (organization_id, series, start_time, "time", '
     "cumulative, measure, value) VALUES ($1, md5(random()::text), now(), now(), false, "
     "'input_tokens', 10)",
 }
