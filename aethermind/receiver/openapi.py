@@ -153,6 +153,36 @@ def _admin_errors() -> dict[str, Schema]:
     return {**_query_errors(), **_auth_errors(_json_error, "admin")}
 
 
+def _otlp_export(
+    operation_id: str, summary: str, description: str, *, request: str, response: str, stored: str
+) -> Schema:
+    """One OTLP/HTTP export route: the same encodings, statuses and errors for every signal."""
+    return {
+        "post": {
+            "operationId": operation_id,
+            "tags": ["ingest"],
+            "summary": summary,
+            "description": description,
+            "security": _SECURITY,
+            "parameters": [_content_encoding_parameter()],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    PROTOBUF: {"schema": _schema("ProtobufMessage")},
+                    JSON: {"schema": _schema(request)},
+                },
+            },
+            "responses": {
+                "200": _response(
+                    stored, {JSON: _schema(response), PROTOBUF: _schema("ProtobufMessage")}
+                ),
+                "400": _otlp_error("The body cannot be decoded, or holds unstorable values."),
+                **_ingest_errors(_otlp_error),
+            },
+        }
+    }
+
+
 def _content_encoding_parameter() -> Schema:
     return {
         "name": "Content-Encoding",
@@ -171,119 +201,60 @@ def _paths() -> Schema:
     range_params = [_ref("parameters", "from"), _ref("parameters", "to")]
     filter_params = [_ref("parameters", f"filter_{name}") for name in FILTER_KEYS]
     return {
-        "/v1/traces": {
-            "post": {
-                "operationId": "exportTraces",
-                "tags": ["ingest"],
-                "summary": "OTLP/HTTP trace export",
-                "description": (
-                    "OTLP/HTTP exactly as the OTLP specification says: an "
-                    "`ExportTraceServiceRequest` as protobuf or OTLP/JSON, optionally gzip or "
-                    "deflate compressed. The response is in the request's encoding. A 200 "
-                    "means the rows are committed; spans that cannot be stored are reported "
-                    "in `partialSuccess`. Re-sending the same spans never duplicates rows. "
-                    "Scope `ingest`."
-                ),
-                "security": _SECURITY,
-                "parameters": [_content_encoding_parameter()],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        PROTOBUF: {"schema": _schema("ProtobufMessage")},
-                        JSON: {"schema": _schema("ExportTraceServiceRequest")},
-                    },
-                },
-                "responses": {
-                    "200": _response(
-                        "The spans are stored (or rejected as listed in `partialSuccess`).",
-                        {
-                            JSON: _schema("ExportTraceServiceResponse"),
-                            PROTOBUF: _schema("ProtobufMessage"),
-                        },
-                    ),
-                    "400": _otlp_error("The body cannot be decoded, or holds unstorable values."),
-                    **_ingest_errors(_otlp_error),
-                },
-            }
-        },
-        "/v1/logs": {
-            "post": {
-                "operationId": "exportLogs",
-                "tags": ["ingest"],
-                "summary": "OTLP/HTTP log export (coding agents' usage events)",
-                "description": (
-                    "OTLP/HTTP logs as the OTLP specification says: an "
-                    "`ExportLogsServiceRequest` as protobuf or OTLP/JSON, optionally gzip or "
-                    "deflate compressed, answered in the request's encoding. Records that "
-                    "report an LLM call (Claude Code's `claude_code.api_request` events) are "
-                    "stored, priced and counted like spans, committed before the 200; other "
-                    "records are counted and dropped. Records that cannot be stored are "
-                    "reported in `partialSuccess`. Re-sending the same records never "
-                    "duplicates rows. Scope `ingest`."
-                ),
-                "security": _SECURITY,
-                "parameters": [_content_encoding_parameter()],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        PROTOBUF: {"schema": _schema("ProtobufMessage")},
-                        JSON: {"schema": _schema("ExportLogsServiceRequest")},
-                    },
-                },
-                "responses": {
-                    "200": _response(
-                        "The usage records are stored (or rejected as listed in `partialSuccess`).",
-                        {
-                            JSON: _schema("ExportLogsServiceResponse"),
-                            PROTOBUF: _schema("ProtobufMessage"),
-                        },
-                    ),
-                    "400": _otlp_error("The body cannot be decoded, or holds unstorable values."),
-                    **_ingest_errors(_otlp_error),
-                },
-            }
-        },
-        "/v1/metrics": {
-            "post": {
-                "operationId": "exportMetrics",
-                "tags": ["ingest"],
-                "summary": "OTLP/HTTP metric export (token and cost metrics)",
-                "description": (
-                    "OTLP/HTTP metrics as the OTLP specification says: an "
-                    "`ExportMetricsServiceRequest` as protobuf or OTLP/JSON, optionally gzip "
-                    "or deflate compressed, answered in the request's encoding. Data points of "
-                    "the usage metrics (Claude Code's `claude_code.token.usage` and "
-                    "`claude_code.cost.usage`, Gemini CLI's `gemini_cli.token.usage` and "
-                    "`gemini_cli.api.request.count`, the GenAI conventions' "
-                    "`gen_ai.client.token.usage` and `gen_ai.client.operation.duration`) are "
-                    "stored as metric usage, delta or cumulative, committed before the 200; "
-                    "other points are counted and dropped. Metric usage shows in the aggregates "
-                    "only for services that reported no span or event usage that UTC day. "
-                    "Points that cannot be stored are reported in `partialSuccess`. Re-sending "
-                    "the same points never counts them twice. Scope `ingest`."
-                ),
-                "security": _SECURITY,
-                "parameters": [_content_encoding_parameter()],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        PROTOBUF: {"schema": _schema("ProtobufMessage")},
-                        JSON: {"schema": _schema("ExportMetricsServiceRequest")},
-                    },
-                },
-                "responses": {
-                    "200": _response(
-                        "The usage points are stored (or rejected as listed in `partialSuccess`).",
-                        {
-                            JSON: _schema("ExportMetricsServiceResponse"),
-                            PROTOBUF: _schema("ProtobufMessage"),
-                        },
-                    ),
-                    "400": _otlp_error("The body cannot be decoded, or holds unstorable values."),
-                    **_ingest_errors(_otlp_error),
-                },
-            }
-        },
+        "/v1/traces": _otlp_export(
+            "exportTraces",
+            "OTLP/HTTP trace export",
+            (
+                "OTLP/HTTP exactly as the OTLP specification says: an "
+                "`ExportTraceServiceRequest` as protobuf or OTLP/JSON, optionally gzip or "
+                "deflate compressed. The response is in the request's encoding. A 200 "
+                "means the rows are committed; spans that cannot be stored are reported "
+                "in `partialSuccess`. Re-sending the same spans never duplicates rows. "
+                "Scope `ingest`."
+            ),
+            request="ExportTraceServiceRequest",
+            response="ExportTraceServiceResponse",
+            stored="The spans are stored (or rejected as listed in `partialSuccess`).",
+        ),
+        "/v1/logs": _otlp_export(
+            "exportLogs",
+            "OTLP/HTTP log export (coding agents' usage events)",
+            (
+                "OTLP/HTTP logs as the OTLP specification says: an "
+                "`ExportLogsServiceRequest` as protobuf or OTLP/JSON, optionally gzip or "
+                "deflate compressed, answered in the request's encoding. Records that "
+                "report an LLM call (Claude Code's, Codex CLI's and Gemini CLI's usage "
+                "events, the GenAI conventions' `gen_ai.client.inference.operation.details`) are "
+                "stored, priced and counted like spans, committed before the 200; other "
+                "records are counted and dropped. Records that cannot be stored are "
+                "reported in `partialSuccess`. Re-sending the same records never "
+                "duplicates rows. Scope `ingest`."
+            ),
+            request="ExportLogsServiceRequest",
+            response="ExportLogsServiceResponse",
+            stored="The usage records are stored (or rejected as listed in `partialSuccess`).",
+        ),
+        "/v1/metrics": _otlp_export(
+            "exportMetrics",
+            "OTLP/HTTP metric export (token and cost metrics)",
+            (
+                "OTLP/HTTP metrics as the OTLP specification says: an "
+                "`ExportMetricsServiceRequest` as protobuf or OTLP/JSON, optionally gzip "
+                "or deflate compressed, answered in the request's encoding. Data points of "
+                "the usage metrics (Claude Code's `claude_code.token.usage` and "
+                "`claude_code.cost.usage`, Gemini CLI's `gemini_cli.token.usage` and "
+                "`gemini_cli.api.request.count`, the GenAI conventions' "
+                "`gen_ai.client.token.usage` and `gen_ai.client.operation.duration`) are "
+                "stored as metric usage, delta or cumulative, committed before the 200; "
+                "other points are counted and dropped. Metric usage shows in the aggregates "
+                "only for services that reported no span or event usage that UTC day. "
+                "Points that cannot be stored are reported in `partialSuccess`. Re-sending "
+                "the same points never counts them twice. Scope `ingest`."
+            ),
+            request="ExportMetricsServiceRequest",
+            response="ExportMetricsServiceResponse",
+            stored="The usage points are stored (or rejected as listed in `partialSuccess`).",
+        ),
         "/v1/ingest": {
             "post": {
                 "operationId": "ingestEvents",
