@@ -203,9 +203,11 @@ async def cmd_price_set(args: argparse.Namespace) -> None:
                 cache_read_per_mtok=money["cache_read_per_mtok"],
                 cache_write_per_mtok=money["cache_write_per_mtok"],
                 valid_from=parse_time(args.from_, "--from"),
+                service_tier=args.service_tier,
             )
         except ValueError as exc:
-            raise CliError(str(exc).replace("model_pattern", "--model")) from exc
+            message = str(exc).replace("model_pattern", "--model")
+            raise CliError(message.replace("service_tier", "--service-tier")) from exc
     document = price.as_dict()
     emit(args, document, lambda: print(f"price {price.id} for {price.model_pattern} set"))
 

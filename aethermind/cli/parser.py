@@ -175,7 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also split into time buckets",
     )
     for name in FILTER_FLAGS:
-        stats.add_argument(f"--{name}", metavar=name.upper(), help=f"only this {name}")
+        stats.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            metavar=name.upper(),
+            help=f"only this {name.replace('_', ' ')}",
+        )
     stats.add_argument(
         "--tag",
         action="append",
@@ -227,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pset.add_argument(
         "--from", dest="from_", metavar="FROM", help="valid from, ISO 8601 (default now)"
+    )
+    pset.add_argument(
+        "--service-tier",
+        metavar="TIER",
+        help="only requests served at this tier (batch, flex, priority, ...); default standard",
     )
     pset.set_defaults(handler=cmd_price_set)
     plist = price.add_parser("list", help="list an organization's price overrides")

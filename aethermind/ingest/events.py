@@ -24,6 +24,7 @@ from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO, MalformedBodyError
 from aethermind.semconv import UsageRecord
 from aethermind.semconv import attributes as a
 from aethermind.semconv.normalize import reported_usage
+from aethermind.semconv.tiers import MAX_TIER_LENGTH, normalize_tier
 
 T = TypeVar("T")
 
@@ -314,6 +315,15 @@ class IngestEvent(BaseModel):
     ] = None
     service: Text = None
     environment: Text = None
+    service_tier: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=MAX_TIER_LENGTH,
+            description="The tier that served the request: `batch`, `flex`, `priority`, ... "
+            "(`standard`, `default` or nothing: standard). Priced by the tier's rules.",
+        ),
+    ] = None
     status: Annotated[
         Any,
         WithJsonSchema(
@@ -383,6 +393,7 @@ def _event_call(event: Any) -> ReportedCall:
         service=parsed.service,
         environment=parsed.environment,
     )
+    usage.service_tier = normalize_tier(parsed.service_tier)
     start = parsed.timestamp
     duration_ms = parsed.duration_ms if parsed.duration_ms is not None else parsed.latency_ms
     resource: dict[str, Any] = {}

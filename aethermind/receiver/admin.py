@@ -89,6 +89,7 @@ async def create_price(request: web.Request) -> web.Response:
         price = await prices.create_price(
             app[POOL], verified.organization_id, new.model_pattern,
             provider=new.provider,
+            service_tier=new.service_tier,
             **{name: _decimal(getattr(new, name)) for name in prices.PRICE_FIELDS},
             valid_from=None if new.valid_from is None else parse_time("valid_from", new.valid_from),
             timeout=app[CONFIG].admin_timeout_seconds,

@@ -31,7 +31,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from aethermind.ingest.convert import SPAN_KINDS, STATUS_CODES
 from aethermind.ingest.events import MAX_ERRORS_REPORTED, IngestEvent
-from aethermind.semconv.pricing import MAX_PATTERN_STARS, check_model_pattern
+from aethermind.semconv.pricing_patterns import MAX_PATTERN_STARS, check_model_pattern
 from aethermind.storage.dimensions import QUERY_DIMENSIONS
 from aethermind.storage.keys import SCOPES, normalize_scopes
 from aethermind.storage.queries import GRANULARITIES
@@ -118,6 +118,11 @@ class NewKeyRequest(_Body):
         return list(normalize_scopes(scopes))
 
 
+ServiceTier = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$", to_lower=True)
+]
+
+
 class NewPriceRequest(_Body):
     model_pattern: Annotated[Text, AfterValidator(check_model_pattern)] = Field(
         description=f"A model name, or a pattern with up to {MAX_PATTERN_STARS} `*` wildcards"
@@ -125,6 +130,11 @@ class NewPriceRequest(_Body):
     )
     provider: Text | None = Field(
         default=None, description="Only spans of this provider (default: any provider)."
+    )
+    service_tier: ServiceTier | None = Field(
+        default=None,
+        description="Only requests served at this tier (`batch`, `flex`, `priority`, ...); "
+        "default: standard requests, whose price the packaged tier rules then scale.",
     )
     input_per_mtok: Money
     output_per_mtok: Money
@@ -174,6 +184,9 @@ class Price(_Answer):
     organization_id: Uuid
     provider: str | None
     model_pattern: str = Field(description="A model name, or a pattern with `*` wildcards.")
+    service_tier: str | None = Field(
+        default=None, description="The tier it prices; null: standard requests."
+    )
     input_per_mtok: Decimal | None
     output_per_mtok: Decimal | None
     cache_read_per_mtok: Decimal | None

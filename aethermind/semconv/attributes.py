@@ -230,6 +230,16 @@ ATTRIBUTION_KEYS: Final = frozenset((*USER_KEYS, *SESSION_KEYS, *AGENT_KEYS))
 RESPONSE_ID_KEYS: Final = (GEN_AI_RESPONSE_ID, AI_RESPONSE_ID)
 """The provider's id of its response: two instrumentations that record one request record the
 same id (see ``storage/counting.py``, twins)."""
+SERVICE_TIER_KEYS: Final = (
+    "openai.response.service_tier",  # OpenLLMetry
+    "gen_ai.openai.response.service_tier",  # GenAI conventions before 1.37
+    "anthropic.response.service_tier",  # the Anthropic SDK's own spans
+    "aethermind.service_tier",  # set by hand (batch jobs, which no instrumentation traces)
+    "gen_ai.openai.request.service_tier",
+    "openai.request.service_tier",
+)
+"""The tier that served the request, the response's answer before the request's ask
+(``semconv/tiers.py``). OpenInference records the request's in its invocation parameters."""
 PROVIDED_COST_KEYS: Final = (GEN_AI_USAGE_COST, LLM_COST_TOTAL, GEN_AI_COST_TOTAL_COST)
 STREAMING_KEYS: Final = (GEN_AI_IS_STREAMING, LLM_IS_STREAMING)
 ENVIRONMENT_KEYS: Final = (DEPLOYMENT_ENVIRONMENT_NAME, DEPLOYMENT_ENVIRONMENT)

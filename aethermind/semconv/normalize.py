@@ -20,6 +20,7 @@ from aethermind.semconv import attributes as a
 from aethermind.semconv.agent_spans import ADAPTERS
 from aethermind.semconv.providers import prices_provider_id
 from aethermind.semconv.record import MAX_NAME_LENGTH, MAX_RESPONSE_ID_LENGTH, UsageRecord
+from aethermind.semconv.tiers import normalize_tier
 
 # Larger counts are garbage (a bug or an attack), not usage: they are ignored, not stored.
 MAX_TOKENS: Final = 10**12
@@ -105,6 +106,7 @@ _FIELDS: Final = (
     a.USER_KEYS,
     a.SESSION_KEYS,
     a.AGENT_KEYS,
+    a.SERVICE_TIER_KEYS,
 )
 (
     _PROVIDER,
@@ -128,6 +130,7 @@ _FIELDS: Final = (
     _USER,
     _SESSION,
     _AGENT,
+    _SERVICE_TIER,
 ) = range(len(_FIELDS))
 _ATTRIBUTION_KEYS: Final = a.ATTRIBUTION_KEYS
 _SLOTS: Final[dict[str, tuple[int, int]]] = {
@@ -294,6 +297,10 @@ def _normalize(
 
     v = found[_RESPONSE_ID]
     response_id = v if type(v) is str and 0 < len(v) <= MAX_RESPONSE_ID_LENGTH else None
+    v = found[_SERVICE_TIER]
+    if v is None and found[_INVOCATION] is not None:
+        v = _invocation_parameter(found[_INVOCATION], "service_tier")
+    service_tier = None if v is None else normalize_tier(v)
 
     # Positional on purpose: keyword construction of 18 fields is measurably slower here.
     return UsageRecord(
@@ -319,6 +326,7 @@ def _normalize(
         session,
         agent,
         cut,
+        service_tier,
     )
 
 
@@ -469,13 +477,18 @@ def _usage_object_details(value: Any) -> tuple[int | None, int | None, int | Non
 
 
 def _model_from_invocation_parameters(value: Any) -> str | None:
+    return _text(_invocation_parameter(value, "model"))
+
+
+def _invocation_parameter(value: Any, name: str) -> Any:
+    """One request parameter from OpenInference's ``llm.invocation_parameters`` (JSON)."""
     if not isinstance(value, str) or len(value) > 65_536:
         return None
     try:
         params = json.loads(value)
     except ValueError:
         return None
-    return _text(params.get("model")) if isinstance(params, dict) else None
+    return params.get(name) if isinstance(params, dict) else None
 
 
 def _text(value: Any) -> str | None:

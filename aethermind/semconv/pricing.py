@@ -33,8 +33,12 @@ from genai_prices.types import (
 )
 
 from aethermind.semconv.bounded import BoundedCache
+from aethermind.semconv.pricing_patterns import (
+    pieces_match,
+)
 from aethermind.semconv.providers import prices_provider_id, same_provider, split_model_prefix
 from aethermind.semconv.record import UNKNOWN_COST, Cost, UsageRecord
+from aethermind.semconv.tiers import TierRule, rule_for
 
 logger = logging.getLogger(__name__)
 
@@ -55,49 +59,6 @@ _OVERRIDE_PRICE_FIELDS = (
 )
 
 
-MAX_PATTERN_STARS = 2
-"""Wildcards a model pattern may hold: exact names, ``prefix*``, ``*suffix``, ``*part*``."""
-MAX_PATTERN_LENGTH = 200
-
-
-def check_model_pattern(pattern: str) -> str:
-    """``pattern`` if it is one the matcher takes, else a ``ValueError`` saying why.
-
-    The grammar is what price overrides need (exact names, prefixes, suffixes, a part in the
-    middle) and nothing that costs more than a scan of the name: ``*`` only, at most
-    ``MAX_PATTERN_STARS`` of them; no ``?`` or ``[...]``."""
-    if not pattern or len(pattern) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"must be 1 to {MAX_PATTERN_LENGTH} characters")
-    if "?" in pattern or "[" in pattern or "]" in pattern:
-        raise ValueError("may use only * as a wildcard (no ? or [...])")
-    if pattern.count("*") > MAX_PATTERN_STARS:
-        raise ValueError(f"may hold at most {MAX_PATTERN_STARS} * wildcards")
-    return pattern
-
-
-def pattern_matches(pattern: str, name: str) -> bool:
-    """Whether ``name`` matches ``pattern`` (``*`` = any run of characters), case-blind, in
-    time linear in the name: each piece between wildcards is found once, left to right."""
-    return _pieces_match(tuple(pattern.lower().split("*")), name.lower())
-
-
-def _pieces_match(pieces: tuple[str, ...], name: str) -> bool:
-    """``pattern_matches`` for a pattern already split at its ``*`` and a name already in
-    lower case, both lowered once rather than per comparison."""
-    if len(pieces) == 1:
-        return name == pieces[0]
-    first, *middle, last = pieces
-    if len(name) < len(first) + len(last) or not name.startswith(first) or not name.endswith(last):
-        return False
-    position, end = len(first), len(name) - len(last)
-    for piece in middle:
-        found = name.find(piece, position, end)
-        if found < 0:
-            return False
-        position = found + len(piece)
-    return True
-
-
 @dataclass(frozen=True, slots=True)
 class PriceOverride:
     """An organization's own price for models matching ``model_pattern`` (``*`` wildcards,
@@ -116,6 +77,9 @@ class PriceOverride:
     cache_write_per_mtok: Decimal | None = None
     valid_from: datetime | None = None
     provider: str | None = None
+    service_tier: str | None = None
+    """The tier it prices (``tiers.normalize_tier``'s names); None: standard requests, and
+    the base that tier rules of ``data/service_tiers.toml`` scale for other tiers."""
     _pieces: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -137,7 +101,7 @@ class PriceOverride:
         """Whether this override is for ``lowered_model`` (in lower case) of ``provider``."""
         if self.provider is not None and not same_provider(self.provider, provider):
             return False
-        return _pieces_match(self._pieces, lowered_model)
+        return pieces_match(self._pieces, lowered_model)
 
     @property
     def complete(self) -> bool:
@@ -325,6 +289,7 @@ class PriceBook:
         )
         self._periods: BoundedCache[tuple[int, int], _PricedModel] = BoundedCache(_CACHE_LIMIT)
         self._overrides: BoundedCache[PriceOverride, _PricedModel] = BoundedCache(_CACHE_LIMIT)
+        self._tier_prices: BoundedCache[TierRule, _PricedModel] = BoundedCache(_CACHE_LIMIT)
         # (id of an organization's override tuple, model, provider) -> (that tuple, the
         # overrides naming the model): one scan of the overrides per model, not per span.
         self._naming: BoundedCache[
@@ -348,7 +313,7 @@ class PriceBook:
         """The cost of ``record`` at the span's start time; never raises on odd input.
         ``lookups`` is the organization's budget for names not cached yet."""
         try:
-            if not overrides and record.is_llm_call:
+            if not overrides and record.is_llm_call and record.service_tier is None:
                 # The common case in one lookup: this model already priced for this UTC day.
                 try:
                     daily = self._daily[
@@ -386,19 +351,20 @@ class PriceBook:
             naming = self._overrides_naming(overrides, model, record.provider, lookups)
             if naming is None:
                 return _fallback(record)
-            override = _pick_override(naming, start_ns) if naming else None
-            if override is not None and not override.complete:
-                return _fallback(record)
+            tier = record.service_tier
+            override = None
+            if naming and tier is not None:
+                override = _pick_override([o for o in naming if o.service_tier == tier], start_ns)
+                if override is not None:  # the organization's own price for this tier
+                    return self._override_cost(override, record, inputs)
+            if naming:
+                override = _pick_override([o for o in naming if o.service_tier is None], start_ns)
             if override is not None:
-                try:
-                    priced = self._overrides[override]
-                except KeyError:
-                    priced = _PricedModel(override.model_price())
-                    self._overrides.put(override, priced)
-                card = priced.card_for(inputs)
-                return card.cost(
-                    record, price_model_id=f"override:{override.model_pattern}", provider_id=None
-                )
+                cost = self._override_cost(override, record, inputs)
+                if tier is None or cost.total is None:
+                    return cost
+                rule = rule_for(prices_provider_id(record.provider), model, tier)
+                return _scaled(cost, rule.multiplier) if rule and rule.multiplier else cost
         day_key = (record.provider, model, start_ns // _NS_PER_DAY)
         try:
             daily = self._daily[day_key]
@@ -408,8 +374,12 @@ class PriceBook:
             if daily is None:
                 return _fallback(record)
             priced, model_id, provider_name = daily
-            return priced.card_for(inputs).cost(
-                record, price_model_id=model_id, provider_id=provider_name
+            return self._at_tier(
+                priced.card_for(inputs).cost(
+                    record, price_model_id=model_id, provider_id=provider_name
+                ),
+                record,
+                inputs,
             )
         provider_id = prices_provider_id(record.provider)
         resolved = self._resolve(provider_id, model, lookups)
@@ -431,7 +401,43 @@ class PriceBook:
         if not resolved.time_of_day_prices:
             self._daily.put(day_key, (priced_model, resolved.model.id, resolved.provider.id))
         card = priced_model.card_for(inputs)
-        return card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
+        cost = card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
+        return self._at_tier(cost, record, inputs)
+
+    def _override_cost(self, override: PriceOverride, record: UsageRecord, inputs: int) -> Cost:
+        if not override.complete:
+            return _fallback(record)
+        try:
+            priced = self._overrides[override]
+        except KeyError:
+            priced = _PricedModel(override.model_price())
+            self._overrides.put(override, priced)
+        return priced.card_for(inputs).cost(
+            record, price_model_id=f"override:{override.model_pattern}", provider_id=None
+        )
+
+    def _at_tier(self, cost: Cost, record: UsageRecord, inputs: int) -> Cost:
+        """``cost`` (a list price) at the record's service tier: scaled by the tier rule's
+        multiplier, or at its own rates; unchanged for standard requests and tiers no rule
+        covers (priced as standard)."""
+        tier = record.service_tier
+        if tier is None or cost.total is None or cost.price_model_id is None:
+            return cost
+        rule = rule_for(cost.provider_id, cost.price_model_id, tier)
+        if rule is None:
+            rule = rule_for(cost.provider_id, record.model or "", tier)
+        if rule is None:
+            return cost
+        if rule.multiplier is not None:
+            return _scaled(cost, rule.multiplier)
+        try:
+            priced = self._tier_prices[rule]
+        except KeyError:
+            priced = _PricedModel(_rates_price(rule))
+            self._tier_prices.put(rule, priced)
+        return priced.card_for(inputs).cost(
+            record, price_model_id=f"{cost.price_model_id}@{tier}", provider_id=cost.provider_id
+        )
 
     def _overrides_naming(
         self,
@@ -544,6 +550,32 @@ def _fallback(record: UsageRecord) -> Cost:
     if record.provided_cost is not None:
         return Cost(source="provided", total=record.provided_cost)
     return UNKNOWN_COST
+
+
+def _scaled(cost: Cost, multiplier: Decimal) -> Cost:
+    """``cost`` with every line times ``multiplier`` (a tier that discounts all tokens)."""
+
+    def times(value: Decimal | None) -> Decimal | None:
+        return None if value is None else value * multiplier
+
+    return Cost(
+        cost.source,
+        times(cost.total),
+        times(cost.input),
+        times(cost.cache_read),
+        times(cost.cache_write),
+        times(cost.output),
+        cost.price_model_id,
+        cost.provider_id,
+    )
+
+
+def _rates_price(rule: TierRule) -> ModelPrice:
+    rates = rule.rates
+    assert rates is not None
+    return ModelPrice(
+        input_mtok=rates.input, output_mtok=rates.output, cache_read_mtok=rates.cache_read
+    )
 
 
 def _pick_override(naming: Sequence[PriceOverride], start_ns: int) -> PriceOverride | None:

@@ -62,6 +62,9 @@ class UsageRecord:
     """The agent that made the call or is the span (``attributes.AGENT_KEYS``), likewise."""
     cut: bool = False
     """Whether a user, session or agent value was longer than ``MAX_NAME_LENGTH`` and cut."""
+    service_tier: str | None = None
+    """The tier that served the request (``batch``, ``flex``, ``priority``, ...), None for
+    standard: ``tiers.normalize_tier``."""
 
     @property
     def model(self) -> str | None:

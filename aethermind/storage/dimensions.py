@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from aethermind.storage.tags import tag_of
 
-DIMENSIONS: tuple[str, ...] = ("provider", "model", "service", "operation", "environment")
+DIMENSIONS: tuple[str, ...] = (
+    "provider",
+    "model",
+    "service",
+    "operation",
+    "environment",
+    "service_tier",
+)
 """Each is a stored span column (``model``: the response model, else the request model) and
-a key column of the rollup tables, where a span without a value counts under ''."""
+a key column of the rollup tables, where a span without a value counts under ''
+(``service_tier``: a standard request)."""
 
 ATTRIBUTION: dict[str, str] = {"user": "user_id", "session": "session_id", "agent": "agent_name"}
 """Who and what spent it: each dimension's stored span column. Not rollup keys (users and

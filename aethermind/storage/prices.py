@@ -11,7 +11,8 @@ from typing import Any
 from uuid import UUID
 
 from aethermind.semconv import PriceOverride
-from aethermind.semconv.pricing import check_model_pattern
+from aethermind.semconv.pricing_patterns import check_model_pattern
+from aethermind.semconv.tiers import MAX_TIER_LENGTH, STANDARD_NAMES, normalize_tier
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 
 MAX_PRICE_OVERRIDES = 100
@@ -21,7 +22,7 @@ PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cac
 """The money columns of an override, USD per million tokens."""
 _COLUMNS = (
     "id, organization_id, provider, model_pattern, input_per_mtok, output_per_mtok,"
-    " cache_read_per_mtok, cache_write_per_mtok, valid_from, created_at"
+    " cache_read_per_mtok, cache_write_per_mtok, valid_from, created_at, service_tier"
 )
 
 
@@ -40,6 +41,8 @@ class StoredPrice:
     cache_write_per_mtok: Decimal | None
     valid_from: datetime
     created_at: datetime
+    service_tier: str | None = None
+    """The tier it prices; None: standard requests (``semconv/tiers.py``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The override as the API and ``aethermind price ... --json`` show it (money and
@@ -49,6 +52,7 @@ class StoredPrice:
             "organization_id": str(self.organization_id),
             "provider": self.provider,
             "model_pattern": self.model_pattern,
+            "service_tier": self.service_tier,
             **{name: getattr(self, name) for name in PRICE_FIELDS},
             "valid_from": self.valid_from,
             "created_at": self.created_at,
@@ -65,6 +69,19 @@ def _check(prices: dict[str, Decimal | None]) -> None:
             raise ValueError(f"{name} must not be negative, got {value}")
 
 
+def _checked_tier(value: str | None) -> str | None:
+    """A tier as stored: None for standard (its synonyms included); ValueError for a value
+    that is not a tier name."""
+    if value is None:
+        return None
+    tier = normalize_tier(value)
+    if tier is None and value.strip().lower() not in STANDARD_NAMES:
+        raise ValueError(f"service_tier must be a tier name, got {value!r}")
+    if tier is not None and (len(value.strip()) > MAX_TIER_LENGTH or not tier.isprintable()):
+        raise ValueError(f"service_tier must be at most {MAX_TIER_LENGTH} characters")
+    return tier
+
+
 async def create_price(
     pool_or_conn: PoolOrConnection,
     organization_id: UUID | str,
@@ -76,9 +93,12 @@ async def create_price(
     cache_read_per_mtok: Decimal | None = None,
     cache_write_per_mtok: Decimal | None = None,
     valid_from: datetime | None = None,
+    service_tier: str | None = None,
     timeout: float | None = None,
 ) -> StoredPrice:
-    """Add an override; ``valid_from`` defaults to now (the database clock)."""
+    """Add an override; ``valid_from`` defaults to now (the database clock); with
+    ``service_tier``, it prices only requests served at that tier."""
+    service_tier = _checked_tier(service_tier)
     prices = {
         "input_per_mtok": input_per_mtok,
         "output_per_mtok": output_per_mtok,
@@ -106,12 +126,13 @@ async def create_price(
         row = await conn.fetchrow(
             f"""
             INSERT INTO model_prices (organization_id, provider, model_pattern, input_per_mtok,
-                output_per_mtok, cache_read_per_mtok, cache_write_per_mtok, valid_from)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()))
+                output_per_mtok, cache_read_per_mtok, cache_write_per_mtok, valid_from,
+                service_tier)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), $9)
             RETURNING {_COLUMNS}
             """,
             UUID(str(organization_id)), provider, model_pattern, *prices.values(), valid_from,
-            timeout=timeout,
+            service_tier, timeout=timeout,
         )  # fmt: skip
     return StoredPrice(**dict(row))
 
@@ -143,11 +164,13 @@ async def update_price(
     **changes: Any,
 ) -> StoredPrice | None:
     """Change some fields of an override; returns None when it does not exist here."""
-    allowed = {"provider", "model_pattern", "valid_from", *PRICE_FIELDS}
+    allowed = {"provider", "model_pattern", "valid_from", "service_tier", *PRICE_FIELDS}
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}; allowed: {sorted(allowed)}")
     _check({k: v for k, v in changes.items() if k in PRICE_FIELDS})
+    if "service_tier" in changes:
+        changes["service_tier"] = _checked_tier(changes["service_tier"])
     if not changes:
         raise ValueError("nothing to update")
     names = sorted(changes)
@@ -191,6 +214,7 @@ async def load_price_overrides(
             cache_write_per_mtok=price.cache_write_per_mtok,
             valid_from=price.valid_from,
             provider=price.provider,
+            service_tier=price.service_tier,
         )
         for price in stored
     )

@@ -93,6 +93,9 @@ class TelemetryRow:
     value for: ``storage/tags.tag_values``), or None when the organization names none."""
     inheritable: Mapping[str, str] | None = field(default=None, metadata=_JSONB)
     """What the span passes on to the spans under it (``storage/inheritance.py``)."""
+    service_tier: str | None = field(default=None, metadata=_TEXT)
+    """The tier that served the request (``batch``, ``flex``, ``priority``, ...); None for
+    standard (the ``service_tier`` dimension; see ``semconv/tiers.py``)."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -274,6 +277,7 @@ def copy_row(
         usage.agent,
         tags,
         inheritable,
+        usage.service_tier,
     )
 
 
@@ -348,6 +352,7 @@ def usage_from_row(row: Mapping[str, Any]) -> UsageRecord:
         service=row["service"],
         environment=row["environment"],
         is_llm_call=row["cost_source"] is not None,
+        service_tier=row.get("service_tier"),
     )
 
 

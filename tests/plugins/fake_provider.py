@@ -192,6 +192,8 @@ class Served:
     """The model that answered (the dated snapshot), or the one asked for on an error."""
     status: int
     usage: dict[str, Any] = field(default_factory=dict)
+    service_tier: str = "default"
+    """The tier it answered at (OpenAI chat: `flex` or `priority` when the request asked)."""
 
     def counts(self) -> dict[str, int]:
         """input (all of it, cache included), output (reasoning included), cache_read,
@@ -280,9 +282,21 @@ def _next_id(prefix: str) -> str:
 
 
 def _record(
-    request: web.Request, vendor: Vendor, model: str, status: int, usage: dict[str, Any] | None
+    request: web.Request,
+    vendor: Vendor,
+    model: str,
+    status: int,
+    usage: dict[str, Any] | None,
+    *,
+    service_tier: str = "default",
 ) -> None:
-    request.app[LEDGER].append(Served(vendor, model, status, dict(usage or {})))
+    request.app[LEDGER].append(Served(vendor, model, status, dict(usage or {}), service_tier))
+
+
+def _served_tier(body: dict[str, Any]) -> str:
+    """The tier OpenAI answers: `flex` or `priority` when asked for, else `default`."""
+    asked = body.get("service_tier")
+    return asked if asked in ("flex", "priority") else "default"
 
 
 def _refused(request: web.Request, vendor: Vendor, model: str) -> web.Response | None:
@@ -458,7 +472,8 @@ async def _openai_chat(request: web.Request) -> web.StreamResponse:
             }
         ]
         finish_reason = "tool_calls"
-    _record(request, "openai", model, 200, usage)
+    tier = _served_tier(body)
+    _record(request, "openai", model, 200, usage, service_tier=tier)
     response = {
         "id": completion_id,
         "object": "chat.completion",
@@ -468,7 +483,7 @@ async def _openai_chat(request: web.Request) -> web.StreamResponse:
             {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
         ],
         "usage": usage,
-        "service_tier": "default",
+        "service_tier": tier,
         "system_fingerprint": "fp_fake0001",
     }
     return web.json_response(response, headers=headers)

@@ -116,6 +116,15 @@ def _openai_chat(clients: Clients) -> object:
     )
 
 
+def _openai_chat_priority(clients: Clients) -> object:
+    """A chat completion asking for priority processing (the fake answers at that tier)."""
+    return clients.openai().chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "Say hello, quickly."}],
+        service_tier="priority",
+    )
+
+
 def _openai_chat_stream(clients: Clients) -> object:
     stream = clients.openai().chat.completions.create(
         model=CHAT_MODEL,
@@ -216,6 +225,9 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("openai_chat", "openai", _openai_chat, path="/v1/chat/completions"),
+        Scenario(
+            "openai_chat_priority", "openai", _openai_chat_priority, path="/v1/chat/completions"
+        ),
         Scenario(
             "openai_chat_stream",
             "openai",

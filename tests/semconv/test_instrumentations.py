@@ -3,7 +3,8 @@ normalize to the right usage record and the right cost.
 
 Expected costs are worked out by hand from the providers' published per-token prices
 (checked 2026-11-01), per million tokens:
-- gpt-4o: input $2.50, cached input $1.25, output $10.00
+- gpt-4o: input $2.50, cached input $1.25, output $10.00; at the priority tier (checked
+  2026-11-30) input $4.25, cached input $2.125, output $17.00
 - o3-mini: input $1.10, cached input $0.55, output $4.40
 - text-embedding-3-small: input $0.02
 - claude-sonnet-4-5: input $3.00, cache read $0.30, 5-minute cache write $3.75,
@@ -133,7 +134,16 @@ ANTHROPIC_STREAM_OPENLLMETRY = Expected(
     "claude-sonnet-4-5",
 )
 
+# gpt-4o at priority: 800 x 4.25 + 400 x 2.125 + 300 x 17 = 9350
+OPENAI_PRIORITY = Expected(
+    "openai", "chat", "gpt-4o-2024-08-06", 1200, 300, 400, None, None, Decimal(9350),
+    "gpt-4o@priority",
+)  # fmt: skip
+
 CASES = [
+    # The tier from the response (OpenLLMetry) or the request's parameters (OpenInference).
+    ("openllmetry_openai", "openai_chat_priority", OPENAI_PRIORITY),
+    ("openinference_openai", "openai_chat_priority", OPENAI_PRIORITY),
     ("openllmetry_openai", "openai_chat", OPENAI_CHAT),
     ("openllmetry_openai", "openai_chat_stream", OPENAI_STREAM),
     ("openllmetry_openai", "openai_reasoning", OPENAI_REASONING),

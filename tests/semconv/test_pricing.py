@@ -247,7 +247,7 @@ def test_agent_spans_are_not_priced_as_model_calls() -> None:
 
 
 def test_model_patterns_match_in_one_scan_with_star_wildcards_only() -> None:
-    from aethermind.semconv.pricing import check_model_pattern, pattern_matches
+    from aethermind.semconv.pricing_patterns import check_model_pattern, pattern_matches
 
     assert pattern_matches("gpt-4o", "GPT-4o") and not pattern_matches("gpt-4o", "gpt-4o-mini")
     assert pattern_matches("ft:gpt-4o*", "ft:gpt-4o-2024-08-06:acme::x")

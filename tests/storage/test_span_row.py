@@ -30,7 +30,7 @@ def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
         cache_read_tokens=103, cache_write_tokens=104, reasoning_tokens=105, total_tokens=106,
         provided_cost=Decimal("0.107"), error_type="p-error", service="p-service",
         environment="p-environment", response_id="p-response-id", user="p-user",
-        session="p-session", agent="p-agent",
+        session="p-session", agent="p-agent", service_tier="p-tier",
     )  # fmt: skip
     cost = Cost(
         source="computed", total=Decimal("0.201"), input=Decimal("0.202"),
@@ -81,6 +81,7 @@ def test_copy_row_puts_every_value_in_its_declared_column() -> None:
         "response_id": None,  # kept on root spans only: this one has a parent
         "user_id": "p-user", "session_id": "p-session", "agent_name": "p-agent",
         "tags": {"p": "tag"}, "inheritable": {"user": "p-inheritable"},
+        "service_tier": "p-tier",
     }  # fmt: skip
 
 
