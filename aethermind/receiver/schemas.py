@@ -254,6 +254,14 @@ _AGGREGATE_FIELDS: dict[str, Any] = {
         Field(description="Sum over the priced spans; null when none could be priced."),
     ),
     "unpriced_calls": (Count, Field(description="Spans with no known price.")),
+    "provided_cost_usd": (
+        Decimal | None,
+        Field(
+            default=None,
+            description="Sum of the costs the calls reported themselves (LiteLLM, OpenRouter, "
+            "coding agents), beside `cost_usd` so drift shows; null when none reported one.",
+        ),
+    ),
     "latency_ms": (LatencyPercentiles, ...),
 }
 TAG_DIMENSION_PATTERN = "^" + re.escape(TAG_PREFIX) + TAG_KEY_RE.pattern.removeprefix("^")

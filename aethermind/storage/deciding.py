@@ -49,8 +49,8 @@ from aethermind.storage.inheriting import (
 )
 from aethermind.storage.rollups import (
     DAILY_UPSERT,
+    ROLLUP_INPUTS,
     ROLLUP_KEYS,
-    TOKEN_COLUMNS,
     rollup_aggregates_sql,
     rollup_regroup_sql,
     rollup_upsert_sql,
@@ -114,12 +114,7 @@ _RETURNED = (
     "trace_id",
     "span_id",
     *ROLLUP_KEYS,
-    "status",
-    "error_type",
-    "duration_ms",
-    *TOKEN_COLUMNS,
-    "cost",
-    "cost_source",
+    *ROLLUP_INPUTS,
     *ATTRIBUTION.values(),
     "tags",
 )

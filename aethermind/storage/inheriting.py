@@ -20,7 +20,7 @@ from typing import Any
 from aethermind.storage.dimension_rollups import dimension_rollup_ctes
 from aethermind.storage.dimensions import ATTRIBUTION
 from aethermind.storage.inheritance import Values, nearest_values
-from aethermind.storage.rollups import TOKEN_COLUMNS
+from aethermind.storage.rollups import ROLLUP_INPUTS
 from aethermind.storage.span_row import COLUMNS
 from aethermind.storage.tags import TAG_PREFIX
 
@@ -131,7 +131,7 @@ def _inherit(
     return now.with_values(inherited) if inherited else None
 
 
-_SPAN_MEASURES = ("status", "error_type", "duration_ms", *TOKEN_COLUMNS, "cost", "cost_source")
+_SPAN_MEASURES = ROLLUP_INPUTS
 _COLUMNS = ", ".join(ATTRIBUTION_COLUMNS)
 
 

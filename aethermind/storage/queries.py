@@ -185,6 +185,8 @@ def _raw_sql(shape: Shape) -> tuple[str, list[Any]]:
         "sum(cost) AS cost",
         "count(cost) AS priced_calls",
         f"count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls",
+        "sum(provided_cost) AS provided_cost",
+        "count(provided_cost) AS provided_calls",
         "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms)"
         " AS percentiles",
     ]
@@ -217,6 +219,8 @@ def _row(
     cost = record["cost"]
     out["cost_usd"] = Decimal(cost) if priced and cost is not None else None
     out["unpriced_calls"] = int(record["unpriced_calls"])
+    provided = record["provided_cost"]
+    out["provided_cost_usd"] = Decimal(provided) if record["provided_calls"] else None
     if rollup:
         counts = [int(record[c]) for c in BUCKET_COLUMNS]
         latencies = [
@@ -359,13 +363,14 @@ def _with_metric_usage(
         if row is None:
             row = {k: metric_row[k] for k in keys}
             row.update({column: 0 for column in _SUMMED})
-            row.update(cost_usd=None, unpriced_calls=0)
+            row.update(cost_usd=None, unpriced_calls=0, provided_cost_usd=None)
             row["latency_ms"] = {name: None for name, _ in QUANTILES}
             by_key[key] = row
         for column in _SUMMED:
             row[column] += metric_row[column]
-        if metric_row["cost_usd"] is not None:
-            row["cost_usd"] = (row["cost_usd"] or Decimal(0)) + metric_row["cost_usd"]
+        for money in ("cost_usd", "provided_cost_usd"):
+            if metric_row[money] is not None:
+                row[money] = (row[money] or Decimal(0)) + metric_row[money]
     merged = sorted(by_key.values(), key=lambda r: tuple(r[k] or "" for k in keys))
     if order_by is not None:
         measure = "cost_usd" if order_by == "cost_usd" else order_by

@@ -18,7 +18,7 @@ from aethermind.semconv.record import Cost, UsageRecord
 from aethermind.storage.deciding import counting_lock_sql
 from aethermind.storage.dimension_rollups import dimension_rollup_ctes
 from aethermind.storage.dimensions import ATTRIBUTION, DIMENSIONS
-from aethermind.storage.rollups import ROLLUP_TABLES, TOKEN_COLUMNS
+from aethermind.storage.rollups import PRICED_INPUTS, ROLLUP_INPUTS, ROLLUP_TABLES
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 from aethermind.storage.span_row import COST_COLUMNS, PG_TYPES, cost_values, usage_from_row
 
@@ -45,10 +45,7 @@ _UPDATE_COSTS_SQL = f"""
        AND t.trace_id = u.trace_id AND t.span_id = u.span_id"""
 """Sets every cost column of the spans named by (start time, trace id, span id)."""
 _SPAN_MEASURES = (
-    "status",
-    "error_type",
-    "duration_ms",
-    *TOKEN_COLUMNS,
+    *(c for c in ROLLUP_INPUTS if c not in PRICED_INPUTS),
     *ATTRIBUTION.values(),
     "tags",
 )

@@ -22,6 +22,18 @@ TOKEN_COLUMNS = (
     "reasoning_tokens",
     "total_tokens",
 )
+PRICED_INPUTS: tuple[str, ...] = ("cost", "cost_source")
+"""The span columns of ``ROLLUP_INPUTS`` that a price decides."""
+ROLLUP_INPUTS: tuple[str, ...] = (
+    "status",
+    "error_type",
+    "duration_ms",
+    *TOKEN_COLUMNS,
+    *PRICED_INPUTS,
+    "provided_cost",
+)
+"""The span columns besides time and keys that ``rollup_aggregates_sql`` reads: what any
+statement moving spans in or out of the rollups must select."""
 ROLLUP_SUMS = (
     "calls",
     "errors",
@@ -29,6 +41,8 @@ ROLLUP_SUMS = (
     "cost",
     "priced_calls",
     "unpriced_calls",
+    "provided_cost",
+    "provided_calls",
     "latency_count",
     "latency_sum_ms",
     *BUCKET_COLUMNS,
@@ -76,6 +90,8 @@ def rollup_aggregates_sql(
         {total("cost")} AS cost,
         {when("cost IS NOT NULL")} AS priced_calls,
         {when(IS_UNPRICED_SQL)} AS unpriced_calls,
+        {total("provided_cost")} AS provided_cost,
+        {when("provided_cost IS NOT NULL")} AS provided_calls,
         {when("duration_ms IS NOT NULL")} AS latency_count,
         {total("duration_ms")} AS latency_sum_ms,
         {buckets},

@@ -103,6 +103,8 @@ async def test_claude_code_requests_are_counted_priced_and_attributed_once(
             r["input_tokens"] + r["cache_read_tokens"] + r["cache_creation_tokens"] for r in mine
         )
         assert Decimal(row["cost_usd"]) == sum(expected_cost(r) for r in mine)
+        # Claude Code's own estimate, beside ours.
+        assert Decimal(row["provided_cost_usd"]) == sum(Decimal(str(r["cost_usd"])) for r in mine)
     # Spend per developer: the user is the developer's email, the session Claude Code's.
     [dev] = await aggregates(receiver, group_by="user,session", service="claude-code")
     assert (dev["user"], dev["session"], dev["calls"]) == ("dev@acme.test", "9f1c", 3)

@@ -101,6 +101,8 @@ async def test_metric_only_claude_code_shows_tokens_and_cost_per_developer(
         want = expected_cost(model, sent["input_tokens"], sent["output_tokens"],
                              sent["cache_read_tokens"], sent["cache_creation_tokens"])  # fmt: skip
         assert Decimal(row["cost_usd"]) == want
+        reported = sum(Decimal(str(r["cost_usd"])) for r in REQUESTS if r["model"] == model)
+        assert Decimal(row["provided_cost_usd"]).quantize(Decimal("1e-9")) == reported
     [dev] = await aggregates(receiver, group_by="user,session", service="claude-code")
     assert (dev["user"], dev["session"]) == ("dev@acme.test", "9f1c")
     assert await aggregates(receiver, agent="anything") == []  # metrics have no agent

@@ -75,6 +75,9 @@ def make_rows(
                 cost_output=Decimal(0) if cost is not None else None,
                 cost_source="computed" if cost is not None else "unknown",
                 price_model_id=model if cost is not None else None,
+                # Some calls report their own cost (a gateway's), beside ours.
+                provided_cost=Decimal(i % 97) / 1000 if i % 4 == 1 else None,
+                service_tier=("batch" if i % 13 == 5 else None),
                 attributes={"gen_ai.system": provider, "gen_ai.request.model": model, "i": i},
                 resource_attributes={"service.name": ("checkout", "search", "support")[i % 3]},
                 user_id=None if i % 7 == 3 else f"user-{user}",

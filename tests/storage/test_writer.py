@@ -22,17 +22,21 @@ WITH raw AS (
            coalesce(provider, '') AS provider, coalesce(model, '') AS model,
            coalesce(service, '') AS service, coalesce(operation, '') AS operation,
            coalesce(environment, '') AS environment,
+           coalesce(service_tier, '') AS service_tier,
            count(*) AS calls,
            count(*) FILTER (WHERE status = 'ERROR' OR error_type IS NOT NULL) AS errors,
            sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
            sum(total_tokens) AS total_tokens, coalesce(sum(cost), 0) AS cost,
            count(cost) AS priced_calls,
            count(*) FILTER (WHERE cost IS NULL AND cost_source = 'unknown') AS unpriced_calls,
-           count(duration_ms) AS latency_count
-      FROM telemetry_events WHERE counted GROUP BY 1, 2, 3, 4, 5, 6, 7
+           count(duration_ms) AS latency_count,
+           coalesce(sum(provided_cost), 0) AS provided_cost,
+           count(provided_cost) AS provided_calls
+      FROM telemetry_events WHERE counted GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 )
 SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r USING
-    (organization_id, {time_column}, provider, model, service, operation, environment)
+    (organization_id, {time_column}, provider, model, service, operation, environment,
+     service_tier)
  WHERE raw.calls IS DISTINCT FROM r.calls OR raw.errors IS DISTINCT FROM r.errors
     OR raw.input_tokens IS DISTINCT FROM r.input_tokens
     OR raw.output_tokens IS DISTINCT FROM r.output_tokens
@@ -40,6 +44,8 @@ SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r US
     OR raw.cost IS DISTINCT FROM r.cost OR raw.priced_calls IS DISTINCT FROM r.priced_calls
     OR raw.unpriced_calls IS DISTINCT FROM r.unpriced_calls
     OR raw.latency_count IS DISTINCT FROM r.latency_count
+    OR raw.provided_cost IS DISTINCT FROM r.provided_cost
+    OR raw.provided_calls IS DISTINCT FROM r.provided_calls
 """
 DIMENSION_CHECK = """
 WITH spans AS (
@@ -62,7 +68,8 @@ WITH spans AS (
            coalesce(sum(input_tokens), 0) AS input_tokens,
            coalesce(sum(total_tokens), 0) AS total_tokens, coalesce(sum(cost), 0) AS cost,
            count(cost) AS priced_calls,
-           count(*) FILTER (WHERE cost IS NULL AND cost_source = 'unknown') AS unpriced_calls
+           count(*) FILTER (WHERE cost IS NULL AND cost_source = 'unknown') AS unpriced_calls,
+           coalesce(sum(provided_cost), 0) AS provided_cost
       FROM spans GROUP BY 1, 2, 3, 4
 )
 SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r USING
@@ -71,8 +78,10 @@ SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r US
     OR raw.input_tokens IS DISTINCT FROM r.input_tokens
     OR raw.total_tokens IS DISTINCT FROM r.total_tokens
     OR raw.cost IS DISTINCT FROM r.cost OR raw.priced_calls IS DISTINCT FROM r.priced_calls
-    OR raw.unpriced_calls IS DISTINCT FROM r.unpriced_calls
+    OR raw.unpriced_calls IS DISTINCT FROM r.unpriced_calls{provided}
 """
+_DIMENSION_PROVIDED = "\n    OR raw.provided_cost IS DISTINCT FROM r.provided_cost"
+"""The monthly dimension rollup does not sum provided costs; the hourly and daily do."""
 
 
 async def rollup_mismatches(pool: Any) -> int:
@@ -87,7 +96,8 @@ async def rollup_mismatches(pool: Any) -> int:
         (DIMENSION_CHECK, "dimension_rollup_daily", "day", "day"),
         (DIMENSION_CHECK, "dimension_rollup_monthly", "month", "month"),
     ):
-        sql = check.format(table=table, time_column=time_column, unit=unit)
+        provided = "" if unit == "month" else _DIMENSION_PROVIDED
+        sql = check.format(table=table, time_column=time_column, unit=unit, provided=provided)
         rows = await owner_fetch(pool, sql)
         total += int(rows[0][0])
     return total
