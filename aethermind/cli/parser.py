@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--top", type=int, metavar="N", help="only the first N rows (by cost unless --order-by)"
     )
     stats.add_argument("--order-by", choices=ORDER_KEYS, help="order rows by this, descending")
+    stats.add_argument(
+        "--what-if",
+        metavar="MODEL",
+        help="also what the same tokens would cost on MODEL at its list prices today",
+    )
     stats.set_defaults(handler=cmd_stats)
 
     reprice = sub.add_parser("reprice", help="recompute stored costs with current prices")

@@ -20,7 +20,9 @@ FILTER_FLAGS = QUERY_DIMENSIONS
 async def cmd_stats(args: argparse.Namespace) -> None:
     from aethermind.receiver.errors import BadRequest, InvalidParameter
     from aethermind.receiver.query import parse_aggregate_params
+    from aethermind.semconv.pricing import default_price_book
     from aethermind.storage.queries import aggregates
+    from aethermind.storage.what_if import UnknownModel, add_what_if_costs
 
     params = {
         "from": args.from_,
@@ -29,6 +31,7 @@ async def cmd_stats(args: argparse.Namespace) -> None:
         "granularity": args.granularity,
         "order_by": args.order_by,
         "limit": None if args.top is None else str(args.top),
+        "what_if_model": args.what_if,
         **{name: getattr(args, name) for name in FILTER_FLAGS},
         **_tag_filters(args.tag or []),
     }
@@ -51,6 +54,11 @@ async def cmd_stats(args: argparse.Namespace) -> None:
             order_by=parsed["order_by"],
             limit=parsed["limit"],
         )
+    if parsed["what_if_model"] is not None:
+        try:
+            add_what_if_costs(rows, parsed["what_if_model"], default_price_book())
+        except UnknownModel as exc:
+            raise CliError(f"--what-if: {exc}") from exc
     document = {
         "from": parsed["from_"],
         "to": parsed["to"],
@@ -154,6 +162,20 @@ def _metric_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
         Column("Out tok", lambda r: human_count(r["output_tokens"]), _sum("output_tokens"), 4),
         Column("Cost", lambda r: human_cost(r["cost_usd"]), _total_cost, 0),
     ]
+    if any("what_if_cost_usd" in row for row in rows):
+        columns.append(
+            Column(
+                "What-if",
+                lambda r: human_cost(r["what_if_cost_usd"]),
+                lambda rs: human_cost(
+                    sum(
+                        (r["what_if_cost_usd"] for r in rs if r["what_if_cost_usd"] is not None),
+                        Decimal(0),
+                    )
+                ),
+                0,
+            )
+        )
     if any(row["unpriced_calls"] for row in rows):
         columns.append(
             Column(

@@ -313,6 +313,14 @@ def _paths() -> Schema:
                         "description": "At most this many rows (top N).",
                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
                     },
+                    {
+                        "name": "what_if_model",
+                        "in": "query",
+                        "required": False,
+                        "description": "Add `what_if_cost_usd` to each row: its tokens at "
+                        "this model's list prices today (400 for a model without a price).",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                    },
                 ],
                 "responses": {
                     "200": _response("The aggregate rows.", {JSON: _schema("AggregatesResponse")}),

@@ -23,15 +23,19 @@ from aethermind.receiver.errors import (
     Unavailable,
     is_storage_unavailable,
 )
-from aethermind.receiver.state import CONFIG, POOL
+from aethermind.receiver.state import CONFIG, POOL, PRICE_BOOK
+from aethermind.semconv.record import MAX_NAME_LENGTH
 from aethermind.storage import queries
 from aethermind.storage.dimensions import is_dimension
 from aethermind.storage.tags import TAG_PREFIX
+from aethermind.storage.what_if import UnknownModel, add_what_if_costs
 
 DEFAULT_RANGE = timedelta(days=30)
 _TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 _FILTERS = queries.FILTER_KEYS
-_KNOWN_PARAMS = frozenset({"from", "to", "group_by", "granularity", "order_by", "limit", *_FILTERS})
+_KNOWN_PARAMS = frozenset(
+    {"from", "to", "group_by", "granularity", "order_by", "limit", "what_if_model", *_FILTERS}
+)
 
 
 # Spans are stored between the epoch and 2262 (int64 nanoseconds); anything outside is a
@@ -118,6 +122,9 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
         limit = int(raw)
         if order_by is None and group_by:
             order_by = "cost_usd"  # top N of a breakdown: the costliest, unless told
+    what_if = params.get("what_if_model") or None
+    if what_if is not None and len(what_if) > MAX_NAME_LENGTH:
+        raise InvalidParameter("what_if_model", f"must be at most {MAX_NAME_LENGTH} characters")
     return {
         "from_": from_,
         "to": to,
@@ -126,6 +133,7 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
         "filters": filters,
         "order_by": order_by,
         "limit": limit,
+        "what_if_model": what_if,
     }
 
 
@@ -188,6 +196,11 @@ async def aggregates(request: web.Request) -> web.Response:
             limit=params["limit"],
             timeout=app[CONFIG].read_timeout_seconds,
         )
+    if params["what_if_model"] is not None:
+        try:
+            add_what_if_costs(rows, params["what_if_model"], app[PRICE_BOOK])
+        except UnknownModel as exc:
+            raise InvalidParameter("what_if_model", str(exc)) from exc
     answer = schemas.AggregatesResponse.model_validate(
         jsonable(
             {

@@ -262,6 +262,14 @@ _AGGREGATE_FIELDS: dict[str, Any] = {
             "coding agents), beside `cost_usd` so drift shows; null when none reported one.",
         ),
     ),
+    "what_if_cost_usd": (
+        Decimal | None,
+        Field(
+            default=None,
+            description="With `what_if_model`: the row's tokens at that model's list prices "
+            "today (base-tier rates; null if it cannot be priced).",
+        ),
+    ),
     "latency_ms": (LatencyPercentiles, ...),
 }
 TAG_DIMENSION_PATTERN = "^" + re.escape(TAG_PREFIX) + TAG_KEY_RE.pattern.removeprefix("^")

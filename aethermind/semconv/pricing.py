@@ -404,6 +404,27 @@ class PriceBook:
         cost = card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
         return self._at_tier(cost, record, inputs)
 
+    def what_if(
+        self, model: str, tokens: UsageRecord, at_unix_nano: int
+    ) -> tuple[Decimal, str] | None:
+        """What ``tokens`` (summed usage of many calls) would cost on ``model`` at its list
+        prices at ``at_unix_nano``: each token kind at its base-tier rate (a sum of calls
+        says nothing of which single prompt crossed a long-context threshold), with the
+        genai-prices model id; None when genai-prices does not know the model."""
+        prefix_provider, _ = split_model_prefix(model)
+        resolved = self._resolve(prefix_provider, model, None)
+        if resolved is None or resolved is _NOT_NOW:
+            return None
+        at = datetime.fromtimestamp(at_unix_nano / 1e9, tz=UTC)
+        card = _PricedModel(resolved.model.get_prices(at)).card_for(0)
+        record = copy.copy(tokens)
+        record.cache_write_1h_tokens = None
+        cost = card.cost(record, resolved.model.id, resolved.provider.id)
+        if cost.total is None:
+            return None
+        # The fixed per-request fee, if any, belongs to each call, not to the sum: left out.
+        return cost.total - card.fixed, resolved.model.id
+
     def _override_cost(self, override: PriceOverride, record: UsageRecord, inputs: int) -> Cost:
         if not override.complete:
             return _fallback(record)
