@@ -314,6 +314,16 @@ def test_price_override_then_reprice_prices_a_private_model(database_url: str) -
     assert [(r["model"], r["cost_usd"], r["unpriced_calls"]) for r in before["rows"]] == [
         ("house-model-7", None, 4)
     ]
+    # What the same tokens would cost on gpt-4o: 4 x (1M x $2.50 + 0.5M x $10.00).
+    what_if = run_cli(
+        "stats", "--org", "private", "--what-if", "gpt-4o", *window, database_url=database_url
+    )
+    assert Decimal(what_if["rows"][0]["what_if_cost_usd"]) == Decimal(30)
+    status = run_cli("prices", "status", "--days", "3660", database_url=database_url)
+    assert status["genai_prices"]["version"] and status["genai_prices"]["auto_updated"] is False
+    assert [(u["organization"], u["model"], u["calls"]) for u in status["unpriced"]] == [
+        ("private", "house-model-7", 4)
+    ]
 
     price = run_cli(
         "price", "set", "--org", "private", "--model", "house-model-*", "--input-per-mtok", "0.40",
@@ -327,6 +337,8 @@ def test_price_override_then_reprice_prices_a_private_model(database_url: str) -
         p["id"]
         for p in run_cli("price", "list", "--org", "private", database_url=database_url)["prices"]
     ] == [price["id"]]
+    status = run_cli("prices", "status", "--org", "private", database_url=database_url)
+    assert [o["model_pattern"] for o in status["overrides"]] == ["house-model-*"]
 
     repriced = run_cli("reprice", "--org", "private", *window, database_url=database_url)
     assert (repriced["examined"], repriced["changed"]) == (4, 4)

@@ -238,6 +238,61 @@ async def cmd_price_delete(args: argparse.Namespace) -> None:
     emit(args, {"deleted": args.price_id}, lambda: print(f"price {args.price_id} deleted"))
 
 
+async def cmd_prices_status(args: argparse.Namespace) -> None:
+    from datetime import timedelta
+
+    from aethermind.semconv.price_data import snapshot_info
+    from aethermind.storage.prices import overrides_in_force, unpriced_models
+
+    if not 1 <= args.days <= 3660:
+        raise CliError("--days must be between 1 and 3660")
+    info = snapshot_info()
+    since = datetime.now(UTC) - timedelta(days=args.days)
+    async with open_pool(args) as pool:
+        org = await find_organization(pool, args.org) if args.org else None
+        org_id = org.id if org is not None else None
+        unpriced = await unpriced_models(pool, since, organization_id=org_id)
+        overrides = await overrides_in_force(pool, organization_id=org_id)
+    age = info.age_seconds()
+    unpriced_rows = [
+        {"organization": u.organization, "provider": u.provider, "model": u.model,
+         "calls": u.calls, "last_seen": u.last_seen}
+        for u in unpriced
+    ]  # fmt: skip
+    override_rows = [{"organization": slug, **price.as_dict()} for slug, price in overrides]
+    document: dict[str, Any] = {
+        "genai_prices": {
+            "version": info.package_version,
+            "auto_updated": info.auto_updated,
+            "newest_price_change": info.newest_change,
+            "age_days": None if age is None else round(age / 86_400, 1),
+            "scheduled_price_changes": info.scheduled_changes,
+        },
+        "unpriced_since": since,
+        "unpriced": unpriced_rows,
+        "overrides": override_rows,
+    }
+
+    def human() -> None:
+        prices = document["genai_prices"]
+        print(
+            f"genai-prices {prices['version']} ({'updated' if info.auto_updated else 'bundled'}"
+            f" data): newest price change {info.newest_change or 'unknown'}"
+            f" ({prices['age_days']} days ago), {info.scheduled_changes} scheduled"
+        )
+        print(f"calls without a price in the last {args.days} days: {len(unpriced)} model(s)")
+        if unpriced:
+            columns = ["organization", "provider", "model", "calls", "last_seen"]
+            print_table(unpriced_rows, columns)
+        print(f"price overrides in force: {len(overrides)}")
+        if overrides:
+            columns = ["organization", "model_pattern", "service_tier", "input_per_mtok",
+                       "output_per_mtok", "valid_from"]  # fmt: skip
+            print_table(override_rows, columns)
+
+    emit(args, document, human)
+
+
 async def cmd_budget_set(args: argparse.Namespace) -> None:
     from aethermind.storage.budgets import (
         budget_report,

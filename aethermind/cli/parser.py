@@ -18,6 +18,7 @@ from aethermind.cli.commands import (
     cmd_price_delete,
     cmd_price_list,
     cmd_price_set,
+    cmd_prices_status,
     cmd_reprice,
     cmd_retention,
 )
@@ -206,6 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reprice.add_argument("--to", metavar="TO", help=TO_HELP)
     reprice.set_defaults(handler=cmd_reprice)
+
+    prices = sub.add_parser("prices", help="the price data in use").add_subparsers(
+        dest="prices_command", required=True, metavar="COMMAND"
+    )
+    pstatus = prices.add_parser(
+        "status",
+        help="the genai-prices data in use, calls no price covered, the overrides in force",
+    )
+    add_common_flags(pstatus)
+    pstatus.add_argument("--org", help="one organization (default: all)")
+    pstatus.add_argument(
+        "--days", type=int, default=30, help="look back this many days for unpriced calls"
+    )
+    pstatus.set_defaults(handler=cmd_prices_status)
 
     retention = sub.add_parser("retention", help="drop data past each organization's retention")
     add_common_flags(retention)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from aethermind.semconv.price_data import snapshot_info
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -139,6 +142,22 @@ class ReceiverMetrics:
             "Requests refused by an organization's rate limit",
             registry=r,
         )
+        prices = snapshot_info()
+        self.price_snapshot_age = Gauge(
+            "aethermind_price_snapshot_age_seconds",
+            "Seconds since the newest price change the genai-prices data in use knows of"
+            " (prices changed later are not in it); NaN when the data dates none",
+            registry=r,
+        )
+        self.price_snapshot_age.set_function(lambda: prices.age_seconds() or math.nan)
+        self.price_snapshot = Gauge(
+            "aethermind_price_snapshot",
+            "1, labelled with the genai-prices version in use and whether its prices came"
+            " from its updater (only when the operator turned updating on)",
+            ["genai_prices_version", "auto_updated"],
+            registry=r,
+        )
+        self.price_snapshot.labels(prices.package_version, str(prices.auto_updated).lower()).set(1)
         self.rate_limit_fallback = Gauge(
             "aethermind_rate_limit_local_fallback",
             "1 while Redis is unreachable and the in-process limit is used",

@@ -13,7 +13,7 @@ from uuid import UUID
 from aethermind.semconv import PriceOverride
 from aethermind.semconv.pricing_patterns import check_model_pattern
 from aethermind.semconv.tiers import MAX_TIER_LENGTH, STANDARD_NAMES, normalize_tier
-from aethermind.storage.scope import PoolOrConnection, tenant_transaction
+from aethermind.storage.scope import PoolOrConnection, owner_transaction, tenant_transaction
 
 MAX_PRICE_OVERRIDES = 100
 """Price overrides one organization may hold: every span of it is matched against them."""
@@ -218,3 +218,60 @@ async def load_price_overrides(
         )
         for price in stored
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UnpricedModel:
+    organization: str
+    provider: str | None
+    model: str | None
+    calls: int
+    last_seen: datetime
+
+
+async def unpriced_models(
+    pool_or_conn: PoolOrConnection,
+    since: datetime,
+    *,
+    organization_id: UUID | None = None,
+    timeout: float | None = None,
+) -> list[UnpricedModel]:
+    """Counted calls since ``since`` that no price covered, per organization and model,
+    most calls first: what a price override (or a newer genai-prices) would fix. Runs as
+    the owner (an operator's view across organizations unless one is named)."""
+    async with owner_transaction(pool_or_conn) as conn:
+        rows = await conn.fetch(
+            """
+            SELECT o.slug AS organization, e.provider, e.model, count(*) AS calls,
+                   max(e."timestamp") AS last_seen
+              FROM telemetry_events e JOIN organizations o ON o.id = e.organization_id
+             WHERE e."timestamp" >= $1 AND e.counted AND e.cost IS NULL
+               AND e.cost_source = 'unknown'
+               AND ($2::uuid IS NULL OR e.organization_id = $2)
+             GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 3 LIMIT 1000
+            """,
+            since, organization_id, timeout=timeout,
+        )  # fmt: skip
+    return [UnpricedModel(**dict(r)) for r in rows]
+
+
+async def overrides_in_force(
+    pool_or_conn: PoolOrConnection,
+    *,
+    organization_id: UUID | None = None,
+    timeout: float | None = None,
+) -> list[tuple[str, StoredPrice]]:
+    """Every organization's price overrides (or one's), with its slug."""
+    async with owner_transaction(pool_or_conn) as conn:
+        rows = await conn.fetch(
+            f"""
+            SELECT o.slug, {", ".join(f"p.{c.strip()}" for c in _COLUMNS.split(","))}
+              FROM model_prices p JOIN organizations o ON o.id = p.organization_id
+             WHERE ($1::uuid IS NULL OR p.organization_id = $1)
+             ORDER BY o.slug, p.valid_from, p.id
+            """,
+            organization_id, timeout=timeout,
+        )  # fmt: skip
+    return [
+        (r["slug"], StoredPrice(**{k: v for k, v in dict(r).items() if k != "slug"})) for r in rows
+    ]

@@ -108,6 +108,9 @@ async def test_metric_only_claude_code_shows_tokens_and_cost_per_developer(
     assert await aggregates(receiver, agent="anything") == []  # metrics have no agent
     metrics = await (await receiver.session.get(f"{receiver.url}/metrics")).text()
     assert "aethermind_metric_points_stored_total 10.0" in metrics
+    [age] = [line for line in metrics.splitlines()
+             if line.startswith("aethermind_price_snapshot_age_seconds ")]  # fmt: skip
+    assert float(age.split()[1]) >= 0
 
 
 async def test_events_win_over_metrics_of_the_same_requests_in_either_order(
