@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aethermind import __version__
+from aethermind.cli import reconcile
 from aethermind.cli.commands import (
     cmd_budget_set,
     cmd_budget_show,
@@ -221,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=int, default=30, help="look back this many days for unpriced calls"
     )
     pstatus.set_defaults(handler=cmd_prices_status)
+
+    reconcile.add_parser(sub, add_common_flags, ORG_HELP)
 
     retention = sub.add_parser("retention", help="drop data past each organization's retention")
     add_common_flags(retention)
