@@ -234,6 +234,13 @@ def _enum(values: tuple[str, ...]) -> Any:
     return Literal.__getitem__(values)
 
 
+class CostBreakdown(_Answer):
+    input: Decimal = Field(description="Uncached input tokens.")
+    cache_read: Decimal = Field(description="Cached input tokens read.")
+    cache_write: Decimal = Field(description="Input tokens written to the cache.")
+    output: Decimal = Field(description="Output tokens, reasoning included.")
+
+
 _AGGREGATE_FIELDS: dict[str, Any] = {
     **{
         key: (
@@ -254,6 +261,14 @@ _AGGREGATE_FIELDS: dict[str, Any] = {
         Field(description="Sum over the priced spans; null when none could be priced."),
     ),
     "unpriced_calls": (Count, Field(description="Spans with no known price.")),
+    "cost_breakdown_usd": (
+        CostBreakdown | None,
+        Field(
+            default=None,
+            description="`cost_usd` split the way a bill is; null when nothing was priced. "
+            "A cost a call reported without a split is in `cost_usd` only.",
+        ),
+    ),
     "provided_cost_usd": (
         Decimal | None,
         Field(

@@ -30,6 +30,7 @@ from aethermind.storage.dimensions import (
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
 from aethermind.storage.metric_usage import metric_aggregates
 from aethermind.storage.rollups import (
+    BREAKDOWN_COLUMNS,
     IS_ERROR_SQL,
     IS_UNPRICED_SQL,
     ROLLUP_KEYS,
@@ -183,6 +184,7 @@ def _raw_sql(shape: Shape) -> tuple[str, list[Any]]:
         f"count(*) FILTER (WHERE {IS_ERROR_SQL}) AS errors",
         *(f"coalesce(sum({c}), 0)::bigint AS {c}" for c in TOKEN_COLUMNS),
         "sum(cost) AS cost",
+        *(f"sum({c}) AS {c}" for c in BREAKDOWN_COLUMNS),
         "count(cost) AS priced_calls",
         f"count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls",
         "sum(provided_cost) AS provided_cost",
@@ -218,6 +220,11 @@ def _row(
     priced = int(record["priced_calls"])
     cost = record["cost"]
     out["cost_usd"] = Decimal(cost) if priced and cost is not None else None
+    out["cost_breakdown_usd"] = (
+        {part: Decimal(record[c] or 0) for part, c in BREAKDOWN_PARTS.items()}
+        if out["cost_usd"] is not None
+        else None
+    )
     out["unpriced_calls"] = int(record["unpriced_calls"])
     provided = record["provided_cost"]
     out["provided_cost_usd"] = Decimal(provided) if record["provided_calls"] else None
@@ -341,6 +348,15 @@ async def _span_records(
 
 
 _SUMMED = ("calls", "errors", *TOKEN_COLUMNS)
+BREAKDOWN_PARTS: dict[str, str] = {
+    "input": "cost_input",
+    "cache_read": "cost_cache_read",
+    "cache_write": "cost_cache_write",
+    "output": "cost_output",
+}
+"""``cost_breakdown_usd``'s parts and the summed column of each. Costs a call reported
+without a split (a provided cost standing in for an unknown price) are in ``cost_usd`` only,
+so the parts may sum to less."""
 
 
 def _with_metric_usage(
@@ -363,7 +379,9 @@ def _with_metric_usage(
         if row is None:
             row = {k: metric_row[k] for k in keys}
             row.update({column: 0 for column in _SUMMED})
-            row.update(cost_usd=None, unpriced_calls=0, provided_cost_usd=None)
+            row.update(
+                cost_usd=None, cost_breakdown_usd=None, unpriced_calls=0, provided_cost_usd=None
+            )
             row["latency_ms"] = {name: None for name, _ in QUANTILES}
             by_key[key] = row
         for column in _SUMMED:

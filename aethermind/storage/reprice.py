@@ -18,7 +18,12 @@ from aethermind.semconv.record import Cost, UsageRecord
 from aethermind.storage.deciding import counting_lock_sql
 from aethermind.storage.dimension_rollups import dimension_rollup_ctes
 from aethermind.storage.dimensions import ATTRIBUTION, DIMENSIONS
-from aethermind.storage.rollups import PRICED_INPUTS, ROLLUP_INPUTS, ROLLUP_TABLES
+from aethermind.storage.rollups import (
+    BREAKDOWN_COLUMNS,
+    PRICED_INPUTS,
+    ROLLUP_INPUTS,
+    ROLLUP_TABLES,
+)
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 from aethermind.storage.span_row import COST_COLUMNS, PG_TYPES, cost_values, usage_from_row
 
@@ -49,21 +54,25 @@ _SPAN_MEASURES = (
     *ATTRIBUTION.values(),
     "tags",
 )
+_OLD = ", ".join(f"old_{c}" for c in PRICED_INPUTS)
+_NEW = ", ".join(f"new_{c}" for c in PRICED_INPUTS)
 _MOVE_DIMENSION_COSTS_SQL = f"""
     WITH u AS (
-        SELECT * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::numeric[],
-                             $6::text[], $7::numeric[], $8::text[])
-               AS u(ts, trace_id, span_id, old_cost, old_source, new_cost, new_source)
+        SELECT * FROM unnest($2::timestamptz[], $3::text[], $4::text[],
+                             {
+    ", ".join(f"${i + 5}::{PG_TYPES[c]}[]" for i, c in enumerate((*PRICED_INPUTS, *PRICED_INPUTS)))
+})
+               AS u(ts, trace_id, span_id, {_OLD}, {_NEW})
     ), spans AS (
         SELECT e."timestamp", {", ".join(f"e.{c}" for c in _SPAN_MEASURES)}, u.*
           FROM u JOIN telemetry_events e
             ON e.organization_id = $1 AND e."timestamp" = u.ts
            AND e.trace_id = u.trace_id AND e.span_id = u.span_id
     ), moved AS (
-        SELECT "timestamp", {", ".join(_SPAN_MEASURES)}, old_cost AS cost,
-               old_source AS cost_source, -1 AS weight FROM spans
+        SELECT "timestamp", {", ".join(_SPAN_MEASURES)},
+               {", ".join(f"old_{c} AS {c}" for c in PRICED_INPUTS)}, -1 AS weight FROM spans
         UNION ALL
-        SELECT "timestamp", {", ".join(_SPAN_MEASURES)}, new_cost, new_source, 1 FROM spans
+        SELECT "timestamp", {", ".join(_SPAN_MEASURES)}, {_NEW}, 1 FROM spans
     ), {", ".join(dimension_rollup_ctes("moved"))}
     SELECT 1"""
 """Moves the dimension rollups by the counted spans' old costs out and new costs in (every
@@ -81,11 +90,23 @@ def _new_costs(row: Any, cost: Cost) -> tuple[Any, ...]:
     return cost_values(cost, is_llm_call=row["cost_source"] is not None)
 
 
-def _pricing_flags(cost: Decimal | None, source: str | None) -> tuple[Decimal, int, int]:
-    """(cost contribution, priced count, unpriced count) of one span to its rollup row."""
+_PRICED_AT = [COST_COLUMNS.index(c) for c in PRICED_INPUTS]
+_BREAKDOWN_AT = [COST_COLUMNS.index(c) for c in BREAKDOWN_COLUMNS]
+_MOVED_SUMS = ("cost", "priced_calls", "unpriced_calls", *BREAKDOWN_COLUMNS)
+"""The usage rollups' sums a price moves, in ``_contribution``'s order."""
+
+
+def _no_delta() -> list[Any]:
+    return [Decimal(0), 0, 0, *(Decimal(0) for _ in BREAKDOWN_COLUMNS)]
+
+
+def _contribution(costs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One span's share of ``_MOVED_SUMS`` given its cost columns (``COST_COLUMNS``)."""
+    cost, source = costs[_COST], costs[_SOURCE]
+    parts = tuple(costs[i] or Decimal(0) for i in _BREAKDOWN_AT)
     if cost is not None:
-        return cost, 1, 0
-    return Decimal(0), 0, 1 if source == "unknown" else 0
+        return (cost, 1, 0, *parts)
+    return (Decimal(0), 0, 1 if source == "unknown" else 0, *parts)
 
 
 async def reprice(
@@ -144,7 +165,7 @@ async def reprice(
                 break
             updates: list[tuple[Any, ...]] = []
             moves: list[tuple[Any, ...]] = []
-            deltas: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
+            deltas: dict[tuple[Any, ...], list[Any]] = defaultdict(_no_delta)
             for row in rows:
                 record = usage_from_row({**dict(row), **{d: row[d] or None for d in _DIMS}})
                 new = _new_costs(row, price_fn(record, row["timestamp"]))
@@ -154,12 +175,13 @@ async def reprice(
                 updates.append((row["timestamp"], row["trace_id"], row["span_id"], *new))
                 if not row["counted"]:
                     continue  # not in the rollups: nothing there moves
-                moves.append((*updates[-1][:3], old[_COST], old[_SOURCE], new[_COST], new[_SOURCE]))
-                old_flags = _pricing_flags(old[_COST], old[_SOURCE])
-                new_flags = _pricing_flags(new[_COST], new[_SOURCE])
+                moves.append(
+                    (*updates[-1][:3], *(old[i] for i in _PRICED_AT), *(new[i] for i in _PRICED_AT))
+                )
                 delta = deltas[(row["hour"], *(row[d] for d in _DIMS))]
-                for i in range(3):
-                    delta[i] += new_flags[i] - old_flags[i]
+                for i, (was, now) in enumerate(zip(_contribution(old), _contribution(new),
+                                                   strict=True)):  # fmt: skip
+                    delta[i] += now - was
             if updates:
                 await _apply(conn, org, updates, deltas, timeout=timeout)
             if moves:
@@ -191,35 +213,33 @@ async def _apply(
     columns = list(zip(*updates, strict=True))
     await conn.execute(_UPDATE_COSTS_SQL, org, *(list(c) for c in columns), timeout=timeout)
     for table, time_column in ROLLUP_TABLES:
-        merged: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
+        merged: dict[tuple[Any, ...], list[Any]] = defaultdict(_no_delta)
         for (hour, *dims), delta in deltas.items():
             start = hour if time_column == "hour" else _utc_midnight(hour)
             target = merged[(start, *dims)]
-            for i in range(3):
-                target[i] += delta[i]
+            for i, value in enumerate(delta):
+                target[i] += value
         keys = sorted(merged)
         width = len(_DIMS)
+        types = ["int8" if c.endswith("_calls") else "numeric" for c in _MOVED_SUMS]
         arrays = ", ".join(
             [
                 "$2::timestamptz[]",
                 *(f"${i + 3}::text[]" for i in range(width)),
-                *(f"${width + 3 + i}::{t}[]" for i, t in enumerate(("numeric", "int8", "int8"))),
+                *(f"${width + 3 + i}::{t}[]" for i, t in enumerate(types)),
             ]
         )
         same_keys = " AND ".join(f"r.{d} = d.{d}" for d in _DIMS)
+        sets = ", ".join(f"{c} = r.{c} + d.{c}" for c in _MOVED_SUMS)
         await conn.execute(
             f"""
-            UPDATE {table} r
-               SET cost = r.cost + d.cost, priced_calls = r.priced_calls + d.priced,
-                   unpriced_calls = r.unpriced_calls + d.unpriced
-              FROM unnest({arrays}) AS d(t, {", ".join(_DIMS)}, cost, priced, unpriced)
+            UPDATE {table} r SET {sets}
+              FROM unnest({arrays}) AS d(t, {", ".join((*_DIMS, *_MOVED_SUMS))})
              WHERE r.organization_id = $1 AND r.{time_column} = d.t AND {same_keys}
             """,
             org,
             *([k[i] for k in keys] for i in range(width + 1)),
-            [merged[k][0] for k in keys],
-            [merged[k][1] for k in keys],
-            [merged[k][2] for k in keys],
+            *([merged[k][i] for k in keys] for i in range(len(_MOVED_SUMS))),
             timeout=timeout,
         )
 

@@ -22,7 +22,15 @@ TOKEN_COLUMNS = (
     "reasoning_tokens",
     "total_tokens",
 )
-PRICED_INPUTS: tuple[str, ...] = ("cost", "cost_source")
+BREAKDOWN_COLUMNS: tuple[str, ...] = (
+    "cost_input",
+    "cost_cache_read",
+    "cost_cache_write",
+    "cost_output",
+)
+"""A priced span's cost split the way a bill is (``semconv.record.Cost``): uncached input,
+cache reads, cache writes, output (reasoning included)."""
+PRICED_INPUTS: tuple[str, ...] = ("cost", "cost_source", *BREAKDOWN_COLUMNS)
 """The span columns of ``ROLLUP_INPUTS`` that a price decides."""
 ROLLUP_INPUTS: tuple[str, ...] = (
     "status",
@@ -39,6 +47,7 @@ ROLLUP_SUMS = (
     "errors",
     *TOKEN_COLUMNS,
     "cost",
+    *BREAKDOWN_COLUMNS,
     "priced_calls",
     "unpriced_calls",
     "provided_cost",
@@ -88,6 +97,7 @@ def rollup_aggregates_sql(
         {when(IS_ERROR_SQL)} AS errors,
         {tokens},
         {total("cost")} AS cost,
+        {", ".join(f"{total(c)} AS {c}" for c in BREAKDOWN_COLUMNS)},
         {when("cost IS NOT NULL")} AS priced_calls,
         {when(IS_UNPRICED_SQL)} AS unpriced_calls,
         {total("provided_cost")} AS provided_cost,

@@ -1,6 +1,7 @@
 """What-if: the stored tokens of each aggregates row at another model's list prices today,
-beside the actual cost. Expected by hand from the published prices (per million tokens,
-checked 2026-11-30): gpt-4o input $2.50, cached input $1.25, output $10.00."""
+beside the actual cost, and the actual cost broken down. Expected by hand from the
+published prices (per million tokens, checked 2026-11-30): gpt-4o input $2.50, cached
+input $1.25, output $10.00."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ async def test_rows_carry_what_the_same_tokens_would_cost_on_another_model(
     assert Decimal(sonnet["what_if_cost_usd"]) == Decimal(30_000) * MICRO
     assert Decimal(private["what_if_cost_usd"]) == Decimal(2_000 * 2.5 + 500 * 10) * MICRO
     assert private["cost_usd"] is None and private["unpriced_calls"] == 1
+    assert private["cost_breakdown_usd"] is None
+    # The actual cost, split as the bill has it (claude-sonnet-4-5: input $3.00, cache read
+    # $0.30, output $15.00): 6,000 x 3, 4,000 x 0.30, 1,000 x 15.
+    parts = {k: Decimal(v) for k, v in sonnet["cost_breakdown_usd"].items()}
+    assert parts == {"input": Decimal(18_000) * MICRO, "cache_read": Decimal(1_200) * MICRO,
+                     "cache_write": Decimal(0), "output": Decimal(15_000) * MICRO}  # fmt: skip
+    assert sum(parts.values()) == Decimal(sonnet["cost_usd"])
     [total] = await aggregates(receiver, what_if_model="gpt-4o")
     assert Decimal(total["what_if_cost_usd"]) == Decimal(40_000) * MICRO
     assert "what_if_cost_usd" not in (await aggregates(receiver))[0]

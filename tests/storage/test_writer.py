@@ -31,7 +31,9 @@ WITH raw AS (
            count(*) FILTER (WHERE cost IS NULL AND cost_source = 'unknown') AS unpriced_calls,
            count(duration_ms) AS latency_count,
            coalesce(sum(provided_cost), 0) AS provided_cost,
-           count(provided_cost) AS provided_calls
+           count(provided_cost) AS provided_calls,
+           coalesce(sum(cost_input), 0) AS cost_input,
+           coalesce(sum(cost_output), 0) AS cost_output
       FROM telemetry_events WHERE counted GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 )
 SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r USING
@@ -46,6 +48,8 @@ SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r US
     OR raw.latency_count IS DISTINCT FROM r.latency_count
     OR raw.provided_cost IS DISTINCT FROM r.provided_cost
     OR raw.provided_calls IS DISTINCT FROM r.provided_calls
+    OR raw.cost_input IS DISTINCT FROM r.cost_input
+    OR raw.cost_output IS DISTINCT FROM r.cost_output
 """
 DIMENSION_CHECK = """
 WITH spans AS (
@@ -69,7 +73,8 @@ WITH spans AS (
            coalesce(sum(total_tokens), 0) AS total_tokens, coalesce(sum(cost), 0) AS cost,
            count(cost) AS priced_calls,
            count(*) FILTER (WHERE cost IS NULL AND cost_source = 'unknown') AS unpriced_calls,
-           coalesce(sum(provided_cost), 0) AS provided_cost
+           coalesce(sum(provided_cost), 0) AS provided_cost,
+           coalesce(sum(cost_input), 0) AS cost_input
       FROM spans GROUP BY 1, 2, 3, 4
 )
 SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r USING
@@ -80,7 +85,10 @@ SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r US
     OR raw.cost IS DISTINCT FROM r.cost OR raw.priced_calls IS DISTINCT FROM r.priced_calls
     OR raw.unpriced_calls IS DISTINCT FROM r.unpriced_calls{provided}
 """
-_DIMENSION_PROVIDED = "\n    OR raw.provided_cost IS DISTINCT FROM r.provided_cost"
+_DIMENSION_PROVIDED = (
+    "\n    OR raw.provided_cost IS DISTINCT FROM r.provided_cost"
+    "\n    OR raw.cost_input IS DISTINCT FROM r.cost_input"
+)
 """The monthly dimension rollup does not sum provided costs; the hourly and daily do."""
 
 
