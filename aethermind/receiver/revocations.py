@@ -32,8 +32,12 @@ async def listen_for_revocations(pool: Any, keys: KeyCache[tenants.VerifiedKey])
     """Drop revoked keys from the cache as soon as any replica revokes them.
 
     While the listening connection is down a notification could be missed, so every
-    (re)connection starts by clearing the whole cache; keys are then verified afresh.
+    reconnection starts by clearing the whole cache; keys are then verified afresh. The
+    first connection instead drops the keys revoked since this process started: keys
+    verified while it was connecting (a slow start under load) stay verified.
     """
+    started = datetime.now(UTC)
+    first = True
     while True:
         try:
             async with pool.acquire() as conn:
@@ -51,7 +55,13 @@ async def listen_for_revocations(pool: Any, keys: KeyCache[tenants.VerifiedKey])
 
                 await conn.add_listener(tenants.KEY_REVOKED_CHANNEL, on_revoked)
                 conn.add_termination_listener(on_lost)
-                keys.clear()
+                if first:
+                    revoked = await tenants.keys_revoked_since(pool, started - POLL_OVERLAP)
+                    if revoked:  # forgetting also voids verifications in flight: only if needed
+                        keys.forget_key_ids([str(key_id) for key_id, _ in revoked])
+                    first = False
+                else:
+                    keys.clear()
                 try:
                     await done
                 finally:
