@@ -200,7 +200,12 @@ def add_parser(sub: Any, add_common_flags: Any, org_help: str) -> None:
     )
     add_common_flags(parser)
     parser.add_argument("--org", required=True, help=org_help)
-    parser.add_argument("--provider", required=True, choices=PROVIDERS)
+    parser.add_argument(
+        "--provider",
+        required=True,
+        choices=PROVIDERS,
+        help="whose cost report the file holds: openai or anthropic",
+    )
     parser.add_argument(
         "--file", required=True, metavar="PATH",
         help="the provider cost API's JSON answer (OpenAI /v1/organization/costs, "
