@@ -111,7 +111,7 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
     if granularity == "minute" and to - from_ > timedelta(days=7):
         raise InvalidParameter("granularity", "minute allows ranges up to 7 days")
     filters = parse_filters(params)
-    order_by = params.get("order_by") or None
+    order_by = params.get("order_by")
     if order_by is not None and order_by not in queries.ORDER_KEYS:
         raise InvalidParameter("order_by", f"must be one of {', '.join(queries.ORDER_KEYS)}")
     limit = None
@@ -122,9 +122,9 @@ def parse_aggregate_params(params: Mapping[str, str]) -> dict[str, Any]:
         limit = int(raw)
         if order_by is None and group_by:
             order_by = "cost_usd"  # top N of a breakdown: the costliest, unless told
-    what_if = params.get("what_if_model") or None
-    if what_if is not None and len(what_if) > MAX_NAME_LENGTH:
-        raise InvalidParameter("what_if_model", f"must be at most {MAX_NAME_LENGTH} characters")
+    what_if = params.get("what_if_model")
+    if what_if is not None and not 0 < len(what_if) <= MAX_NAME_LENGTH:
+        raise InvalidParameter("what_if_model", f"must be 1 to {MAX_NAME_LENGTH} characters")
     return {
         "from_": from_,
         "to": to,
