@@ -33,9 +33,7 @@ from genai_prices.types import (
 )
 
 from aethermind.semconv.bounded import BoundedCache
-from aethermind.semconv.pricing_patterns import (
-    pieces_match,
-)
+from aethermind.semconv.pricing_patterns import pieces_match
 from aethermind.semconv.providers import prices_provider_id, same_provider, split_model_prefix
 from aethermind.semconv.record import UNKNOWN_COST, Cost, UsageRecord
 from aethermind.semconv.tiers import TierRule, rule_for
@@ -364,7 +362,9 @@ class PriceBook:
                 if tier is None or cost.total is None:
                     return cost
                 rule = rule_for(prices_provider_id(record.provider), model, tier)
-                return _scaled(cost, rule.multiplier) if rule and rule.multiplier else cost
+                if rule is None or rule.multiplier is None:
+                    return cost  # rates rules replace list prices, not the org's own price
+                return _scaled(cost, rule.multiplier)
         day_key = (record.provider, model, start_ns // _NS_PER_DAY)
         try:
             daily = self._daily[day_key]
