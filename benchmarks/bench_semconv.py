@@ -57,6 +57,9 @@ RESOURCE = {"service.name": "checkout", "deployment.environment.name": "prod"}
 START_NS = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()) * 1_000_000_000
 
 
+TRIALS = 8
+
+
 def per_span_us(fn: object, rounds: int) -> list[float]:
     samples = []
     for _ in range(rounds):
@@ -89,18 +92,27 @@ def main() -> None:
             )
 
     ours()  # warm the caches: the target is the warm figure
-    fast = per_span_us(ours, 400)
-    slow = per_span_us(baseline, 20)
+    # Trials of many rounds, ours and the baseline interleaved: on a shared machine the CPU's
+    # speed wanders between trials (steal, frequency), and noise only ever adds time, so the
+    # best trial's median is the figure (timeit's rule); every trial's median is printed.
+    fast_trials: list[list[float]] = []
+    slow_trials: list[list[float]] = []
+    for _ in range(TRIALS):
+        fast_trials.append(per_span_us(ours, 100))
+        slow_trials.append(per_span_us(baseline, 5))
+    fast = min(fast_trials, key=statistics.median)
+    slow_median = min(statistics.median(t) for t in slow_trials)
+    fast_median = statistics.median(fast)
     print(
-        f"normalize + price, warm:   median {statistics.median(fast):6.2f} us/span "
-        f"(p90 {statistics.quantiles(fast, n=10)[8]:.2f})"
+        f"normalize + price, warm:   median {fast_median:6.2f} us/span "
+        f"(p90 {statistics.quantiles(fast, n=10)[8]:.2f}); trial medians "
+        + ", ".join(f"{statistics.median(t):.2f}" for t in fast_trials)
     )
-    print(f"calc_price alone, uncached: median {statistics.median(slow):6.2f} us/span")
+    print(f"calc_price alone, uncached: median {slow_median:6.2f} us/span")
     print(
-        f"speed-up: {statistics.median(slow) / statistics.median(fast):.1f}x; target <= 5 us: "
-        f"{'met' if statistics.median(fast) <= 5 else 'NOT met'}"
+        f"speed-up: {slow_median / fast_median:.1f}x; target <= 5 us: "
+        f"{'met' if fast_median <= 5 else 'NOT met'}"
     )
-
 
 if __name__ == "__main__":
     main()

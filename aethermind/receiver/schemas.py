@@ -239,6 +239,17 @@ class CostBreakdown(_Answer):
     cache_read: Decimal = Field(description="Cached input tokens read.")
     cache_write: Decimal = Field(description="Input tokens written to the cache.")
     output: Decimal = Field(description="Output tokens, reasoning included.")
+    modality: Decimal = Field(
+        description="Audio, image and video tokens at their own rates (the lines above "
+        "exclude them)."
+    )
+    fees: Decimal = Field(
+        description="Per-call fees: web searches and other server-tool calls, per-request prices."
+    )
+    other: Decimal = Field(
+        description="Costs that are not tokens, reported by spans that are not model calls "
+        "(`aethermind.cost.usd`, `gen_ai.usage.cost`)."
+    )
 
 
 _AGGREGATE_FIELDS: dict[str, Any] = {
@@ -267,6 +278,14 @@ _AGGREGATE_FIELDS: dict[str, Any] = {
             default=None,
             description="`cost_usd` split the way a bill is; null when nothing was priced. "
             "A cost a call reported without a split is in `cost_usd` only.",
+        ),
+    ),
+    "saved_by_caching_usd": (
+        Decimal | None,
+        Field(
+            default=None,
+            description="What cache reads saved: their tokens at the uncached input rate, "
+            "less what they cost (not part of `cost_usd`); null when nothing was priced.",
         ),
     ),
     "provided_cost_usd": (
@@ -381,6 +400,11 @@ def _stored_span_model() -> type[_Answer]:
             str | None,
             Field(description="The provider's response id, kept on root request spans: two "
                   "instrumentations' spans of one request in different traces share it."),
+        ],
+        "units": Annotated[
+            dict[str, int] | None,
+            Field(description="Usage billed at rates of its own, by genai-prices usage key "
+                  "(input_audio_tokens, output_audio_tokens, web_searches, ...; null: none)."),
         ],
     }  # fmt: skip
     columns: dict[str, Any] = {}

@@ -241,6 +241,67 @@ SERVICE_TIER_KEYS: Final = (
 """The tier that served the request, the response's answer before the request's ask
 (``semconv/tiers.py``). OpenInference records the request's in its invocation parameters."""
 PROVIDED_COST_KEYS: Final = (GEN_AI_USAGE_COST, LLM_COST_TOTAL, GEN_AI_COST_TOTAL_COST)
+"""A cost the span reported (USD). On a model call it is kept beside ours (``provided_cost``);
+on any other span it is that span's own cost."""
+OTHER_COST_KEYS: Final = (AETHERMIND_COST_USD, *PROVIDED_COST_KEYS)
+"""A span that is not a model call (a tool calling a paid API, a GPU job) and reports a cost:
+its cost in the ``other`` category, ours first. On model calls ``aethermind.cost.usd`` is our
+SDK's own estimate of the tokens' price and is not read (the receiver prices the tokens)."""
+
+GEN_AI_USAGE_DETAILS_PREFIX: Final = "gen_ai.usage.details."
+"""pydantic-ai's usage details (``RequestUsage.details``, audio counts, web search requests)."""
+AETHERMIND_USAGE_PREFIX: Final = "aethermind.usage."
+"""Any genai-prices usage unit of ``UNIT_KEYS`` by its own name, set by hand or by an app."""
+UNIT_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    # genai-prices usage key: the attributes that carry it, first present wins.
+    "input_audio_tokens": (
+        "aethermind.usage.input_audio_tokens",
+        "gen_ai.usage.details.input_audio_tokens",
+        "llm.token_count.prompt_details.audio",  # OpenInference (OpenAI prompt_tokens_details)
+    ),
+    "cache_audio_read_tokens": (
+        "aethermind.usage.cache_audio_read_tokens",
+        "gen_ai.usage.details.cache_audio_read_tokens",
+    ),
+    "output_audio_tokens": (
+        "aethermind.usage.output_audio_tokens",
+        "gen_ai.usage.details.output_audio_tokens",
+        "llm.token_count.completion_details.audio",  # OpenInference
+    ),
+    "input_image_tokens": (
+        "aethermind.usage.input_image_tokens",
+        "gen_ai.usage.details.input_image_tokens",
+    ),
+    "cache_image_read_tokens": (
+        "aethermind.usage.cache_image_read_tokens",
+        "gen_ai.usage.details.cache_image_read_tokens",
+    ),
+    "output_image_tokens": (
+        "aethermind.usage.output_image_tokens",
+        "gen_ai.usage.details.output_image_tokens",
+    ),
+    "input_video_tokens": (
+        "aethermind.usage.input_video_tokens",
+        "gen_ai.usage.details.input_video_tokens",
+    ),
+    "output_video_tokens": (
+        "aethermind.usage.output_video_tokens",
+        "gen_ai.usage.details.output_video_tokens",
+    ),
+    "web_searches": (
+        "aethermind.usage.web_searches",
+        # pydantic-ai: Anthropic's usage.server_tool_use.web_search_requests, OpenAI's web
+        # search calls
+        "gen_ai.usage.details.web_search_requests",
+    ),
+    "code_executions": ("aethermind.usage.code_executions",),
+    "storage_searches": ("aethermind.usage.storage_searches",),
+}
+"""Usage beyond text tokens that bills at its own rate: modality tokens (a subset of the
+input, cache-read or output tokens they name) and per-call fees (server tools). Keys are
+genai-prices' usage keys, so its rates apply as they are."""
+MODALITY_UNITS: Final = frozenset(k for k in UNIT_KEYS if k.endswith("_tokens"))
+FEE_UNITS: Final = frozenset(k for k in UNIT_KEYS if not k.endswith("_tokens"))
 STREAMING_KEYS: Final = (GEN_AI_IS_STREAMING, LLM_IS_STREAMING)
 ENVIRONMENT_KEYS: Final = (DEPLOYMENT_ENVIRONMENT_NAME, DEPLOYMENT_ENVIRONMENT)
 
@@ -258,6 +319,8 @@ GENAI_MARKER_KEYS: Final = (
     GEN_AI_USAGE_INPUT_TOKENS,
     LLM_TOKEN_COUNT_PROMPT,
     AI_OPERATION_ID,
+    AETHERMIND_COST_USD,
+    GEN_AI_USAGE_COST,
 )
 
 # OpenInference span kinds that are model calls; AGENT/TOOL/CHAIN/RETRIEVER are not priced.

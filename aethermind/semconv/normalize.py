@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from aethermind.semconv import attributes as a
 from aethermind.semconv.agent_spans import ADAPTERS
+from aethermind.semconv.bounded import BoundedCache
 from aethermind.semconv.providers import prices_provider_id
 from aethermind.semconv.record import MAX_NAME_LENGTH, MAX_RESPONSE_ID_LENGTH, UsageRecord
 from aethermind.semconv.tiers import normalize_tier
@@ -107,6 +108,8 @@ _FIELDS: Final = (
     a.SESSION_KEYS,
     a.AGENT_KEYS,
     a.SERVICE_TIER_KEYS,
+    (a.AETHERMIND_COST_USD,),
+    tuple(name for names in a.UNIT_KEYS.values() for name in names),
 )
 (
     _PROVIDER,
@@ -131,6 +134,8 @@ _FIELDS: Final = (
     _SESSION,
     _AGENT,
     _SERVICE_TIER,
+    _OTHER_COST,
+    _ANY_UNIT,  # any of them: then every unit is read (``_units``)
 ) = range(len(_FIELDS))
 _ATTRIBUTION_KEYS: Final = a.ATTRIBUTION_KEYS
 _SLOTS: Final[dict[str, tuple[int, int]]] = {
@@ -139,19 +144,44 @@ _SLOTS: Final[dict[str, tuple[int, int]]] = {
 _UNRANKED: Final = len(max(_FIELDS, key=len))
 
 
+_NO_VALUES: Final[list[Any]] = [None] * len(_FIELDS)
+_PLANS: Final[BoundedCache[tuple[str, ...], tuple[tuple[int, str], ...]]] = BoundedCache(1024)
+"""Attribute names of a span, in order -> the name each field is read from. Spans of one
+instrumentation share a few shapes, so reading a span is then one lookup per field it has,
+not one per attribute. Keyed by what tenants send, so bounded in entries and, through
+``_MAX_PLANNED_*``, in the size of each key (a span too large for it is read directly)."""
+_MAX_PLANNED_NAMES: Final = 64
+_MAX_PLANNED_CHARS: Final = 4096
+
+
 def _pick(attrs: Mapping[str, Any]) -> list[Any]:
     """The best-ranked raw value of each field; validated by the caller."""
-    values: list[Any] = [None] * len(_FIELDS)
+    names = tuple(attrs)
+    try:
+        plan = _PLANS[names]
+    except KeyError:
+        plan = _plan(names)
+        if len(names) <= _MAX_PLANNED_NAMES and sum(map(len, names)) <= _MAX_PLANNED_CHARS:
+            _PLANS.put(names, plan)
+    values = _NO_VALUES.copy()
+    for field, name in plan:
+        values[field] = attrs[name]
+    return values
+
+
+def _plan(names: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    """For each field some name carries, the best-ranked such name."""
     ranks = [_UNRANKED] * len(_FIELDS)
+    chosen: dict[int, str] = {}
     slots = _SLOTS
-    for name, value in attrs.items():
+    for name in names:
         slot = slots.get(name)
         if slot is not None:
             field, rank = slot
             if rank < ranks[field]:
                 ranks[field] = rank
-                values[field] = value
-    return values
+                chosen[field] = name
+    return tuple(chosen.items())
 
 
 def normalize(
@@ -240,7 +270,9 @@ def _normalize(
         and output_tokens is None
         and operation is None
     ):
-        return None  # a bare provider name is not enough to call it a model call
+        if found[_COST] is None and found[_OTHER_COST] is None:
+            return None  # a bare provider name is not enough to call it a model call
+        is_llm_call = False  # a span reporting a cost and nothing else: its own cost
 
     v = found[_PROVIDER]
     provider = v if v is None or (type(v) is str and v) else _valid_text(v, attrs, a.PROVIDER_KEYS)
@@ -316,7 +348,7 @@ def _normalize(
         write_1h,
         reasoning,
         total,
-        _first_cost(attrs) if found[_COST] is not None else None,
+        _reported_cost(attrs, found, is_llm_call),
         error_type,
         service,
         environment,
@@ -327,6 +359,7 @@ def _normalize(
         agent,
         cut,
         service_tier,
+        None if found[_ANY_UNIT] is None else _units(attrs),
     )
 
 
@@ -607,12 +640,36 @@ def _first_count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
     return None
 
 
-def _first_cost(attrs: Mapping[str, Any]) -> Decimal | None:
-    for key in a.PROVIDED_COST_KEYS:
+def _reported_cost(attrs: Mapping[str, Any], found: list[Any], is_llm_call: bool) -> Decimal | None:
+    """The cost the span reported: a model call's beside ours (``PROVIDED_COST_KEYS``), any
+    other span's as its own (``OTHER_COST_KEYS``)."""
+    if is_llm_call:
+        return None if found[_COST] is None else _first_cost(attrs, a.PROVIDED_COST_KEYS)
+    if found[_COST] is None and found[_OTHER_COST] is None:
+        return None
+    return _first_cost(attrs, a.OTHER_COST_KEYS)
+
+
+def _first_cost(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Decimal | None:
+    for key in keys:
         cost = provided_cost(attrs.get(key))
         if cost is not None:
             return cost
     return None
+
+
+def _units(attrs: Mapping[str, Any]) -> dict[str, int] | None:
+    """The span's usage billed at rates of its own (``attributes.UNIT_KEYS``), valid counts
+    only; None when none is."""
+    units: dict[str, int] = {}
+    for unit, names in a.UNIT_KEYS.items():
+        for name in names:
+            count = _count(attrs.get(name))
+            if count is not None:
+                if count:
+                    units[unit] = count
+                break
+    return units or None
 
 
 def provided_cost(value: Any) -> Decimal | None:

@@ -34,6 +34,7 @@ from genai_prices.types import (
 
 from aethermind.semconv.bounded import BoundedCache
 from aethermind.semconv.pricing_patterns import pieces_match
+from aethermind.semconv.pricing_units import split_units, with_units
 from aethermind.semconv.providers import prices_provider_id, same_provider, split_model_prefix
 from aethermind.semconv.record import UNKNOWN_COST, Cost, UsageRecord
 from aethermind.semconv.tiers import TierRule, rule_for
@@ -164,6 +165,11 @@ class RateCard:
     cache_write_1h: Decimal
     output: Decimal
     reasoning: Decimal
+    cache_saving: Decimal = _ZERO
+    """What a cache read saves against an uncached input token (``input - cache_read``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cache_saving", self.input - self.cache_read)
 
     @classmethod
     def probe(cls, price: ModelPrice, input_probe: int | None) -> RateCard:
@@ -231,6 +237,10 @@ class RateCard:
             output_cost,
             price_model_id,
             provider_id,
+            None,
+            self.fixed,
+            None,
+            cache_read * self.cache_saving if cache_read else zero,
         )
 
 
@@ -263,6 +273,19 @@ class _PricedModel:
             card = RateCard.probe(self._price, self._input_probe(tier))
             self._cards[tier] = card
         return card
+
+    def cost(self, record: UsageRecord, price_model_id: str, provider_id: str | None) -> Cost:
+        """``record`` at this price: text tokens by the rate card of its tier, audio, image
+        and video tokens and per-call fees at their own rates (``pricing_units``)."""
+        inputs = record.input_tokens or 0
+        if record.units is None:
+            return self.card_for(inputs).cost(record, price_model_id, provider_id)
+        split = split_units(self._price, record)
+        if split is None:
+            return _fallback(record)
+        text, modality, fees = split
+        text_cost = self.card_for(inputs).cost(text, price_model_id, provider_id)
+        return with_units(text_cost, modality, fees)
 
     def _input_probe(self, tier: int) -> int | None:
         starts = self._tier_starts
@@ -325,8 +348,7 @@ class PriceBook:
                     daily = None
                 if daily is not None:
                     priced, model_id, provider_id = daily
-                    card = priced.card_for(record.input_tokens or 0)
-                    return card.cost(record, model_id, provider_id)
+                    return priced.cost(record, model_id, provider_id)
             return self._price(record, start_time_unix_nano, overrides, lookups)
         except Exception:  # a pricing bug must not lose the span: it is stored unpriced
             logger.exception(
@@ -374,13 +396,7 @@ class PriceBook:
             if daily is None:
                 return _fallback(record)
             priced, model_id, provider_name = daily
-            return self._at_tier(
-                priced.card_for(inputs).cost(
-                    record, price_model_id=model_id, provider_id=provider_name
-                ),
-                record,
-                inputs,
-            )
+            return self._at_tier(priced.cost(record, model_id, provider_name), record, inputs)
         provider_id = prices_provider_id(record.provider)
         resolved = self._resolve(provider_id, model, lookups)
         if resolved is None and record.request_model and record.request_model != model:
@@ -400,8 +416,7 @@ class PriceBook:
             self._periods.put(key, priced_model)
         if not resolved.time_of_day_prices:
             self._daily.put(day_key, (priced_model, resolved.model.id, resolved.provider.id))
-        card = priced_model.card_for(inputs)
-        cost = card.cost(record, price_model_id=resolved.model.id, provider_id=resolved.provider.id)
+        cost = priced_model.cost(record, resolved.model.id, resolved.provider.id)
         return self._at_tier(cost, record, inputs)
 
     def what_if(
@@ -433,9 +448,7 @@ class PriceBook:
         except KeyError:
             priced = _PricedModel(override.model_price())
             self._overrides.put(override, priced)
-        return priced.card_for(inputs).cost(
-            record, price_model_id=f"override:{override.model_pattern}", provider_id=None
-        )
+        return priced.cost(record, f"override:{override.model_pattern}", None)
 
     def _at_tier(self, cost: Cost, record: UsageRecord, inputs: int) -> Cost:
         """``cost`` (a list price) at the record's service tier: scaled by the tier rule's
@@ -456,9 +469,7 @@ class PriceBook:
         except KeyError:
             priced = _PricedModel(_rates_price(rule))
             self._tier_prices.put(rule, priced)
-        return priced.card_for(inputs).cost(
-            record, price_model_id=f"{cost.price_model_id}@{tier}", provider_id=cost.provider_id
-        )
+        return priced.cost(record, f"{cost.price_model_id}@{tier}", cost.provider_id)
 
     def _overrides_naming(
         self,
@@ -568,7 +579,11 @@ def price_record(
 
 
 def _fallback(record: UsageRecord) -> Cost:
+    """The cost the span reported, if any: a model call's stands in for a price we lack; any
+    other span's is its own cost, not tokens (the ``other`` line)."""
     if record.provided_cost is not None:
+        if not record.is_llm_call:
+            return Cost(source="provided", total=record.provided_cost, other=record.provided_cost)
         return Cost(source="provided", total=record.provided_cost)
     return UNKNOWN_COST
 
@@ -588,6 +603,10 @@ def _scaled(cost: Cost, multiplier: Decimal) -> Cost:
         times(cost.output),
         cost.price_model_id,
         cost.provider_id,
+        times(cost.modality),
+        times(cost.fees),
+        times(cost.other),
+        times(cost.saved_by_cache),
     )
 
 

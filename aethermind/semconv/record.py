@@ -65,6 +65,10 @@ class UsageRecord:
     service_tier: str | None = None
     """The tier that served the request (``batch``, ``flex``, ``priority``, ...), None for
     standard: ``tiers.normalize_tier``."""
+    units: dict[str, int] | None = None
+    """Usage billed at rates of its own (``attributes.UNIT_KEYS``: audio, image and video
+    tokens, each a part of the token count it names; web searches and other server-tool
+    calls), by genai-prices usage key; None when the span reported none."""
 
     @property
     def model(self) -> str | None:
@@ -77,7 +81,8 @@ class Cost:
     """A span's price in USD, split the way a bill is, with where the figure came from.
 
     ``total`` is None when ``source`` is ``unknown``: an unpriced call never costs $0.
-    ``input`` is the uncached input only; cache reads and writes are their own lines.
+    ``input`` is the uncached input only; cache reads and writes are their own lines. The
+    lines sum to ``total`` when it was computed here.
     """
 
     source: CostSource
@@ -88,6 +93,15 @@ class Cost:
     output: Decimal | None = None
     price_model_id: str | None = None
     provider_id: str | None = None
+    modality: Decimal | None = None
+    """Audio, image and video tokens at their own rates (the text lines exclude them)."""
+    fees: Decimal | None = None
+    """Per-call fees: server tools (web searches, code execution) and per-request prices."""
+    other: Decimal | None = None
+    """A cost that is not tokens, reported by a span that is not a model call."""
+    saved_by_cache: Decimal | None = None
+    """What the cache reads saved: their tokens at the uncached input rate, less what they
+    cost. Not part of ``total``."""
 
 
 UNKNOWN_COST = Cost(source="unknown")

@@ -10,7 +10,7 @@ from typing import Any
 
 from aethermind.storage.dimensions import ORDER_BY
 from aethermind.storage.histogram import BUCKET_COLUMNS
-from aethermind.storage.rollups import BREAKDOWN_COLUMNS, TOKEN_COLUMNS
+from aethermind.storage.rollups import PRICE_LINES, TOKEN_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ ROLLUP_MEASURES: tuple[str, ...] = (
     "sum(errors)::bigint AS errors",
     *(f"sum({c})::bigint AS {c}" for c in TOKEN_COLUMNS),
     "sum(cost) AS cost",
-    *(f"sum({c}) AS {c}" for c in BREAKDOWN_COLUMNS),
+    *(f"sum({c}) AS {c}" for c in PRICE_LINES),
     "sum(priced_calls)::bigint AS priced_calls",
     "sum(unpriced_calls)::bigint AS unpriced_calls",
     "sum(provided_cost) AS provided_cost",

@@ -30,9 +30,9 @@ from aethermind.storage.dimensions import (
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
 from aethermind.storage.metric_usage import metric_aggregates
 from aethermind.storage.rollups import (
-    BREAKDOWN_COLUMNS,
     IS_ERROR_SQL,
     IS_UNPRICED_SQL,
+    PRICE_LINES,
     ROLLUP_KEYS,
     ROLLUP_SUMS,
     TOKEN_COLUMNS,
@@ -184,7 +184,7 @@ def _raw_sql(shape: Shape) -> tuple[str, list[Any]]:
         f"count(*) FILTER (WHERE {IS_ERROR_SQL}) AS errors",
         *(f"coalesce(sum({c}), 0)::bigint AS {c}" for c in TOKEN_COLUMNS),
         "sum(cost) AS cost",
-        *(f"sum({c}) AS {c}" for c in BREAKDOWN_COLUMNS),
+        *(f"sum({c}) AS {c}" for c in PRICE_LINES),
         "count(cost) AS priced_calls",
         f"count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls",
         "sum(provided_cost) AS provided_cost",
@@ -225,6 +225,8 @@ def _row(
         if out["cost_usd"] is not None
         else None
     )
+    saved = record["cost_saved_by_cache"]
+    out["saved_by_caching_usd"] = Decimal(saved or 0) if out["cost_usd"] is not None else None
     out["unpriced_calls"] = int(record["unpriced_calls"])
     provided = record["provided_cost"]
     out["provided_cost_usd"] = Decimal(provided) if record["provided_calls"] else None
@@ -353,6 +355,9 @@ BREAKDOWN_PARTS: dict[str, str] = {
     "cache_read": "cost_cache_read",
     "cache_write": "cost_cache_write",
     "output": "cost_output",
+    "modality": "cost_modality",
+    "fees": "cost_fees",
+    "other": "cost_other",
 }
 """``cost_breakdown_usd``'s parts and the summed column of each. Costs a call reported
 without a split (a provided cost standing in for an unknown price) are in ``cost_usd`` only,
@@ -380,7 +385,11 @@ def _with_metric_usage(
             row = {k: metric_row[k] for k in keys}
             row.update({column: 0 for column in _SUMMED})
             row.update(
-                cost_usd=None, cost_breakdown_usd=None, unpriced_calls=0, provided_cost_usd=None
+                cost_usd=None,
+                cost_breakdown_usd=None,
+                saved_by_caching_usd=None,
+                unpriced_calls=0,
+                provided_cost_usd=None,
             )
             row["latency_ms"] = {name: None for name, _ in QUANTILES}
             by_key[key] = row

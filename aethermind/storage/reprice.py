@@ -19,7 +19,7 @@ from aethermind.storage.deciding import counting_lock_sql
 from aethermind.storage.dimension_rollups import dimension_rollup_ctes
 from aethermind.storage.dimensions import ATTRIBUTION, DIMENSIONS
 from aethermind.storage.rollups import (
-    BREAKDOWN_COLUMNS,
+    PRICE_LINES,
     PRICED_INPUTS,
     ROLLUP_INPUTS,
     ROLLUP_TABLES,
@@ -91,19 +91,19 @@ def _new_costs(row: Any, cost: Cost) -> tuple[Any, ...]:
 
 
 _PRICED_AT = [COST_COLUMNS.index(c) for c in PRICED_INPUTS]
-_BREAKDOWN_AT = [COST_COLUMNS.index(c) for c in BREAKDOWN_COLUMNS]
-_MOVED_SUMS = ("cost", "priced_calls", "unpriced_calls", *BREAKDOWN_COLUMNS)
+_LINES_AT = [COST_COLUMNS.index(c) for c in PRICE_LINES]
+_MOVED_SUMS = ("cost", "priced_calls", "unpriced_calls", *PRICE_LINES)
 """The usage rollups' sums a price moves, in ``_contribution``'s order."""
 
 
 def _no_delta() -> list[Any]:
-    return [Decimal(0), 0, 0, *(Decimal(0) for _ in BREAKDOWN_COLUMNS)]
+    return [Decimal(0), 0, 0, *(Decimal(0) for _ in PRICE_LINES)]
 
 
 def _contribution(costs: tuple[Any, ...]) -> tuple[Any, ...]:
     """One span's share of ``_MOVED_SUMS`` given its cost columns (``COST_COLUMNS``)."""
     cost, source = costs[_COST], costs[_SOURCE]
-    parts = tuple(costs[i] or Decimal(0) for i in _BREAKDOWN_AT)
+    parts = tuple(costs[i] or Decimal(0) for i in _LINES_AT)
     if cost is not None:
         return (cost, 1, 0, *parts)
     return (Decimal(0), 0, 1 if source == "unknown" else 0, *parts)
@@ -151,7 +151,8 @@ async def reprice(
                        {", ".join(f"coalesce({d}, '') AS {d}" for d in _DIMS)},
                        request_model, response_model, input_tokens, output_tokens,
                        cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens,
-                       provided_cost, error_type, counted, {", ".join(_COST_FIELDS)}
+                       provided_cost, error_type, counted, units, usage_role,
+                       {", ".join(_COST_FIELDS)}
                   FROM telemetry_events
                  WHERE organization_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
                    AND ($4::timestamptz IS NULL OR ("timestamp", trace_id, span_id) > ($4, $5, $6))

@@ -27,10 +27,18 @@ BREAKDOWN_COLUMNS: tuple[str, ...] = (
     "cost_cache_read",
     "cost_cache_write",
     "cost_output",
+    "cost_modality",
+    "cost_fees",
+    "cost_other",
 )
 """A priced span's cost split the way a bill is (``semconv.record.Cost``): uncached input,
-cache reads, cache writes, output (reasoning included)."""
-PRICED_INPUTS: tuple[str, ...] = ("cost", "cost_source", *BREAKDOWN_COLUMNS)
+cache reads, cache writes, output (reasoning included), audio/image/video tokens at their
+own rates, per-call fees, and costs that are not tokens."""
+SAVINGS_COLUMNS: tuple[str, ...] = ("cost_saved_by_cache",)
+"""What a price says beside the cost: what cache reads saved (not part of ``cost``)."""
+PRICE_LINES: tuple[str, ...] = (*BREAKDOWN_COLUMNS, *SAVINGS_COLUMNS)
+"""Every per-span figure a price decides besides ``cost``, summed in the rollups."""
+PRICED_INPUTS: tuple[str, ...] = ("cost", "cost_source", *PRICE_LINES)
 """The span columns of ``ROLLUP_INPUTS`` that a price decides."""
 ROLLUP_INPUTS: tuple[str, ...] = (
     "status",
@@ -47,7 +55,7 @@ ROLLUP_SUMS = (
     "errors",
     *TOKEN_COLUMNS,
     "cost",
-    *BREAKDOWN_COLUMNS,
+    *PRICE_LINES,
     "priced_calls",
     "unpriced_calls",
     "provided_cost",
@@ -97,7 +105,7 @@ def rollup_aggregates_sql(
         {when(IS_ERROR_SQL)} AS errors,
         {tokens},
         {total("cost")} AS cost,
-        {", ".join(f"{total(c)} AS {c}" for c in BREAKDOWN_COLUMNS)},
+        {", ".join(f"{total(c)} AS {c}" for c in PRICE_LINES)},
         {when("cost IS NOT NULL")} AS priced_calls,
         {when(IS_UNPRICED_SQL)} AS unpriced_calls,
         {total("provided_cost")} AS provided_cost,

@@ -8,6 +8,7 @@ Adding a column means: a field here, a migration, and the line in ``copy_row`` t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -71,6 +72,14 @@ class TelemetryRow:
     cost_cache_read: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
     cost_cache_write: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
     cost_output: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    cost_modality: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    """Audio, image and video tokens at their own rates (``semconv/pricing_units.py``)."""
+    cost_fees: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    """Per-call fees: server-tool calls and per-request prices."""
+    cost_other: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    """A cost that is not tokens, reported by a span that is not a model call."""
+    cost_saved_by_cache: Decimal | None = field(default=None, metadata=_COST_NUMERIC)
+    """What cache reads saved against the uncached input rate (not part of ``cost``)."""
     cost_source: str | None = field(default=None, metadata=_COST_TEXT)
     price_model_id: str | None = field(default=None, metadata=_COST_TEXT)
     provided_cost: Decimal | None = field(default=None, metadata=_NUMERIC)
@@ -96,6 +105,8 @@ class TelemetryRow:
     service_tier: str | None = field(default=None, metadata=_TEXT)
     """The tier that served the request (``batch``, ``flex``, ``priority``, ...); None for
     standard (the ``service_tier`` dimension; see ``semconv/tiers.py``)."""
+    units: Mapping[str, int] | None = field(default=None, metadata=_JSONB)
+    """Usage billed at rates of its own (``UsageRecord.units``), kept so repricing sees it."""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
@@ -191,13 +202,17 @@ def cost_values(cost: Cost, *, is_llm_call: bool) -> tuple[Any, ...]:
     priced = cost.total is not None and cost.source != "unknown"
     source = cost.source if (is_llm_call or priced) else None
     if not priced:
-        return (None, None, None, None, None, source, cost.price_model_id)
+        return (None, None, None, None, None, None, None, None, None, source, cost.price_model_id)
     return (
         cost.total,
         cost.input,
         cost.cache_read,
         cost.cache_write,
         cost.output,
+        cost.modality,
+        cost.fees,
+        cost.other,
+        cost.saved_by_cache,
         source,
         cost.price_model_id,
     )
@@ -233,9 +248,19 @@ def copy_row(
     total = usage.total_tokens
     if total is None and usage.input_tokens is not None and usage.output_tokens is not None:
         total = usage.input_tokens + usage.output_tokens
-    amount, cost_input, cache_read, cache_write, output, source, price_model_id = cost_values(
-        cost, is_llm_call=usage.is_llm_call
-    )
+    (
+        amount,
+        cost_input,
+        cache_read,
+        cache_write,
+        output,
+        modality,
+        fees,
+        other,
+        saved,
+        source,
+        price_model_id,
+    ) = cost_values(cost, is_llm_call=usage.is_llm_call)
     # In COLUMNS order (tests/storage/test_span_row.py checks each position).
     return (
         trace_id,
@@ -264,6 +289,10 @@ def copy_row(
         None if cache_read is None else str(cache_read),
         None if cache_write is None else str(cache_write),
         None if output is None else str(output),
+        None if modality is None else str(modality),
+        None if fees is None else str(fees),
+        None if other is None else str(other),
+        None if saved is None else str(saved),
         source,
         price_model_id,
         None if usage.provided_cost is None else str(usage.provided_cost),
@@ -278,6 +307,7 @@ def copy_row(
         tags,
         inheritable,
         usage.service_tier,
+        usage.units,
     )
 
 
@@ -351,9 +381,26 @@ def usage_from_row(row: Mapping[str, Any]) -> UsageRecord:
         error_type=row["error_type"],
         service=row["service"],
         environment=row["environment"],
-        is_llm_call=row["cost_source"] is not None,
+        is_llm_call=_is_model_call(row),
         service_tier=row.get("service_tier"),
+        units=_units_of(row.get("units")),
     )
+
+
+def _is_model_call(row: Mapping[str, Any]) -> bool:
+    """A stored span's role says it was a model call; rows read without it, their cost source."""
+    if "usage_role" in row:
+        return bool(row["usage_role"] == "request")
+    return row["cost_source"] is not None
+
+
+def _units_of(stored: Any) -> dict[str, int] | None:
+    """A stored ``units`` value (a dict from asyncpg's JSON codec, or JSON text) as counts."""
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    if not isinstance(stored, dict) or not stored:
+        return None
+    return {k: v for k, v in stored.items() if type(v) is int}
 
 
 def _check_layout() -> None:

@@ -45,7 +45,7 @@ __all__ = [
     "write_rows",
 ]
 
-STAGING_TABLE = "aethermind_staging_4"
+STAGING_TABLE = "aethermind_staging_5"
 """Numbered by shape: behind a pooler, a server session may still hold an older shape."""
 # Per session, emptied at every commit, so it never holds rows between batches. Creating it
 # "if not exists" at the start of each write costs a catalog lookup, and works on any

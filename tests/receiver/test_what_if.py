@@ -40,8 +40,12 @@ async def test_rows_carry_what_the_same_tokens_would_cost_on_another_model(
     # $0.30, output $15.00): 6,000 x 3, 4,000 x 0.30, 1,000 x 15.
     parts = {k: Decimal(v) for k, v in sonnet["cost_breakdown_usd"].items()}
     assert parts == {"input": Decimal(18_000) * MICRO, "cache_read": Decimal(1_200) * MICRO,
-                     "cache_write": Decimal(0), "output": Decimal(15_000) * MICRO}  # fmt: skip
+                     "cache_write": Decimal(0), "output": Decimal(15_000) * MICRO,
+                     "modality": Decimal(0), "fees": Decimal(0), "other": Decimal(0)}  # fmt: skip
     assert sum(parts.values()) == Decimal(sonnet["cost_usd"])
+    # Saved by caching: 4,000 cached tokens at $3.00 uncached, less the $0.30 they cost.
+    assert Decimal(sonnet["saved_by_caching_usd"]) == Decimal(4_000 * 270) * Decimal("0.01") * MICRO
+    assert private["saved_by_caching_usd"] is None
     [total] = await aggregates(receiver, what_if_model="gpt-4o")
     assert Decimal(total["what_if_cost_usd"]) == Decimal(40_000) * MICRO
     assert "what_if_cost_usd" not in (await aggregates(receiver))[0]

@@ -20,7 +20,7 @@ NEVER = datetime(2100, 1, 1, tzinfo=UTC)
 MEASURES = (
     "calls", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "reasoning_tokens", "total_tokens", "cost_usd", "unpriced_calls",
-    "provided_cost_usd", "cost_breakdown_usd",
+    "provided_cost_usd", "cost_breakdown_usd", "saved_by_caching_usd",
 )  # fmt: skip
 
 

@@ -31,11 +31,13 @@ def _probe() -> tuple[UsageRecord, Cost, dict[str, object]]:
         provided_cost=Decimal("0.107"), error_type="p-error", service="p-service",
         environment="p-environment", response_id="p-response-id", user="p-user",
         session="p-session", agent="p-agent", service_tier="p-tier",
+        units={"input_audio_tokens": 107},
     )  # fmt: skip
     cost = Cost(
         source="computed", total=Decimal("0.201"), input=Decimal("0.202"),
         cache_read=Decimal("0.203"), cache_write=Decimal("0.204"), output=Decimal("0.205"),
-        price_model_id="p-price-model",
+        price_model_id="p-price-model", modality=Decimal("0.206"), fees=Decimal("0.207"),
+        other=Decimal("0.208"), saved_by_cache=Decimal("0.209"),
     )  # fmt: skip
     span = {
         "trace_id": "p-trace", "span_id": "p-span", "parent_span_id": "p-parent",
@@ -74,14 +76,16 @@ def test_copy_row_puts_every_value_in_its_declared_column() -> None:
         "response_model": "p-response", "input_tokens": 101, "output_tokens": 102,
         "cache_read_tokens": 103, "cache_write_tokens": 104, "reasoning_tokens": 105,
         "total_tokens": 106, "cost": "0.201", "cost_input": "0.202", "cost_cache_read": "0.203",
-        "cost_cache_write": "0.204", "cost_output": "0.205", "cost_source": "computed",
+        "cost_cache_write": "0.204", "cost_output": "0.205", "cost_modality": "0.206",
+        "cost_fees": "0.207", "cost_other": "0.208", "cost_saved_by_cache": "0.209",
+        "cost_source": "computed",
         "price_model_id": "p-price-model", "provided_cost": "0.107",
         "attributes": {"p": "attributes"}, "resource_attributes": {"p": "res"},
         "usage_role": "request", "instrumentation_scope": "p-scope",
         "response_id": None,  # kept on root spans only: this one has a parent
         "user_id": "p-user", "session_id": "p-session", "agent_name": "p-agent",
         "tags": {"p": "tag"}, "inheritable": {"user": "p-inheritable"},
-        "service_tier": "p-tier",
+        "service_tier": "p-tier", "units": {"input_audio_tokens": 107},
     }  # fmt: skip
 
 
@@ -93,7 +97,7 @@ def test_the_typed_row_and_the_copy_row_are_the_same_span() -> None:
     assert [f.name for f in fields(TelemetryRow)] == list(COLUMNS)
     assert MONEY_COLUMNS == {
         "cost", "cost_input", "cost_cache_read", "cost_cache_write", "cost_output",
-        "provided_cost",
+        "cost_modality", "cost_fees", "cost_other", "cost_saved_by_cache", "provided_cost",
     }  # fmt: skip
 
 
