@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from aethermind.ingest.otlp import MAX_TIME_UNIX_NANO, MalformedBodyError
 from aethermind.semconv import UsageRecord
 from aethermind.semconv import attributes as a
+from aethermind.semconv.attributes import UNIT_KEYS
 from aethermind.semconv.normalize import reported_usage
 from aethermind.semconv.tiers import MAX_TIER_LENGTH, normalize_tier
 
@@ -178,6 +179,17 @@ def _count(value: Any) -> int:
     return int(number)
 
 
+def _units(value: Any) -> dict[str, int]:
+    """Usage billed at its own rates, by genai-prices usage key (``attributes.UNIT_KEYS``)."""
+    if not isinstance(value, dict):
+        raise ValueError("must be an object")
+    unknown = sorted(k for k in value if k not in UNIT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown unit {unknown[0]!r} (known: {', '.join(UNIT_KEYS)})")
+    units = {key: _count(count) for key, count in value.items()}
+    return {key: count for key, count in units.items() if count}
+
+
 def _number(value: Any) -> float:
     number = float(_finite(value))
     if number < 0 or number > 1e12:
@@ -282,6 +294,21 @@ class IngestEvent(BaseModel):
             _money,
             {"type": "number", "minimum": 0, "maximum": 10**12},
             description="The cost the client computed (USD), kept exactly as `provided_cost`.",
+        ),
+    ] = None
+    units: Annotated[
+        dict[str, int] | None,
+        *_field(
+            _units,
+            {
+                "type": "object",
+                "propertyNames": {"enum": list(UNIT_KEYS)},
+                "additionalProperties": _COUNT_SCHEMA,
+            },
+            description="Usage billed at rates of its own, by genai-prices usage key: audio, "
+            "image and video tokens (each a part of the token count it names) and server-tool "
+            "calls (`web_searches`, ...).",
+            examples=[{"input_audio_tokens": 700, "web_searches": 2}],
         ),
     ] = None
     attributes: Annotated[
@@ -394,6 +421,7 @@ def _event_call(event: Any) -> ReportedCall:
         environment=parsed.environment,
     )
     usage.service_tier = normalize_tier(parsed.service_tier)
+    usage.units = parsed.units or None
     start = parsed.timestamp
     duration_ms = parsed.duration_ms if parsed.duration_ms is not None else parsed.latency_ms
     resource: dict[str, Any] = {}

@@ -106,6 +106,12 @@ LITELLM_USAGE_OBJECT: Final = "metadata.usage_object"
 # --- Anthropic SDK's own spans ------------------------------------------------------------
 ANTHROPIC_CACHE_WRITE_5M: Final = "anthropic.usage.cache_creation.ephemeral_5m_input_tokens"
 ANTHROPIC_CACHE_WRITE_1H: Final = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+CACHE_WRITE_1H_KEYS: Final = (
+    ANTHROPIC_CACHE_WRITE_1H,
+    "gen_ai.usage.details.ephemeral_1h_input_tokens",  # pydantic-ai's Anthropic usage details
+)
+"""Cache writes kept for an hour (Anthropic bills them above 5-minute writes): a part of the
+cache writes."""
 ANTHROPIC_SDK_SCOPE: Final = "com.anthropic.sdk.python"
 SELF_TRACING_SDK_SCOPES: Final[dict[str, str]] = {"anthropic": ANTHROPIC_SDK_SCOPE}
 """Client SDKs that trace themselves: the provider (also the client library's name) -> the

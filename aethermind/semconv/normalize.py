@@ -96,7 +96,7 @@ _FIELDS: Final = (
     a.CACHE_READ_KEYS,
     a.CACHE_WRITE_KEYS,
     (a.ANTHROPIC_CACHE_WRITE_5M,),
-    (a.ANTHROPIC_CACHE_WRITE_1H,),
+    a.CACHE_WRITE_1H_KEYS,
     a.REASONING_KEYS,
     a.PROVIDED_COST_KEYS,
     (a.ERROR_TYPE,),
@@ -270,7 +270,7 @@ def _normalize(
         and output_tokens is None
         and operation is None
     ):
-        if found[_COST] is None and found[_OTHER_COST] is None:
+        if _reported_cost(attrs, found, False) is None:
             return None  # a bare provider name is not enough to call it a model call
         is_llm_call = False  # a span reporting a cost and nothing else: its own cost
 

@@ -89,6 +89,21 @@ OPENAI_RESPONSES_USAGE: dict[str, Any] = {
 OPENAI_EMBEDDINGS_USAGE: dict[str, Any] = {"prompt_tokens": 64, "total_tokens": 64}
 """Embeddings. The API always has `total_tokens == prompt_tokens` here; 64 is used nowhere else."""
 
+OPENAI_AUDIO_USAGE: dict[str, Any] = {
+    "prompt_tokens": 1200,
+    "completion_tokens": 300,
+    "total_tokens": 1500,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 700},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 200,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+"""Chat completion asked for audio (`modalities=["text", "audio"]`): 700 of the prompt tokens
+and 200 of the completion tokens are audio."""
+
 # --- Anthropic usage. `input_tokens` EXCLUDES cache reads and cache writes. ---
 
 ANTHROPIC_MESSAGES_USAGE: dict[str, Any] = {
@@ -118,6 +133,10 @@ ANTHROPIC_STREAM_USAGE: dict[str, Any] = {
 """Streamed message. `message_start` carries the input side, with `output_tokens` set to
 `ANTHROPIC_STREAM_START_OUTPUT`; `message_delta` carries only the final `output_tokens` (275).
 All input, cache included: 1300 + 2400 + 700 = 4400."""
+
+ANTHROPIC_WEB_SEARCHES = 2
+"""Server-side web searches a message reports (`usage.server_tool_use.web_search_requests`)
+when the request offers the web search tool."""
 
 ANTHROPIC_STREAM_START_OUTPUT = 3
 """The placeholder `output_tokens` of `message_start`: the real API sends a small number there."""
@@ -194,6 +213,19 @@ class Served:
     usage: dict[str, Any] = field(default_factory=dict)
     service_tier: str = "default"
     """The tier it answered at (OpenAI chat: `flex` or `priority` when the request asked)."""
+
+    def units(self) -> dict[str, int]:
+        """What was billed at rates of its own: audio tokens and web searches, by genai-prices
+        usage key (none: empty)."""
+        u = self.usage
+        prompt = u.get("prompt_tokens_details") or {}
+        completion = u.get("completion_tokens_details") or {}
+        found = {
+            "input_audio_tokens": prompt.get("audio_tokens") or 0,
+            "output_audio_tokens": completion.get("audio_tokens") or 0,
+            "web_searches": (u.get("server_tool_use") or {}).get("web_search_requests") or 0,
+        }
+        return {k: v for k, v in found.items() if v}
 
     def counts(self) -> dict[str, int]:
         """input (all of it, cache included), output (reasoning included), cache_read,
@@ -311,7 +343,7 @@ def _refused(request: web.Request, vendor: Vendor, model: str) -> web.Response |
 def _tool_call_wanted(body: dict[str, Any]) -> dict[str, Any] | None:
     """The first tool the request offers, when no tool has answered yet in its conversation:
     the fake then calls it (once), so agents loop as they do against the real API."""
-    tools = body.get("tools") or []
+    tools = [t for t in body.get("tools") or [] if not _is_server_tool(t)]
     messages = body.get("messages") or []
     answered = any(
         m.get("role") == "tool"
@@ -320,6 +352,11 @@ def _tool_call_wanted(body: dict[str, Any]) -> dict[str, Any] | None:
         for m in messages if isinstance(m, dict)
     )  # fmt: skip
     return tools[0] if tools and not answered else None
+
+
+def _is_server_tool(tool: Any) -> bool:
+    """A tool the provider runs itself (Anthropic's `web_search_20250305`), billed per call."""
+    return isinstance(tool, dict) and str(tool.get("type", "")).startswith("web_search")
 
 
 def _arguments_for(schema: dict[str, Any]) -> dict[str, Any]:
@@ -456,6 +493,15 @@ async def _openai_chat(request: web.Request) -> web.StreamResponse:
         "refusal": None,
         "annotations": [],
     }
+    if "audio" in (body.get("modalities") or []):
+        usage = OPENAI_AUDIO_USAGE
+        message["content"] = None
+        message["audio"] = {
+            "id": _next_id("audio_fake"),
+            "data": base64.b64encode(b"RIFF fake wav").decode(),
+            "expires_at": created + 3600,
+            "transcript": OPENAI_CHAT_TEXT,
+        }
     finish_reason = "stop"
     tool = _tool_call_wanted(body)
     if tool is not None:
@@ -607,22 +653,31 @@ def _anthropic_message(
     }
 
 
-def _anthropic_stream_frames(message_id: str, model: str, cumulative: bool) -> Iterator[bytes]:
+def _anthropic_stream_frames(
+    message_id: str, model: str, cumulative: bool, extra_usage: dict[str, Any]
+) -> Iterator[bytes]:
     """The events of a streamed message in Anthropic's wire format: an `event:` line names
     each (the SDK skips events without one), and its `data:` repeats the name in `type`.
 
     `cumulative` makes `message_delta` repeat the input-side counts next to `output_tokens`, as
-    the API's cumulative delta usage does; otherwise it has `output_tokens` alone."""
-    delta_usage: dict[str, Any] = {"output_tokens": ANTHROPIC_STREAM_USAGE["output_tokens"]}
+    the API's cumulative delta usage does; otherwise it has `output_tokens` alone.
+    `extra_usage` (server-tool use) goes in `message_delta`, where the API reports it."""
+    delta_usage: dict[str, Any] = {
+        "output_tokens": ANTHROPIC_STREAM_USAGE["output_tokens"],
+        **extra_usage,
+    }
     if cumulative:
         delta_usage = {
-            key: ANTHROPIC_STREAM_USAGE[key]
-            for key in (
-                "input_tokens",
-                "cache_creation_input_tokens",
-                "cache_read_input_tokens",
-                "output_tokens",
-            )
+            **{
+                key: ANTHROPIC_STREAM_USAGE[key]
+                for key in (
+                    "input_tokens",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                    "output_tokens",
+                )
+            },
+            **extra_usage,
         }
     start_usage = {
         **ANTHROPIC_STREAM_USAGE,
@@ -673,10 +728,13 @@ async def _anthropic_messages(request: web.Request) -> web.StreamResponse:
     model = ANTHROPIC_MODEL_SNAPSHOTS.get(asked, asked)
     message_id = _next_id("msg_fake")
     headers = {"request-id": _next_id("req_")}
+    extra_usage: dict[str, Any] = {}
+    if any(_is_server_tool(t) for t in body.get("tools") or []):
+        extra_usage = {"server_tool_use": {"web_search_requests": ANTHROPIC_WEB_SEARCHES}}
     if body.get("stream"):
         cumulative = request.headers.get(DELTA_USAGE_HEADER, "") == "cumulative"
-        frames = _anthropic_stream_frames(message_id, model, cumulative)
-        _record(request, "anthropic", model, 200, ANTHROPIC_STREAM_USAGE)
+        frames = _anthropic_stream_frames(message_id, model, cumulative, extra_usage)
+        _record(request, "anthropic", model, 200, {**ANTHROPIC_STREAM_USAGE, **extra_usage})
         return await _send_sse(request, frames, headers)
     content: list[dict[str, Any]] = [{"type": "text", "text": ANTHROPIC_TEXT}]
     tool = _tool_call_wanted(body)
@@ -689,10 +747,11 @@ async def _anthropic_messages(request: web.Request) -> web.StreamResponse:
                 "input": _arguments_for(tool.get("input_schema") or {}),
             }
         ]
-    message = _anthropic_message(message_id, model, content, ANTHROPIC_MESSAGES_USAGE)
+    usage = {**ANTHROPIC_MESSAGES_USAGE, **extra_usage}
+    message = _anthropic_message(message_id, model, content, usage)
     if tool is not None:
         message["stop_reason"] = "tool_use"
-    _record(request, "anthropic", model, 200, ANTHROPIC_MESSAGES_USAGE)
+    _record(request, "anthropic", model, 200, usage)
     return web.json_response(message, headers=headers)
 
 
