@@ -95,6 +95,25 @@ async def cmd_org_tags(args: argparse.Namespace) -> None:
     )
 
 
+async def cmd_org_cost_basis(args: argparse.Namespace) -> None:
+    from aethermind.storage.cost_basis import get_cost_basis, set_cost_basis
+
+    async with open_pool(args) as pool:
+        org = await find_organization(pool, args.org)
+        if args.show:
+            basis = await get_cost_basis(pool, org.id)
+        else:
+            try:
+                basis = await set_cost_basis(pool, org.id, args.set)
+            except ValueError as exc:
+                raise CliError(str(exc)) from exc
+    emit(
+        args,
+        {"organization": org.slug, "cost_basis": basis},
+        lambda: print(f"{org.slug} counts {basis} costs"),
+    )
+
+
 async def cmd_key_create(args: argparse.Namespace) -> None:
     from aethermind.storage.tenants import create_key
 

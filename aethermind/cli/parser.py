@@ -13,6 +13,7 @@ from aethermind.cli.commands import (
     cmd_key_list,
     cmd_key_revoke,
     cmd_migrate,
+    cmd_org_cost_basis,
     cmd_org_create,
     cmd_org_list,
     cmd_org_tags,
@@ -26,6 +27,7 @@ from aethermind.cli.commands import (
 from aethermind.cli.common import add_common_flags
 from aethermind.cli.serve import cmd_serve
 from aethermind.cli.stats import FILTER_FLAGS, cmd_stats
+from aethermind.storage.cost_basis import COST_BASES
 from aethermind.storage.queries import GRANULARITIES, GROUP_KEYS, ORDER_KEYS
 
 ORG_HELP = "organization slug (see `aethermind org list`)"
@@ -136,6 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tags_action.add_argument("--show", action="store_true", help="print the current keys")
     tags.set_defaults(handler=cmd_org_tags)
+    basis = org.add_parser(
+        "cost-basis",
+        help="which cost totals and budgets count: ours (computed) or the one spans reported",
+    )
+    add_common_flags(basis)
+    basis.add_argument("--org", required=True, help=ORG_HELP)
+    basis_action = basis.add_mutually_exclusive_group(required=True)
+    basis_action.add_argument(
+        "--set",
+        choices=COST_BASES,
+        help="computed: ours, from the tokens; provided: the cost a span reported, where it did",
+    )
+    basis_action.add_argument("--show", action="store_true", help="print the current basis")
+    basis.set_defaults(handler=cmd_org_cost_basis)
 
     key = sub.add_parser("key", help="API keys").add_subparsers(
         dest="key_command", required=True, metavar="COMMAND"

@@ -22,7 +22,7 @@ from aethermind.receiver.auth import authenticate
 from aethermind.receiver.errors import BadRequest, NotFound
 from aethermind.receiver.query import answer_json, jsonable, parse_time, reading
 from aethermind.receiver.state import CONFIG, KEY_HASHING, POLICIES, POOL
-from aethermind.storage import prices, tenants
+from aethermind.storage import cost_basis, prices, tenants
 
 MAX_BODY_BYTES = 4096
 
@@ -138,6 +138,28 @@ async def put_tags(request: web.Request) -> web.Response:
     # their policy TTL (30 s by default). Spans stored before keep what they had.
     app[POLICIES].forget(verified.organization_id)
     return answer_json(schemas.TagKeys(keys=list(keys)))
+
+
+async def get_cost_basis(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "admin")
+    app = request.app
+    async with reading(app):
+        basis = await cost_basis.get_cost_basis(
+            app[POOL], verified.organization_id, timeout=app[CONFIG].admin_timeout_seconds
+        )
+    return answer_json(schemas.CostBasisDocument(cost_basis=basis))
+
+
+async def put_cost_basis(request: web.Request) -> web.Response:
+    verified = await authenticate(request, "admin")
+    app = request.app
+    new = _parse(schemas.CostBasisRequest, await _json_body(request), '{"cost_basis": "provided"}')
+    async with reading(app):
+        basis = await cost_basis.set_cost_basis(
+            app[POOL], verified.organization_id, new.cost_basis,
+            timeout=app[CONFIG].admin_timeout_seconds,
+        )  # fmt: skip
+    return answer_json(schemas.CostBasisDocument(cost_basis=basis))
 
 
 def price_document(price: prices.StoredPrice) -> schemas.Price:

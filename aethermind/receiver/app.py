@@ -93,6 +93,8 @@ def create_app(config: ReceiverConfig, pool_provider: PoolProvider) -> web.Appli
     app.router.add_delete("/v1/prices/{price_id}", admin.delete_price)
     app.router.add_get("/v1/tags", admin.get_tags)
     app.router.add_put("/v1/tags", admin.put_tags)
+    app.router.add_get("/v1/cost-basis", admin.get_cost_basis)
+    app.router.add_put("/v1/cost-basis", admin.put_cost_basis)
     app.router.add_get(openapi.OPENAPI_PATH, openapi.serve)
     ops.add_routes(app)
     dashboard.add_routes(app)

@@ -536,6 +536,44 @@ def _paths() -> Schema:
                 },
             },
         },
+        "/v1/cost-basis": {
+            "get": {
+                "operationId": "getCostBasis",
+                "tags": ["admin"],
+                "summary": "Which cost the organization's totals count",
+                "description": (
+                    "`computed` (ours, from the tokens) or `provided` (the cost a span "
+                    "reported, where it reported one). Scope `admin`."
+                ),
+                "security": _SECURITY,
+                "responses": {
+                    "200": _response("The cost basis.", {JSON: _schema("CostBasisDocument")}),
+                    **_admin_errors(),
+                },
+            },
+            "put": {
+                "operationId": "putCostBasis",
+                "tags": ["admin"],
+                "summary": "Choose which cost the organization's totals count",
+                "description": (
+                    "Applies to every answer from now on, past spans included: both costs "
+                    "stay stored, the aggregates' `cost_usd` and the organization's budget "
+                    "count the chosen one, and `computed_cost_usd` shows ours beside it. "
+                    "Scope `admin`."
+                ),
+                "security": _SECURITY,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _schema("CostBasisRequest")}},
+                },
+                "responses": {
+                    "200": _response(
+                        "The cost basis as stored.", {JSON: _schema("CostBasisDocument")}
+                    ),
+                    **_admin_errors(),
+                },
+            },
+        },
         "/healthz": {
             "get": {
                 "operationId": "getHealth",

@@ -217,6 +217,21 @@ class TagKeysRequest(_Body):
     )
 
 
+class CostBasisDocument(_Answer):
+    cost_basis: Literal["computed", "provided"] = Field(
+        description="Which cost the organization's totals and budgets count: `computed` "
+        "(ours, from the tokens at list or the organization's own prices) or `provided` "
+        "(the cost a span reported, where it reported one; ours elsewhere)."
+    )
+
+
+class CostBasisRequest(_Body):
+    cost_basis: Literal["computed", "provided"] = Field(
+        description="`computed` or `provided`; applies to every answer from now on, past "
+        "spans included (both costs stay stored)."
+    )
+
+
 Count = Annotated[int, Field(ge=0)]
 Milliseconds = Annotated[float, Field(ge=0)]
 TraceId = Annotated[str, StringConstraints(pattern="^[0-9a-f]{32}$")]
@@ -278,6 +293,14 @@ _AGGREGATE_FIELDS: dict[str, Any] = {
             default=None,
             description="`cost_usd` split the way a bill is; null when nothing was priced. "
             "A cost a call reported without a split is in `cost_usd` only.",
+        ),
+    ),
+    "computed_cost_usd": (
+        Decimal | None,
+        Field(
+            default=None,
+            description="Present when the organization counts provided costs "
+            "(`cost_basis` `provided`): our own cost of the same spans, so both show.",
         ),
     ),
     "saved_by_caching_usd": (
@@ -492,6 +515,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     PriceList,
     TagKeys,
     TagKeysRequest,
+    CostBasisDocument,
+    CostBasisRequest,
     LatencyPercentiles,
     AggregateRow,
     AggregatesResponse,

@@ -34,6 +34,7 @@ ROLLUP_MEASURES: tuple[str, ...] = (
     "sum(unpriced_calls)::bigint AS unpriced_calls",
     "sum(provided_cost) AS provided_cost",
     "sum(provided_calls)::bigint AS provided_calls",
+    "sum(cost_of_provided) AS cost_of_provided",
     "min(latency_min_ms) AS latency_min_ms",
     "max(latency_max_ms) AS latency_max_ms",
     *(f"sum({c})::bigint AS {c}" for c in BUCKET_COLUMNS),

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 from aethermind.semconv.record import MAX_NAME_LENGTH
+from aethermind.storage.cost_basis import cost_on_basis, read_cost_basis
 from aethermind.storage.dimension_rollups import MONTHLY_TABLE
 from aethermind.storage.scope import (
     Connection,
@@ -488,11 +489,16 @@ async def _month_to_date(
     # a month is ~31 rows per dimension group. Unpriced spans add 0 to the cost sum.
     row = await conn.fetchrow(
         "SELECT coalesce(sum(cost), 0) AS cost, coalesce(sum(calls), 0) AS calls,"
-        " coalesce(sum(unpriced_calls), 0) AS unpriced_calls FROM usage_rollup_daily"
-        " WHERE organization_id = $1 AND day >= $2 AND day < $3",
+        " coalesce(sum(unpriced_calls), 0) AS unpriced_calls,"
+        " sum(cost_of_provided) AS cost_of_provided,"
+        " sum(provided_cost) FILTER (WHERE provided_calls > 0) AS provided_cost"
+        " FROM usage_rollup_daily WHERE organization_id = $1 AND day >= $2 AND day < $3",
         org, start, end, timeout=timeout,
     )  # fmt: skip
-    return MonthToDate(month, Decimal(row["cost"]), int(row["calls"]), int(row["unpriced_calls"]))
+    basis = await read_cost_basis(conn, org, timeout=timeout)
+    cost = cost_on_basis(basis, row["cost"], row["cost_of_provided"], row["provided_cost"])
+    assert cost is not None
+    return MonthToDate(month, Decimal(cost), int(row["calls"]), int(row["unpriced_calls"]))
 
 
 async def _deliveries(

@@ -18,6 +18,12 @@ from typing import Any, Literal
 from uuid import UUID
 
 from aethermind.storage.aggregate_sql import ROLLUP_MEASURES, Shape, ordered_sql
+from aethermind.storage.cost_basis import (
+    DEFAULT_COST_BASIS,
+    CostBasis,
+    cost_on_basis,
+    read_cost_basis,
+)
 from aethermind.storage.counting import reason_not_counted
 from aethermind.storage.dimension_queries import answerable_dimension, dimension_rows
 from aethermind.storage.dimensions import (
@@ -189,6 +195,7 @@ def _raw_sql(shape: Shape) -> tuple[str, list[Any]]:
         f"count(*) FILTER (WHERE {IS_UNPRICED_SQL}) AS unpriced_calls",
         "sum(provided_cost) AS provided_cost",
         "count(provided_cost) AS provided_calls",
+        "sum(cost) FILTER (WHERE provided_cost IS NOT NULL) AS cost_of_provided",
         "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms)"
         " AS percentiles",
     ]
@@ -208,7 +215,12 @@ def _raw_sql(shape: Shape) -> tuple[str, list[Any]]:
 
 
 def _row(
-    record: Mapping[str, Any], group_by: Sequence[str], granularity: str | None, *, rollup: bool
+    record: Mapping[str, Any],
+    group_by: Sequence[str],
+    granularity: str | None,
+    *,
+    rollup: bool,
+    basis: CostBasis = DEFAULT_COST_BASIS,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {key: (record[key] or None) for key in group_by}
     if granularity:
@@ -230,6 +242,11 @@ def _row(
     out["unpriced_calls"] = int(record["unpriced_calls"])
     provided = record["provided_cost"]
     out["provided_cost_usd"] = Decimal(provided) if record["provided_calls"] else None
+    if basis != "computed":
+        out["computed_cost_usd"] = out["cost_usd"]
+        out["cost_usd"] = cost_on_basis(
+            basis, out["cost_usd"], record["cost_of_provided"], out["provided_cost_usd"]
+        )
     if rollup:
         counts = [int(record[c]) for c in BUCKET_COLUMNS]
         latencies = [
@@ -296,29 +313,49 @@ async def aggregates(
     org = UUID(str(organization_id))
     async with tenant_transaction(pool_or_conn, organization_id) as conn:
         await _check_tags(conn, org, [*group_by, *filters], timeout=timeout)
+        basis = await read_cost_basis(conn, org, timeout=timeout)
         from_metrics = await metric_aggregates(
             conn, org, from_, to, group_by=group_by, granularity=granularity,
             filters=filters, timeout=timeout,
         )  # fmt: skip
-        if from_metrics and limit is not None:
-            # Metric usage can lift a group into the top N: rank after adding it.
+        rerank = limit is not None and (
+            bool(from_metrics) or (basis != "computed" and order_by == "cost_usd")
+        )
+        if rerank:
+            # Metric usage can lift a group into the top N, and the SQL ranks by our own
+            # cost: rank after adding it, on the organization's basis.
             shape = Shape(group_by, granularity, filters, order_by, None)
         records = await _span_records(
             conn, org, from_, to, shape, plan=plan, use_rollup=use_rollup,
             in_rollups=in_rollups, dimension=dimension, timeout=timeout,
         )  # fmt: skip
     # An ungrouped sum over no rows is one row of NULLs: that is "no calls", not a row.
-    rows = [_row(r, group_by, granularity, rollup=use_rollup) for r in records if r["calls"]]
-    if not from_metrics:
+    rows = [
+        _row(r, group_by, granularity, rollup=use_rollup, basis=basis)
+        for r in records
+        if r["calls"]
+    ]
+    if not rerank:
         return rows
     return _with_metric_usage(
         rows,
-        from_metrics,
+        _on_basis(from_metrics, basis),
         group_by=group_by,
         granularity=granularity,
         order_by=order_by,
         limit=limit,
     )
+
+
+def _on_basis(metric_rows: list[dict[str, Any]], basis: CostBasis) -> list[dict[str, Any]]:
+    """Metric usage rows with their cost on ``basis``: an agent's own cost metric where it
+    sent one (a metric row's cost and reported cost are sums of different series)."""
+    if basis == "computed":
+        return metric_rows
+    for row in metric_rows:
+        if row["provided_cost_usd"] is not None:
+            row["cost_usd"] = row["provided_cost_usd"]
+    return metric_rows
 
 
 async def _span_records(

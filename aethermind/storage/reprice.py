@@ -92,21 +92,22 @@ def _new_costs(row: Any, cost: Cost) -> tuple[Any, ...]:
 
 _PRICED_AT = [COST_COLUMNS.index(c) for c in PRICED_INPUTS]
 _LINES_AT = [COST_COLUMNS.index(c) for c in PRICE_LINES]
-_MOVED_SUMS = ("cost", "priced_calls", "unpriced_calls", *PRICE_LINES)
+_MOVED_SUMS = ("cost", "priced_calls", "unpriced_calls", "cost_of_provided", *PRICE_LINES)
 """The usage rollups' sums a price moves, in ``_contribution``'s order."""
 
 
 def _no_delta() -> list[Any]:
-    return [Decimal(0), 0, 0, *(Decimal(0) for _ in PRICE_LINES)]
+    return [Decimal(0), 0, 0, Decimal(0), *(Decimal(0) for _ in PRICE_LINES)]
 
 
-def _contribution(costs: tuple[Any, ...]) -> tuple[Any, ...]:
-    """One span's share of ``_MOVED_SUMS`` given its cost columns (``COST_COLUMNS``)."""
+def _contribution(costs: tuple[Any, ...], reported: bool) -> tuple[Any, ...]:
+    """One span's share of ``_MOVED_SUMS`` given its cost columns (``COST_COLUMNS``) and
+    whether it reported a cost of its own."""
     cost, source = costs[_COST], costs[_SOURCE]
     parts = tuple(costs[i] or Decimal(0) for i in _LINES_AT)
     if cost is not None:
-        return (cost, 1, 0, *parts)
-    return (Decimal(0), 0, 1 if source == "unknown" else 0, *parts)
+        return (cost, 1, 0, cost if reported else Decimal(0), *parts)
+    return (Decimal(0), 0, 1 if source == "unknown" else 0, Decimal(0), *parts)
 
 
 async def reprice(
@@ -180,7 +181,9 @@ async def reprice(
                     (*updates[-1][:3], *(old[i] for i in _PRICED_AT), *(new[i] for i in _PRICED_AT))
                 )
                 delta = deltas[(row["hour"], *(row[d] for d in _DIMS))]
-                for i, (was, now) in enumerate(zip(_contribution(old), _contribution(new),
+                reported = row["provided_cost"] is not None
+                for i, (was, now) in enumerate(zip(_contribution(old, reported),
+                                                   _contribution(new, reported),
                                                    strict=True)):  # fmt: skip
                     delta[i] += now - was
             if updates:

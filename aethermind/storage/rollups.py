@@ -60,6 +60,7 @@ ROLLUP_SUMS = (
     "unpriced_calls",
     "provided_cost",
     "provided_calls",
+    "cost_of_provided",
     "latency_count",
     "latency_sum_ms",
     *BUCKET_COLUMNS,
@@ -84,6 +85,10 @@ def rollup_aggregates_sql(
             if weight is None
             else (f"coalesce(sum({weight} * {column}), 0)")
         )
+
+    def total_where(column: str, condition: str) -> str:
+        weighted = column if weight is None else f"{weight} * {column}"
+        return f"coalesce(sum({weighted}) FILTER (WHERE {condition}), 0)"
 
     def when(condition: str) -> str:
         return (
@@ -110,6 +115,7 @@ def rollup_aggregates_sql(
         {when(IS_UNPRICED_SQL)} AS unpriced_calls,
         {total("provided_cost")} AS provided_cost,
         {when("provided_cost IS NOT NULL")} AS provided_calls,
+        {total_where("cost", "provided_cost IS NOT NULL")} AS cost_of_provided,
         {when("duration_ms IS NOT NULL")} AS latency_count,
         {total("duration_ms")} AS latency_sum_ms,
         {buckets},

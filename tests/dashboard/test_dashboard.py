@@ -218,6 +218,16 @@ async def test_dashboard_shows_the_api_totals_and_opens_a_trace_into_its_spans(
     # Nine LLM calls (the agent's own spans are not calls), one of them failed.
     assert summary["rows"][0]["calls"] == 9 and summary["rows"][0]["errors"] == 1
     assert summary["rows"][0]["unpriced_calls"] == 1  # the house model: no price, not $0
+    # Where the cost went: the API's non-zero lines, and what caching saved.
+    lines = await page.evaluate(
+        """Object.fromEntries([...document.querySelectorAll('#cost-breakdown dd')]
+             .map((dd) => [dd.dataset.line, dd.dataset.value]))"""
+    )
+    parts = summary["rows"][0]["cost_breakdown_usd"]
+    assert lines == {k: v for k, v in parts.items() if Decimal(v) != 0}
+    assert {"input", "output"} <= set(lines)
+    saved = summary["rows"][0]["saved_by_caching_usd"]
+    assert await page.evaluate("document.getElementById('saved-by-caching').dataset.value") == saved
 
     # The breakdown by model is the API's grouped rows, most expensive first.
     by_model = await api(

@@ -65,6 +65,8 @@ EXPECTED = {
     "DELETE /v1/prices/{price}": {**by_scope("admin"), "admin": 204},
     "GET /v1/tags": by_scope("admin"),
     "PUT /v1/tags": by_scope("admin"),
+    "GET /v1/cost-basis": by_scope("admin"),
+    "PUT /v1/cost-basis": by_scope("admin"),
     # OTLP/gRPC, its status codes read as the HTTP statuses they stand for.
     "GRPC TraceService/Export": by_scope("ingest"),
     "GRPC LogsService/Export": by_scope("ingest"),
@@ -265,6 +267,11 @@ def call(
         )
     if path == "/v1/tags" and method == "PUT":
         body = json.dumps({"keys": [f"m-{org.slug}"]}).encode()
+        return requests.put(
+            url, data=body, headers={**headers, "Content-Type": JSON}, params=params, timeout=30
+        )
+    if path == "/v1/cost-basis" and method == "PUT":
+        body = json.dumps({"cost_basis": "computed"}).encode()
         return requests.put(
             url, data=body, headers={**headers, "Content-Type": JSON}, params=params, timeout=30
         )

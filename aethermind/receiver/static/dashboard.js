@@ -434,6 +434,41 @@
 
   // ---------------------------------------------------------------- summary and tables
 
+  // cost_breakdown_usd's lines, as a bill names them; zero lines are left out.
+  const BREAKDOWN_LINES = [
+    ["input", "Input"], ["cache_read", "Cached input"], ["cache_write", "Cache writes"],
+    ["output", "Output"], ["modality", "Audio, image, video"], ["fees", "Tool fees"],
+    ["other", "Other costs"],
+  ];
+
+  function renderCostLines(row) {
+    const list = $("cost-breakdown");
+    list.replaceChildren();
+    const parts = row?.cost_breakdown_usd ?? null;
+    for (const [key, label] of BREAKDOWN_LINES) {
+      const value = parts?.[key];
+      if (value === undefined || value === null || Number(value) === 0) continue;
+      const term = document.createElement("dt");
+      term.textContent = label;
+      const amount = document.createElement("dd");
+      amount.textContent = formatUsd(value);
+      amount.title = exactUsd(value);
+      amount.dataset.line = key;
+      amount.dataset.value = value;
+      list.append(term, amount);
+    }
+    const saved = row?.saved_by_caching_usd ?? null;
+    const savedNote = $("saved-by-caching");
+    savedNote.dataset.value = saved ?? "";
+    savedNote.textContent = saved !== null && Number(saved) > 0
+      ? `Saved by caching: ${formatUsd(saved)}` : "";
+    const provided = row?.provided_cost_usd ?? null;
+    const providedNote = $("provided-cost");
+    providedNote.dataset.value = provided ?? "";
+    providedNote.textContent = provided === null ? ""
+      : `Reported by the calls themselves: ${formatUsd(provided)}`;
+  }
+
   function renderSummary(summary, range) {
     const row = summary.rows[0] ?? null;
     const calls = row?.calls ?? 0;
@@ -454,6 +489,7 @@
         : row.cost_usd === null ? `${calls} (no known price)` : `${calls} not included`;
       $("total-unpriced").dataset.value = String(unpriced);
     }
+    renderCostLines(row);
     setFigure("total-calls", formatInt(calls), calls);
     $("total-errors").textContent = `${formatInt(errors)} error${errors === 1 ? "" : "s"}`;
     $("total-errors").dataset.value = String(errors);
