@@ -114,5 +114,6 @@ def main() -> None:
         f"{'met' if fast_median <= 5 else 'NOT met'}"
     )
 
+
 if __name__ == "__main__":
     main()
