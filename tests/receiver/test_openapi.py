@@ -145,7 +145,7 @@ def test_aggregate_row_schema_names_exactly_the_contract_fields() -> None:
     assert set(row["properties"]) - contract == {
         "provider", "model", "service", "operation", "environment", "service_tier", "user",
         "session", "agent", "bucket", "provided_cost_usd", "cost_breakdown_usd",
-        "saved_by_caching_usd", "what_if_cost_usd",
+        "saved_by_caching_usd", "computed_cost_usd", "what_if_cost_usd",
     }  # fmt: skip
     assert row["additionalProperties"] is False
     assert list(row["patternProperties"]) == [r"^tag\.[A-Za-z0-9_.:-]{1,64}$"]
