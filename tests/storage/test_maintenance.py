@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from aethermind.semconv import default_price_book
 from aethermind.semconv.record import UNKNOWN_COST, Cost, UsageRecord
 from aethermind.storage.prices import create_price, delete_price, list_prices, update_price
 from aethermind.storage.queries import aggregates
 from aethermind.storage.reprice import reprice
 from aethermind.storage.retention import apply_retention
 from aethermind.storage.scope import tenant_transaction
+from aethermind.storage.span_row import row_from_usage
 from aethermind.storage.writer import ensure_partitions, write_rows
 from tests.storage.factories import create_org, make_rows, owner_fetch
 from tests.storage.test_writer import rollup_mismatches
@@ -64,6 +66,48 @@ async def test_repricing_updates_costs_and_keeps_the_rollup_consistent(pool: Any
             )
             == 0
         )
+
+
+async def test_repricing_keeps_units_reported_costs_and_their_rollups(pool: Any) -> None:
+    """Spans with audio tokens, web searches, a tool's own cost and a reported cost, stored
+    as the receiver prices them: repricing at the same prices changes nothing, at other
+    prices moves every line and ``cost_of_provided`` with the cost."""
+    org = await create_org(pool, "acme")
+    book = default_price_book()
+    when = FROM + timedelta(hours=3)
+    records = [
+        UsageRecord(provider="openai", operation="chat", request_model="gpt-audio",
+                    input_tokens=1200, output_tokens=300,
+                    units={"input_audio_tokens": 700, "output_audio_tokens": 200}),
+        UsageRecord(provider="anthropic", operation="chat", request_model="claude-sonnet-4-5",
+                    input_tokens=3400, cache_read_tokens=2000, output_tokens=250,
+                    units={"web_searches": 3}, provided_cost=Decimal("0.05")),
+        UsageRecord(operation="execute_tool", is_llm_call=False, provided_cost=Decimal("0.25")),
+    ]  # fmt: skip
+    rows = [
+        row_from_usage(
+            record, book.price(record, int(when.timestamp()) * 10**9),
+            trace_id=f"{i:032x}", span_id=f"{i:016x}", name="call", timestamp=when,
+        )
+        for i, record in enumerate(records, start=1)
+    ]  # fmt: skip
+    await write_rows(pool, org, rows)
+    [before] = await aggregates(pool, org, FROM, TO, source="rollup")
+    assert before["cost_breakdown_usd"]["other"] == Decimal("0.25")
+    assert before["cost_breakdown_usd"]["modality"] > 0 and before["cost_breakdown_usd"]["fees"]
+
+    def at_list_prices(record: UsageRecord, start: datetime) -> Cost:
+        return book.price(record, int(start.timestamp()) * 10**9)
+
+    assert (await reprice(pool, org, FROM, TO, at_list_prices)).changed == 0
+    assert (await reprice(pool, org, FROM, TO, flat_price)).changed == 3
+    assert await rollup_mismatches(pool) == 0
+    [after] = await aggregates(pool, org, FROM, TO, source="rollup")
+    assert after["cost_breakdown_usd"]["modality"] == 0
+    assert (await reprice(pool, org, FROM, TO, at_list_prices)).changed == 3
+    assert await rollup_mismatches(pool) == 0
+    [again] = await aggregates(pool, org, FROM, TO, source="rollup")
+    assert again == before
 
 
 async def test_retention_deletes_each_organizations_old_spans_and_drops_old_partitions(

@@ -25,15 +25,21 @@ WITH raw AS (
            coalesce(service_tier, '') AS service_tier,
            count(*) AS calls,
            count(*) FILTER (WHERE status = 'ERROR' OR error_type IS NOT NULL) AS errors,
-           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-           sum(total_tokens) AS total_tokens, coalesce(sum(cost), 0) AS cost,
+           coalesce(sum(input_tokens), 0) AS input_tokens,
+           coalesce(sum(output_tokens), 0) AS output_tokens,
+           coalesce(sum(total_tokens), 0) AS total_tokens, coalesce(sum(cost), 0) AS cost,
            count(cost) AS priced_calls,
            count(*) FILTER (WHERE cost IS NULL AND cost_source = 'unknown') AS unpriced_calls,
            count(duration_ms) AS latency_count,
            coalesce(sum(provided_cost), 0) AS provided_cost,
            count(provided_cost) AS provided_calls,
            coalesce(sum(cost_input), 0) AS cost_input,
-           coalesce(sum(cost_output), 0) AS cost_output
+           coalesce(sum(cost_output), 0) AS cost_output,
+           coalesce(sum(cost_modality), 0) AS cost_modality,
+           coalesce(sum(cost_fees), 0) AS cost_fees,
+           coalesce(sum(cost_other), 0) AS cost_other,
+           coalesce(sum(cost_saved_by_cache), 0) AS cost_saved_by_cache,
+           coalesce(sum(cost) FILTER (WHERE provided_cost IS NOT NULL), 0) AS cost_of_provided
       FROM telemetry_events WHERE counted GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 )
 SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r USING
@@ -50,6 +56,11 @@ SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r US
     OR raw.provided_calls IS DISTINCT FROM r.provided_calls
     OR raw.cost_input IS DISTINCT FROM r.cost_input
     OR raw.cost_output IS DISTINCT FROM r.cost_output
+    OR raw.cost_modality IS DISTINCT FROM r.cost_modality
+    OR raw.cost_fees IS DISTINCT FROM r.cost_fees
+    OR raw.cost_other IS DISTINCT FROM r.cost_other
+    OR raw.cost_saved_by_cache IS DISTINCT FROM r.cost_saved_by_cache
+    OR raw.cost_of_provided IS DISTINCT FROM r.cost_of_provided
 """
 DIMENSION_CHECK = """
 WITH spans AS (
@@ -74,7 +85,9 @@ WITH spans AS (
            count(cost) AS priced_calls,
            count(*) FILTER (WHERE cost IS NULL AND cost_source = 'unknown') AS unpriced_calls,
            coalesce(sum(provided_cost), 0) AS provided_cost,
-           coalesce(sum(cost_input), 0) AS cost_input
+           coalesce(sum(cost_input), 0) AS cost_input,
+           coalesce(sum(cost_other), 0) AS cost_other,
+           coalesce(sum(cost) FILTER (WHERE provided_cost IS NOT NULL), 0) AS cost_of_provided
       FROM spans GROUP BY 1, 2, 3, 4
 )
 SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r USING
@@ -88,6 +101,8 @@ SELECT count(*) FROM raw FULL JOIN (SELECT * FROM {table} WHERE calls <> 0) r US
 _DIMENSION_PROVIDED = (
     "\n    OR raw.provided_cost IS DISTINCT FROM r.provided_cost"
     "\n    OR raw.cost_input IS DISTINCT FROM r.cost_input"
+    "\n    OR raw.cost_other IS DISTINCT FROM r.cost_other"
+    "\n    OR raw.cost_of_provided IS DISTINCT FROM r.cost_of_provided"
 )
 """The monthly dimension rollup does not sum provided costs; the hourly and daily do."""
 
