@@ -335,7 +335,7 @@ async def aggregates(
         for r in records
         if r["calls"]
     ]
-    if not rerank:
+    if not from_metrics and not rerank:
         return rows
     return _with_metric_usage(
         rows,
