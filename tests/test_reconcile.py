@@ -99,6 +99,24 @@ def test_rows_pair_days_and_models_and_sum_ours_where_the_bill_names_none() -> N
     ]  # fmt: skip
 
 
+def test_our_fees_go_where_the_bill_puts_them() -> None:
+    """Anthropic's report has web search on a line of its own (no model): our web search
+    fees move from the model's row to it, so each row compares like with like."""
+    ours = {(DAY1, "claude-sonnet-4-5"): Decimal("0.48"), (DAY2, "claude-sonnet-4-5"): Decimal("1")}
+    fees = {
+        (DAY1, "claude-sonnet-4-5"): Decimal("0.03"),
+        (DAY2, "claude-sonnet-4-5"): Decimal("0.02"),
+    }
+    theirs = {(DAY1, "claude-sonnet-4-5"): Decimal("0.45"), (DAY1, ALL_MODELS): Decimal("0.03"),
+              (DAY2, "claude-sonnet-4-5"): Decimal("1")}  # fmt: skip
+    rows = reconcile_rows(ours, theirs, fees)
+    assert [(r["day"], r["model"], r["ours_usd"], r["theirs_usd"]) for r in rows] == [
+        (DAY1, ALL_MODELS, Decimal("0.03"), Decimal("0.03")),
+        (DAY1, "claude-sonnet-4-5", Decimal("0.45"), Decimal("0.45")),
+        (DAY2, "claude-sonnet-4-5", Decimal("1"), Decimal("1")),  # no fee line that day
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_reconcile_command_prints_ours_theirs_and_the_residual(
     database_url: str, tmp_path: Path

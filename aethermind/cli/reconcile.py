@@ -118,16 +118,24 @@ def _check_usd(currency: str) -> None:
         raise CliError(f"only USD cost reports are reconciled, got {currency!r}")
 
 
-def reconcile_rows(ours: Billed, theirs: Billed) -> list[dict[str, Any]]:
+def reconcile_rows(
+    ours: Billed, theirs: Billed, fees: Billed | None = None
+) -> list[dict[str, Any]]:
     """One row per day and model either side has; on a day whose provider lines name no
     model at all (costs not grouped by model), ours are summed over the day's models; lines
-    without a model beside named ones (Anthropic's web search fees) stand as their own row.
-    Residual: ours less theirs."""
+    without a model beside named ones (Anthropic's web search fees) stand as their own row,
+    and our per-call fees of that day (``fees``, the part of ``ours`` that is fees, by day and
+    model) move from the models' rows to it, as the bill has them. Residual: ours less
+    theirs."""
     named = {day for day, model in theirs if model != ALL_MODELS}
     by_day_only = {day for day, _ in theirs} - named
+    fees_apart = {day for day, model in theirs if model == ALL_MODELS} & named
     merged: Billed = defaultdict(Decimal)
     for (day, model), cost in ours.items():
-        merged[day, ALL_MODELS if day in by_day_only else model] += cost
+        fee = (fees or {}).get((day, model), Decimal(0)) if day in fees_apart else Decimal(0)
+        merged[day, ALL_MODELS if day in by_day_only else model] += cost - fee
+        if fee:
+            merged[day, ALL_MODELS] += fee
     keys = sorted(set(merged) | set(theirs))
     rows = []
     for day, model in keys:
@@ -159,12 +167,13 @@ async def cmd_reconcile(args: argparse.Namespace) -> None:
             filters={"provider": args.provider},
         )  # fmt: skip
     ours: Billed = defaultdict(Decimal)
+    fees: Billed = defaultdict(Decimal)
     for row in rows:
         if row["cost_usd"] is not None:
-            ours[row["bucket"].astimezone(UTC).date(), (row["model"] or "").lower()] += row[
-                "cost_usd"
-            ]
-    result = reconcile_rows(dict(ours), theirs)
+            key = (row["bucket"].astimezone(UTC).date(), (row["model"] or "").lower())
+            ours[key] += row["cost_usd"]
+            fees[key] += (row["cost_breakdown_usd"] or {}).get("fees", Decimal(0))
+    result = reconcile_rows(dict(ours), theirs, dict(fees))
     total_ours = sum((r["ours_usd"] for r in result), Decimal(0))
     total_theirs = sum((r["theirs_usd"] for r in result), Decimal(0))
     document = {
