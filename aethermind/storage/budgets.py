@@ -470,6 +470,15 @@ async def list_budgets(
 # --- month to date and deliveries -----------------------------------------------------------
 
 
+_MONTH_SUMS = (
+    "coalesce(sum(cost), 0) AS cost, coalesce(sum(calls), 0) AS calls,"
+    " coalesce(sum(unpriced_calls), 0) AS unpriced_calls,"
+    " sum(cost_of_provided) AS cost_of_provided,"
+    " sum(provided_cost) FILTER (WHERE provided_calls > 0) AS provided_cost"
+)
+"""A month's spend from rollup rows, with what either cost basis needs."""
+
+
 async def _month_to_date(
     conn: Connection, org: UUID, month: date, scope: BudgetScope, *, timeout: float | None
 ) -> MonthToDate:
@@ -477,24 +486,18 @@ async def _month_to_date(
     if scope.dimension:
         # One row: the dimension rollups keep each value's month, moved with every write.
         row = await conn.fetchrow(
-            "SELECT coalesce(sum(cost), 0) AS cost, coalesce(sum(calls), 0) AS calls,"
-            " coalesce(sum(unpriced_calls), 0) AS unpriced_calls"
-            f" FROM {MONTHLY_TABLE} WHERE {_ONE_BUDGET} AND month = $4",
+            f"SELECT {_MONTH_SUMS} FROM {MONTHLY_TABLE} WHERE {_ONE_BUDGET} AND month = $4",
             org, scope.dimension, scope.value, start, timeout=timeout,
         )  # fmt: skip
-        return MonthToDate(
-            month, Decimal(row["cost"]), int(row["calls"]), int(row["unpriced_calls"])
-        )
-    # The daily rollup is written in the same transaction as the spans, so it is complete;
-    # a month is ~31 rows per dimension group. Unpriced spans add 0 to the cost sum.
-    row = await conn.fetchrow(
-        "SELECT coalesce(sum(cost), 0) AS cost, coalesce(sum(calls), 0) AS calls,"
-        " coalesce(sum(unpriced_calls), 0) AS unpriced_calls,"
-        " sum(cost_of_provided) AS cost_of_provided,"
-        " sum(provided_cost) FILTER (WHERE provided_calls > 0) AS provided_cost"
-        " FROM usage_rollup_daily WHERE organization_id = $1 AND day >= $2 AND day < $3",
-        org, start, end, timeout=timeout,
-    )  # fmt: skip
+    else:
+        # The daily rollup is written in the same transaction as the spans, so it is
+        # complete; a month is ~31 rows per dimension group. Unpriced spans add 0 to the
+        # cost sum.
+        row = await conn.fetchrow(
+            f"SELECT {_MONTH_SUMS} FROM usage_rollup_daily"
+            " WHERE organization_id = $1 AND day >= $2 AND day < $3",
+            org, start, end, timeout=timeout,
+        )  # fmt: skip
     basis = await read_cost_basis(conn, org, timeout=timeout)
     cost = cost_on_basis(basis, row["cost"], row["cost_of_provided"], row["provided_cost"])
     assert cost is not None

@@ -37,8 +37,12 @@ MONTHLY_SUMS: tuple[str, ...] = (
     "cost",
     "priced_calls",
     "unpriced_calls",
+    "provided_cost",
+    "provided_calls",
+    "cost_of_provided",
 )
-"""What the monthly rows sum (the hourly rows sum all of ``rollups.ROLLUP_SUMS``)."""
+"""What the monthly rows sum (the hourly rows sum all of ``rollups.ROLLUP_SUMS``): what
+top-N ranks by and budgets per dimension value read, on either cost basis."""
 DIMENSION_TABLES: tuple[tuple[str, str], ...] = (
     (HOURLY_TABLE, "hour"),
     (DAILY_TABLE, "day"),

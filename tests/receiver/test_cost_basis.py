@@ -11,7 +11,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from aethermind.storage.budgets import month_to_date
+from aethermind.semconv import UsageRecord, default_price_book
+from aethermind.storage.budgets import BudgetScope, month_to_date
+from aethermind.storage.span_row import row_from_usage
+from aethermind.storage.writer import write_rows
 from tests.plugins.receiver import RunningReceiver
 from tests.receiver.test_admin import admin_headers
 from tests.receiver.test_otlp_logs import aggregates
@@ -70,6 +73,22 @@ async def test_the_organization_chooses_which_cost_counts(receiver: RunningRecei
     called = datetime.now(UTC) - timedelta(minutes=1)  # when the calls were made
     spent = await month_to_date(receiver.pool, receiver.acme.id, called.date().replace(day=1))
     assert spent.cost_usd == OURS + Decimal("0.30")  # the budget counts the same
+
+    # A user's budget too: the monthly dimension rollup sums the reported costs.
+    usage = UsageRecord(provider="anthropic", operation="chat", request_model="claude-sonnet-4-5",
+                        input_tokens=10_000, output_tokens=1_000, user="alice",
+                        provided_cost=Decimal("0.07"))  # fmt: skip
+    price = default_price_book().price(usage, int(called.timestamp()) * 10**9)
+    row = row_from_usage(usage, price, trace_id=f"{9:032x}", span_id=f"{9:016x}",
+                         name="chat", timestamp=called)  # fmt: skip
+    await write_rows(receiver.pool, receiver.acme.id, [row])
+    alice = await month_to_date(receiver.pool, receiver.acme.id, called.date().replace(day=1),
+                                scope=BudgetScope("user", "alice"))  # fmt: skip
+    assert alice.cost_usd == Decimal("0.07")
+    await put_basis(receiver, "computed")
+    alice = await month_to_date(receiver.pool, receiver.acme.id, called.date().replace(day=1),
+                                scope=BudgetScope("user", "alice"))  # fmt: skip
+    assert alice.cost_usd == OURS
 
     assert (await put_basis(receiver, "invoiced"))[0] == 400
     other = await receiver.session.get(

@@ -104,7 +104,11 @@ _DIMENSION_PROVIDED = (
     "\n    OR raw.cost_other IS DISTINCT FROM r.cost_other"
     "\n    OR raw.cost_of_provided IS DISTINCT FROM r.cost_of_provided"
 )
-"""The monthly dimension rollup does not sum provided costs; the hourly and daily do."""
+_MONTHLY_PROVIDED = (
+    "\n    OR raw.provided_cost IS DISTINCT FROM r.provided_cost"
+    "\n    OR raw.cost_of_provided IS DISTINCT FROM r.cost_of_provided"
+)
+"""The monthly dimension rollup sums the reported costs but not the cost lines."""
 
 
 async def rollup_mismatches(pool: Any) -> int:
@@ -119,7 +123,7 @@ async def rollup_mismatches(pool: Any) -> int:
         (DIMENSION_CHECK, "dimension_rollup_daily", "day", "day"),
         (DIMENSION_CHECK, "dimension_rollup_monthly", "month", "month"),
     ):
-        provided = "" if unit == "month" else _DIMENSION_PROVIDED
+        provided = _MONTHLY_PROVIDED if unit == "month" else _DIMENSION_PROVIDED
         sql = check.format(table=table, time_column=time_column, unit=unit, provided=provided)
         rows = await owner_fetch(pool, sql)
         total += int(rows[0][0])
