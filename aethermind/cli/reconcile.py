@@ -1,121 +1,42 @@
 """``aethermind reconcile``: our cost beside the provider's bill, per UTC day and model.
 
-Reads the JSON a provider's admin cost API answers (saved to a file: no network here):
-- OpenAI ``GET /v1/organization/costs`` (a page of daily buckets; with
-  ``group_by=line_item`` each result's ``line_item`` is ``"<model>, <token kind>"``, whose
-  model is matched; without it, one total per day), ``amount.value`` in USD;
-- Anthropic ``GET /v1/organizations/cost_report`` (daily buckets; with
-  ``group_by[]=description`` each result names its ``model``), ``amount`` a decimal string
-  in cents. Anthropic's report leaves Priority Tier costs out.
-Several pages may be given as a JSON list of pages.
+The bill is read by :mod:`aethermind.cli.bills` (the cost API's JSON or the console's CSV);
+here our side is summed the way the bill is laid out, and each row gets its residual.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
+from aethermind.cli.bills import ALL_MODELS, Billed, model_family, read_bill, spelled
 from aethermind.cli.common import CliError, emit, find_organization, open_pool, print_table
 
-ALL_MODELS = "*"
-"""The model of a provider line that names none (costs not grouped by model)."""
+__all__ = ["ALL_MODELS", "read_bill", "reconcile_rows"]
+
 PROVIDERS = ("openai", "anthropic")
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _OpenAIAmount(_Loose):
-    value: Decimal
-    currency: str = "usd"
-
-
-class _OpenAIResult(_Loose):
-    amount: _OpenAIAmount | None = None
-    line_item: str | None = None
-
-
-class _OpenAIBucket(_Loose):
-    start_time: int
-    results: list[_OpenAIResult]
-
-
-class _OpenAIPage(_Loose):
-    data: list[_OpenAIBucket]
-
-
-class _AnthropicResult(_Loose):
-    amount: Decimal
-    currency: str = "USD"
-    model: str | None = None
-
-
-class _AnthropicBucket(_Loose):
-    starting_at: datetime
-    results: list[_AnthropicResult]
-
-
-class _AnthropicPage(_Loose):
-    data: list[_AnthropicBucket]
-
-
-Billed = dict[tuple[date, str], Decimal]
-
-
-def read_bill(provider: str, path: Path) -> Billed:
-    """The provider's cost per (UTC day, model) from a saved cost-API answer."""
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CliError(f"--file {path}: cannot read JSON: {exc}") from exc
-    pages = document if isinstance(document, list) else [document]
-    billed: Billed = defaultdict(Decimal)
-    try:
-        for page in pages:
-            if provider == "openai":
-                _add_openai(_OpenAIPage.model_validate(page), billed)
-            else:
-                _add_anthropic(_AnthropicPage.model_validate(page), billed)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"])
-        raise CliError(
-            f"--file {path}: not a {provider} cost report: {where}: {problem['msg']}"
-        ) from exc
-    return dict(billed)
-
-
-def _add_openai(page: _OpenAIPage, billed: Billed) -> None:
-    for bucket in page.data:
-        day = datetime.fromtimestamp(bucket.start_time, UTC).date()
-        for result in bucket.results:
-            if result.amount is None:
-                continue
-            _check_usd(result.amount.currency)
-            model = (result.line_item or "").split(",")[0].strip().lower() or ALL_MODELS
-            billed[day, model] += result.amount.value
-
-
-def _add_anthropic(page: _AnthropicPage, billed: Billed) -> None:
-    for bucket in page.data:
-        day = bucket.starting_at.astimezone(UTC).date()
-        for result in bucket.results:
-            _check_usd(result.currency)
-            model = (result.model or "").strip().lower() or ALL_MODELS
-            billed[day, model] += result.amount / 100  # cents
-
-
-def _check_usd(currency: str) -> None:
-    if currency.lower() != "usd":
-        raise CliError(f"only USD cost reports are reconciled, got {currency!r}")
+def as_billed(ours: Billed, theirs: Billed) -> Billed:
+    """Our (day, model) costs under the bill's model names: a model the bill names is kept;
+    else, where exactly one billed name is of the same family (``claude-sonnet-4-5`` for our
+    ``claude-sonnet-4-5-20250929``, ``gpt-4o-2024-08-06`` for our ``gpt-4o``), that name."""
+    billed_names = {model for _, model in theirs if model != ALL_MODELS}
+    families: dict[str, set[str]] = defaultdict(set)
+    for name in billed_names:
+        families[model_family(name)].add(name)
+    renamed: Billed = defaultdict(Decimal)
+    for (day, model), cost in ours.items():
+        name = spelled(model)
+        family = families.get(model_family(name), set())
+        if name not in billed_names and len(family) == 1:
+            name = next(iter(family))
+        renamed[day, name] += cost
+    return dict(renamed)
 
 
 def reconcile_rows(
@@ -125,14 +46,15 @@ def reconcile_rows(
     model at all (costs not grouped by model), ours are summed over the day's models; lines
     without a model beside named ones (Anthropic's web search fees) stand as their own row,
     and our per-call fees of that day (``fees``, the part of ``ours`` that is fees, by day and
-    model) move from the models' rows to it, as the bill has them. Residual: ours less
-    theirs."""
+    model) move from the models' rows to it, as the bill has them. Our models are named as
+    the bill names them (:func:`as_billed`). Residual: ours less theirs."""
+    ours, fees = as_billed(ours, theirs), as_billed(fees or {}, theirs)
     named = {day for day, model in theirs if model != ALL_MODELS}
     by_day_only = {day for day, _ in theirs} - named
     fees_apart = {day for day, model in theirs if model == ALL_MODELS} & named
     merged: Billed = defaultdict(Decimal)
     for (day, model), cost in ours.items():
-        fee = (fees or {}).get((day, model), Decimal(0)) if day in fees_apart else Decimal(0)
+        fee = fees.get((day, model), Decimal(0)) if day in fees_apart else Decimal(0)
         merged[day, ALL_MODELS if day in by_day_only else model] += cost - fee
         if fee:
             merged[day, ALL_MODELS] += fee
@@ -170,7 +92,7 @@ async def cmd_reconcile(args: argparse.Namespace) -> None:
     fees: Billed = defaultdict(Decimal)
     for row in rows:
         if row["cost_usd"] is not None:
-            key = (row["bucket"].astimezone(UTC).date(), (row["model"] or "").lower())
+            key = (row["bucket"].astimezone(UTC).date(), row["model"] or "")
             ours[key] += row["cost_usd"]
             fees[key] += (row["cost_breakdown_usd"] or {}).get("fees", Decimal(0))
     result = reconcile_rows(dict(ours), theirs, dict(fees))
@@ -217,7 +139,9 @@ def add_parser(sub: Any, add_common_flags: Any, org_help: str) -> None:
     )
     parser.add_argument(
         "--file", required=True, metavar="PATH",
-        help="the provider cost API's JSON answer (OpenAI /v1/organization/costs, "
-        "Anthropic /v1/organizations/cost_report), or a JSON list of its pages",
+        help="the provider's cost report: its cost API's JSON answer (OpenAI "
+        "/v1/organization/costs, Anthropic /v1/organizations/cost_report) or a JSON list of "
+        "its pages, or the CSV its console exports (OpenAI usage page: Export, Cost data; "
+        "Anthropic Console cost page: Export)",
     )  # fmt: skip
     parser.set_defaults(handler=cmd_reconcile)
