@@ -32,6 +32,7 @@ from genai_prices.types import (
     TimeOfDateConstraint,
 )
 
+from aethermind.semconv.billed_counts import billed_caps
 from aethermind.semconv.bounded import BoundedCache
 from aethermind.semconv.pricing_patterns import pieces_match
 from aethermind.semconv.pricing_units import split_units, with_units
@@ -280,7 +281,7 @@ class _PricedModel:
         inputs = record.input_tokens or 0
         if record.units is None:
             return self.card_for(inputs).cost(record, price_model_id, provider_id)
-        split = split_units(self._price, record)
+        split = split_units(self._price, record, billed_caps(provider_id, price_model_id))
         if split is None:
             return _fallback(record)
         text, modality, fees = split

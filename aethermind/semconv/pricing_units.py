@@ -17,6 +17,7 @@ read off the model's price, so a span with units costs a few multiplications lik
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
@@ -78,16 +79,18 @@ def rate(price: ModelPrice, price_key: str, input_tokens: int) -> Decimal | None
 
 
 def split_units(
-    price: ModelPrice, record: UsageRecord
+    price: ModelPrice, record: UsageRecord, billed_at_most: Mapping[str, int]
 ) -> tuple[UsageRecord, Decimal, Decimal] | None:
     """``record``'s text part (its counts less the units billed at their own rates), the
-    cost of its modality units and of its per-call fees; None when a unit it reports has no
-    rate and the text rate may not stand in (the call is then unpriced)."""
+    cost of its modality units and of its per-call fees (each at most ``billed_at_most``
+    per call where the model's provider bills per call: ``billed_counts``); None when a
+    unit it reports has no rate and the text rate may not stand in (the call is then
+    unpriced)."""
     units = record.units or {}
     inputs = record.input_tokens or 0
     text = copy.copy(record)
     text.units = None
-    own: dict[str, int] = {}
+    own: dict[str, tuple[int, Decimal]] = {}
     modality = fees = Decimal(0)
     for unit, count in units.items():
         spec = UNIT_PRICES.get(unit)
@@ -99,17 +102,15 @@ def split_units(
                 continue
             return None
         if spec.bucket == "fee":
-            fees += count * unit_rate / spec.per
+            fees += min(count, billed_at_most.get(unit, count)) * unit_rate / spec.per
             continue
-        own[unit] = count
-    for unit, reported in own.items():
+        own[unit] = (count, unit_rate)
+    for unit, (reported, unit_rate) in own.items():
         spec = UNIT_PRICES[unit]
-        unit_rate = rate(price, spec.price_key, inputs)
-        assert unit_rate is not None
         part = _take(text, spec.bucket, reported)
         cached = _CACHED_PART.get(unit)
         if cached is not None and cached in own:
-            part -= min(own[cached], part)  # the cached part is priced on its own
+            part -= min(own[cached][0], part)  # the cached part is priced on its own
         elif cached is not None and units.get(cached, 0) > 0:
             return None  # cached audio reported, no rate for it: genai-prices refuses too
         modality += part * unit_rate / spec.per

@@ -39,6 +39,11 @@ PRICES_PROVIDER_BY_NAME: Final[dict[str, str]] = {
     "gemini": "google",
     "google": "google",
     "google_genai": "google",
+    # pydantic-ai's Google provider names (`google-cloud`; before its v2, `google-gla` for the
+    # Gemini API and `google-vertex`)
+    "google-cloud": "google",
+    "google-gla": "google",
+    "google-vertex": "google",
     "mistralai": "mistral",
     "mistral": "mistral",
     "xai": "x-ai",

@@ -43,7 +43,7 @@ CASES: list[tuple[str, str, dict[str, int]]] = [
                                 "output_audio_tokens": 500}),
     ("google", "gemini-2.5-flash", {"input_tokens": 1000, "input_audio_tokens": 400,
                                     "cache_read_tokens": 300, "cache_audio_read_tokens": 100,
-                                    "output_tokens": 100, "web_searches": 3}),
+                                    "output_tokens": 100, "web_searches": 1}),
     ("google", "gemini-2.5-flash", {"input_tokens": 1000, "input_image_tokens": 500,
                                     "input_video_tokens": 200, "output_tokens": 100}),
     ("anthropic", "claude-sonnet-4-5", {"input_tokens": 3400, "cache_read_tokens": 2000,
@@ -76,7 +76,7 @@ def test_the_total_is_genai_prices_own(provider: str, model: str, usage: dict[st
 
 def test_lines_by_hand_from_the_published_prices() -> None:
     """gemini-2.5-flash: text $0.30, audio $1.00, cached text $0.03, cached audio $0.10,
-    output $2.50 per million; grounding with search $35 per 1,000."""
+    output $2.50 per million; grounding with search $35 per 1,000 grounded prompts."""
     record = UsageRecord(
         provider="google", request_model="gemini-2.5-flash", input_tokens=1000,
         cache_read_tokens=300, output_tokens=100,
@@ -88,9 +88,47 @@ def test_lines_by_hand_from_the_published_prices() -> None:
     assert cost.cache_read == 200 * Decimal("0.03") * MICRO
     assert cost.output == 100 * Decimal("2.50") * MICRO
     assert cost.modality == (300 * Decimal("1.00") + 100 * Decimal("0.10")) * MICRO
-    assert cost.fees == 2 * Decimal("0.035")
+    assert cost.fees == Decimal("0.035")  # one grounded prompt, however many searches
     # Saved: the 200 cached text tokens at $0.30 instead of $0.03.
     assert cost.saved_by_cache == 200 * Decimal("0.27") * MICRO
+
+
+def pydantic_ai_grounded(model: str, queries: int, provider: str) -> dict[str, Any]:
+    """A pydantic-ai Gemini call with Google Search grounding, as its spans carry it: the
+    unique queries the model ran in ``gen_ai.usage.details.web_search_requests``."""
+    return {"gen_ai.operation.name": "chat", "gen_ai.system": provider,
+            "gen_ai.provider.name": provider, "gen_ai.request.model": model,
+            "gen_ai.response.model": model, "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 100,
+            "gen_ai.usage.details.web_search_requests": queries}  # fmt: skip
+
+
+@pytest.mark.parametrize("provider", ["google", "google-cloud", "google-gla", "google-vertex"])
+def test_gemini_grounding_is_billed_as_google_bills_it(provider: str) -> None:
+    """Published prices: Gemini 2.5 Flash bills grounding with Google Search $35 per 1,000
+    grounded prompts (one a call, however many queries it ran); Gemini 3 Flash $14 per 1,000
+    search queries. Text: 2.5 Flash $0.30 in / $2.50 out, 3 Flash $0.50 / $3.00 per million."""
+    book = default_price_book()
+    flash_25 = normalize(pydantic_ai_grounded("gemini-2.5-flash", 3, provider))
+    assert flash_25 is not None and flash_25.units == {"web_searches": 3}  # stored as reported
+    cost = book.price(flash_25, AT_NS)
+    assert cost.fees == Decimal("0.035")
+    assert cost.total == (1000 * Decimal("0.30") + 100 * Decimal("2.50")) * MICRO + cost.fees
+    flash_3 = normalize(pydantic_ai_grounded("gemini-3-flash-preview", 3, provider))
+    assert flash_3 is not None
+    cost = book.price(flash_3, AT_NS)
+    assert cost.fees == 3 * Decimal("0.014")
+    assert cost.total == (1000 * Decimal("0.50") + 100 * Decimal("3.00")) * MICRO + cost.fees
+
+
+def test_billed_count_rules_are_sourced_and_match_genai_prices_models() -> None:
+    from aethermind.semconv.billed_counts import billed_caps, billed_count_rules
+
+    for rule in billed_count_rules():
+        assert rule.source.startswith("https://") and rule.date
+    assert billed_caps("google", "gemini-2.0-flash") == {"web_searches": 1}
+    assert billed_caps("google", "gemini-3-pro-preview") == {}
+    assert billed_caps("openai", "gpt-4o") == {}  # OpenAI bills each web search call
 
 
 def test_audio_without_an_audio_rate_is_unpriced_not_text_priced() -> None:
