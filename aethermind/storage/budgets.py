@@ -25,6 +25,7 @@ from uuid import UUID, uuid4
 from aethermind.semconv.record import MAX_NAME_LENGTH
 from aethermind.storage.cost_basis import cost_on_basis, read_cost_basis
 from aethermind.storage.dimension_rollups import MONTHLY_TABLE
+from aethermind.storage.metric_usage import metric_aggregates, metric_rows_on_basis
 from aethermind.storage.scope import (
     Connection,
     PoolOrConnection,
@@ -501,7 +502,18 @@ async def _month_to_date(
     basis = await read_cost_basis(conn, org, timeout=timeout)
     cost = cost_on_basis(basis, row["cost"], row["cost_of_provided"], row["provided_cost"])
     assert cost is not None
-    return MonthToDate(month, Decimal(cost), int(row["calls"]), int(row["unpriced_calls"]))
+    calls = int(row["calls"])
+    # Usage only reported as metrics (a coding agent's token and cost counters) is spend
+    # too, counted as the aggregates count it: where the service sent no spans that day.
+    # Metric rows carry users, not tags: a tag's budget is its spans'.
+    filters = {scope.dimension: scope.value} if scope.dimension else {}
+    from_metrics = await metric_aggregates(
+        conn, org, start, end, group_by=[], granularity=None, filters=filters, timeout=timeout
+    )
+    for metric_row in metric_rows_on_basis(from_metrics, basis):
+        cost += metric_row["cost_usd"] or 0
+        calls += metric_row["calls"]
+    return MonthToDate(month, Decimal(cost), calls, int(row["unpriced_calls"]))
 
 
 async def _deliveries(
@@ -523,7 +535,8 @@ async def month_to_date(
     scope: BudgetScope = ORGANIZATION,
     timeout: float | None = None,
 ) -> MonthToDate:
-    """The scope's cost for a UTC calendar month (``sum(cost)`` of priced spans)."""
+    """The scope's cost for a UTC calendar month: its priced spans' and the usage it reported
+    only as metrics, on the organization's cost basis."""
     org = UUID(str(organization_id))
     async with tenant_transaction(pool_or_conn, org) as conn:
         return await _month_to_date(conn, org, month, scope, timeout=timeout)

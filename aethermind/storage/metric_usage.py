@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from aethermind.storage.cost_basis import CostBasis
 from aethermind.storage.rollups import TOKEN_COLUMNS
 from aethermind.storage.scope import PoolOrConnection, tenant_transaction
 
@@ -221,3 +222,16 @@ async def metric_aggregates(
         if row["calls"] or any(row[c] for c in TOKEN_COLUMNS) or provided:
             rows.append(row)
     return rows
+
+
+def metric_rows_on_basis(
+    metric_rows: list[dict[str, Any]], basis: CostBasis
+) -> list[dict[str, Any]]:
+    """Metric usage rows with their cost on ``basis``: an agent's own cost metric where it
+    sent one (a metric row's cost and reported cost are sums of different series)."""
+    if basis == "computed":
+        return metric_rows
+    for row in metric_rows:
+        if row["provided_cost_usd"] is not None:
+            row["cost_usd"] = row["provided_cost_usd"]
+    return metric_rows

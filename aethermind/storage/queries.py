@@ -34,7 +34,7 @@ from aethermind.storage.dimensions import (
     is_dimension,
 )
 from aethermind.storage.histogram import BUCKET_COLUMNS, percentile
-from aethermind.storage.metric_usage import metric_aggregates
+from aethermind.storage.metric_usage import metric_aggregates, metric_rows_on_basis
 from aethermind.storage.rollups import (
     IS_ERROR_SQL,
     IS_UNPRICED_SQL,
@@ -339,23 +339,12 @@ async def aggregates(
         return rows
     return _with_metric_usage(
         rows,
-        _on_basis(from_metrics, basis),
+        metric_rows_on_basis(from_metrics, basis),
         group_by=group_by,
         granularity=granularity,
         order_by=order_by,
         limit=limit,
     )
-
-
-def _on_basis(metric_rows: list[dict[str, Any]], basis: CostBasis) -> list[dict[str, Any]]:
-    """Metric usage rows with their cost on ``basis``: an agent's own cost metric where it
-    sent one (a metric row's cost and reported cost are sums of different series)."""
-    if basis == "computed":
-        return metric_rows
-    for row in metric_rows:
-        if row["provided_cost_usd"] is not None:
-            row["cost_usd"] = row["provided_cost_usd"]
-    return metric_rows
 
 
 async def _span_records(

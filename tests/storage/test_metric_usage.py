@@ -113,3 +113,40 @@ async def test_retention_and_isolation(pool: Any) -> None:
     assert mine["input_tokens"] == 10
     await apply_retention(pool, now=DAY + timedelta(days=400))
     assert await totals(pool, org) == [] and await totals(pool, other) == []
+
+
+async def test_budgets_count_usage_reported_only_as_metrics(pool: Any) -> None:
+    """A coding agent that sends only metrics spends against the organization's budget and
+    its user's, on the organization's cost basis; a service's metrics on a day it also sent
+    spans are not counted twice; a tag's budget is its spans' (metrics carry no tags)."""
+    from datetime import date
+
+    from aethermind.storage.budgets import BudgetScope, month_to_date
+    from aethermind.storage.cost_basis import set_cost_basis
+
+    org = await create_org(pool, "acme")
+    month = date(DAY.year, DAY.month, 1)
+    spans = make_rows(1, start=DAY + timedelta(hours=5))
+    await write_rows(pool, org, spans)
+    spans_only = {}
+    for basis in ("provided", "computed"):
+        await set_cost_basis(pool, org, basis)
+        spans_only[basis] = (await month_to_date(pool, org, month)).cost_usd
+    await write_metric_usage(pool, org, [
+        point(10, 1000, series="tokens", cumulative=False, service="claude-code"),
+        point(11, 4, series="calls", cumulative=False, measure="calls", service="claude-code"),
+        point(12, 0.01, series="cost", cumulative=False, measure="provided_cost",
+              service="claude-code"),
+        point(13, 5000, series="twice", cumulative=False, service=spans[0].service or ""),
+    ])  # fmt: skip
+    metric_cost = 1000 * PRICE
+    whole = await month_to_date(pool, org, month)
+    assert whole.cost_usd == spans_only["computed"] + metric_cost
+    assert whole.calls == 1 + 4
+    dev = await month_to_date(pool, org, month, scope=BudgetScope("user", "dev@acme.test"))
+    assert (dev.cost_usd, dev.calls) == (metric_cost, 4)
+    tagged = await month_to_date(pool, org, month, scope=BudgetScope("tag.team", "x"))
+    assert tagged.cost_usd == 0
+    await set_cost_basis(pool, org, "provided")
+    reported = (await month_to_date(pool, org, month)).cost_usd
+    assert reported == spans_only["provided"] + Decimal("0.01")
