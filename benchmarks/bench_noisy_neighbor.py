@@ -19,6 +19,8 @@ of the good tenant's stored numbers differ from what its spans said (poisoning).
 
 Targets (issue "3 of 7", the second round): throughput >= 0.8 of phase 1 and p99 <= 2x for every
 attack, RSS growth under 50 MiB a minute, partitions bounded by the window, numbers exact.
+The controls are held to none of them: they show how much the same extra load moves the
+good tenant's figures with no attack in it.
 
     python benchmarks/bench_noisy_neighbor.py [--seconds 20] [--attack-seconds 30]
 """
@@ -40,7 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -220,6 +222,7 @@ closely, the slow drift of the run (the database grows, checkpoints get heavier)
 
 POLITE = "a polite neighbour (control)"
 OWN_EXTRA = "the good tenant's own extra spans (control)"
+CONTROLS = (OWN_EXTRA, POLITE)
 ATTACKS = (
     OWN_EXTRA,
     POLITE,
@@ -230,6 +233,11 @@ ATTACKS = (
     "scope poisoning",
 )
 Plan = tuple[list[bytes], Callable[[int], dict[str, str]], float, int]
+
+
+def month_number(moment: datetime) -> int:
+    """Months since year 0 of ``moment``'s UTC month, to compare months as integers."""
+    return moment.year * 12 + moment.month - 1
 
 
 def attack_plan(name: str, hostile_key: str, seconds: float) -> Plan:
@@ -341,6 +349,27 @@ async def run(args: argparse.Namespace) -> None:
                 "SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry_events'::regclass"
             ))  # fmt: skip
 
+        retention_days = max(int(org["organization"]["retention_days"])  # type: ignore[index]
+                             for org in (good, hostile))  # fmt: skip
+
+        async def partitions_outside_window() -> list[str]:
+            """Month partitions of months no tenant's span window reaches: from its retention
+            back to a day ahead (the receiver's default), and the month after (made ahead)."""
+            now = datetime.now(UTC)
+            first = month_number(now - timedelta(days=retention_days))
+            last = month_number(now + timedelta(days=1)) + 1
+            names = await db.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'telemetry_events'::regclass"
+            )  # fmt: skip
+            outside = []
+            for (name,) in names:
+                if name.startswith("telemetry_events_p"):
+                    stamp = name.removeprefix("telemetry_events_p")
+                    if not first <= int(stamp[:4]) * 12 + int(stamp[4:]) - 1 <= last:
+                        outside.append(name)
+            return outside
+
         async def mismatched() -> int:
             # The good tenant's stored counts against what its own spans said.
             return int(await db.fetchval(
@@ -437,22 +466,32 @@ async def run(args: argparse.Namespace) -> None:
               f" {'p99':>6} {'RSS MiB during attack':>22} {'parts':>5} {'poisoned':>8}"
               "  hostile's answers")  # fmt: skip
         worst_tp, worst_p99, worst_growth = 1e9, 0.0, 0.0
+        controls = [m for m in results if m.name in CONTROLS]
         for m in results:
             tp = m.attacked.spans_per_s / m.alone.spans_per_s
             p99 = m.attacked.p99_ms / m.alone.p99_ms
             growth = m.rss_end - m.rss_start
-            worst_tp, worst_p99 = min(worst_tp, tp), max(worst_p99, p99)
             worst_growth = max(worst_growth, growth / m.seconds * 60)
+            if m.name not in CONTROLS:  # targets are the attacks'; controls show the load's part
+                worst_tp, worst_p99 = min(worst_tp, tp), max(worst_p99, p99)
             print(f"{m.name:<27} {m.alone.spans_per_s:>13,.0f} {tp:>9.2f}x {m.alone.p99_ms:>7.0f}ms"
                   f" {p99:>5.2f}x {m.rss_start:>7.0f} -> {m.rss_end:>4.0f} ({growth:+.0f})"
                   f" {m.partitions:>5} {m.mismatched_rows:>8}  {m.hostile}")  # fmt: skip
+        outside = await partitions_outside_window()
         met = (worst_tp >= 0.8 and worst_p99 <= 2.0 and worst_growth < 50
-               and all(m.mismatched_rows == 0 for m in results)
-               and max(m.partitions for m in results) <= partitions_at_start + 2)  # fmt: skip
-        print(f"partitions: {partitions_at_start} before the attacks")
-        print(f"worst: throughput {worst_tp:.2f}x (target >= 0.8), p99 {worst_p99:.2f}x (<= 2),"
-              f" RSS growth {worst_growth:.1f} MiB a minute (< 50); targets"
+               and all(m.mismatched_rows == 0 for m in results) and not outside)  # fmt: skip
+        print(f"partitions: {partitions_at_start} before the attacks, {len(outside)} of months"
+              f" outside the tenants' span windows ({retention_days} days back, a day ahead)"
+              f"{': ' + ', '.join(outside) if outside else ''}")  # fmt: skip
+        print(f"worst attack: throughput {worst_tp:.2f}x (target >= 0.8), p99 {worst_p99:.2f}x"
+              f" (<= 2), RSS growth {worst_growth:.1f} MiB a minute (< 50); targets"
               f" {'met' if met else 'NOT met'}")  # fmt: skip
+        for m in controls:
+            print(
+                f"control, {m.name.removesuffix(' (control)')}: throughput"
+                f" {m.attacked.spans_per_s / m.alone.spans_per_s:.2f}x, p99"
+                f" {m.attacked.p99_ms / m.alone.p99_ms:.2f}x (the same extra load, no attack)"
+            )
         print(
             f"measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores,"
             " serve --workers 2, server and PostgreSQL on one machine"

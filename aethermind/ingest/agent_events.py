@@ -19,7 +19,10 @@ from the agent's own telemetry source and docs:
   responses with the very same counts are the same response), and a repeat in the same
   export is stored once. (A repeat exported in a later batch is not caught: rows are keyed
   by their time too.) Other ``codex.sse_event``
-  kinds carry no usage.
+  kinds carry no usage. Its ``tool_token_count`` is the response's total tokens (Codex
+  passes ``usage.total_tokens`` there), not tool tokens: not read. Codex's trace export
+  restates ``response.completed`` as a span event on a span without usage attributes;
+  span events are not read for usage, so the call counts once, from its log record.
 - **Gemini CLI** (``telemetry.enabled``): ``gemini_cli.api_response``: ``model``,
   ``input_token_count`` (the prompt, cached included), ``cached_content_token_count``,
   ``output_token_count`` (the candidates: thoughts not included), ``thoughts_token_count``,
