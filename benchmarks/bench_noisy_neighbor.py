@@ -459,6 +459,7 @@ async def run(args: argparse.Namespace) -> None:
             print(f"{name}: {args.attack_seconds}s, attacking every other {ON_OFF_SECONDS:g}s",
                   flush=True)  # fmt: skip
             results.append(await under_attack(args.attack_seconds, name))
+        outside = await partitions_outside_window()
         await db.close()
 
         print()
@@ -477,7 +478,6 @@ async def run(args: argparse.Namespace) -> None:
             print(f"{m.name:<27} {m.alone.spans_per_s:>13,.0f} {tp:>9.2f}x {m.alone.p99_ms:>7.0f}ms"
                   f" {p99:>5.2f}x {m.rss_start:>7.0f} -> {m.rss_end:>4.0f} ({growth:+.0f})"
                   f" {m.partitions:>5} {m.mismatched_rows:>8}  {m.hostile}")  # fmt: skip
-        outside = await partitions_outside_window()
         met = (worst_tp >= 0.8 and worst_p99 <= 2.0 and worst_growth < 50
                and all(m.mismatched_rows == 0 for m in results) and not outside)  # fmt: skip
         print(f"partitions: {partitions_at_start} before the attacks, {len(outside)} of months"

@@ -10,16 +10,15 @@ source and date), looked up by genai-prices' own provider and model ids.
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
-from importlib import resources
 from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aethermind.semconv.attributes import FEE_UNITS
 from aethermind.semconv.bounded import BoundedCache
-from aethermind.semconv.pricing_patterns import check_model_pattern, pattern_matches
+from aethermind.semconv.pricing_patterns import pattern_matches
+from aethermind.semconv.rule_files import ModelPatterns, ReadOn, Source, load_rules
 
 Caps = MappingProxyType[str, int]
 NO_CAPS: Caps = MappingProxyType({})
@@ -31,18 +30,11 @@ class BilledCountRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     provider: str
-    models: tuple[str, ...] = Field(min_length=1)
+    models: ModelPatterns
     unit: str
     billed_at_most: int = Field(ge=0)
-    source: str = Field(min_length=1)
-    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-
-    @field_validator("models")
-    @classmethod
-    def _patterns(cls, models: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in models:
-            check_model_pattern(pattern)
-        return models
+    source: Source
+    date: ReadOn
 
     @field_validator("unit")
     @classmethod
@@ -53,16 +45,10 @@ class BilledCountRule(BaseModel):
         return unit
 
 
-class _RuleFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    rule: list[BilledCountRule]
-
-
 @cache
 def billed_count_rules() -> tuple[BilledCountRule, ...]:
     """The packaged rules, validated once."""
-    text = resources.files("aethermind.semconv").joinpath("data/billed_counts.toml").read_text()
-    return tuple(_RuleFile.model_validate(tomllib.loads(text)).rule)
+    return load_rules("billed_counts.toml", BilledCountRule)
 
 
 _caps: BoundedCache[tuple[str | None, str], Caps] = BoundedCache(_CACHE_LIMIT)

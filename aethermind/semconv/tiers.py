@@ -12,17 +12,16 @@ standard requests are the common case and keep the pricing fast path.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aethermind.semconv.bounded import BoundedCache
-from aethermind.semconv.pricing_patterns import check_model_pattern, pattern_matches
+from aethermind.semconv.pricing_patterns import pattern_matches
+from aethermind.semconv.rule_files import ModelPatterns, ReadOn, Source, load_rules
 
 STANDARD_NAMES = frozenset({"standard", "default", "auto", "on_demand", "standard_only"})
 """What providers and clients call the standard tier (stored as no tier)."""
@@ -52,19 +51,12 @@ class TierRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     provider: str
-    models: tuple[str, ...] = Field(min_length=1)
+    models: ModelPatterns
     tier: str
     multiplier: Decimal | None = Field(default=None, ge=0)
     rates: TierRates | None = None
-    source: str = Field(min_length=1)
-    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-
-    @field_validator("models")
-    @classmethod
-    def _patterns(cls, models: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in models:
-            check_model_pattern(pattern)
-        return models
+    source: Source
+    date: ReadOn
 
     @field_validator("tier")
     @classmethod
@@ -83,16 +75,10 @@ class TierRule(BaseModel):
         return provider == self.provider and any(pattern_matches(p, model) for p in self.models)
 
 
-class _TierFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    rule: list[TierRule]
-
-
 @cache
 def tier_rules() -> tuple[TierRule, ...]:
     """The packaged rules, validated once."""
-    text = resources.files("aethermind.semconv").joinpath("data/service_tiers.toml").read_text()
-    return tuple(_TierFile.model_validate(tomllib.loads(text)).rule)
+    return load_rules("service_tiers.toml", TierRule)
 
 
 @dataclass(frozen=True, slots=True)
