@@ -228,10 +228,12 @@ def metric_rows_on_basis(
     metric_rows: list[dict[str, Any]], basis: CostBasis
 ) -> list[dict[str, Any]]:
     """Metric usage rows with their cost on ``basis``: an agent's own cost metric where it
-    sent one (a metric row's cost and reported cost are sums of different series)."""
+    sent one (a metric row's cost and reported cost are sums of different series). Off the
+    computed basis, ``computed_cost_usd`` keeps ours, as span rows do."""
     if basis == "computed":
         return metric_rows
     for row in metric_rows:
+        row["computed_cost_usd"] = row["cost_usd"]
         if row["provided_cost_usd"] is not None:
             row["cost_usd"] = row["provided_cost_usd"]
     return metric_rows

@@ -417,12 +417,14 @@ def _with_metric_usage(
                 unpriced_calls=0,
                 provided_cost_usd=None,
             )
+            if "computed_cost_usd" in metric_row:
+                row["computed_cost_usd"] = None
             row["latency_ms"] = {name: None for name, _ in QUANTILES}
             by_key[key] = row
         for column in _SUMMED:
             row[column] += metric_row[column]
-        for money in ("cost_usd", "provided_cost_usd"):
-            if metric_row[money] is not None:
+        for money in ("cost_usd", "provided_cost_usd", "computed_cost_usd"):
+            if metric_row.get(money) is not None:
                 row[money] = (row[money] or Decimal(0)) + metric_row[money]
     merged = sorted(by_key.values(), key=lambda r: tuple(r[k] or "" for k in keys))
     if order_by is not None:

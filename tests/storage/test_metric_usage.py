@@ -150,3 +150,7 @@ async def test_budgets_count_usage_reported_only_as_metrics(pool: Any) -> None:
     await set_cost_basis(pool, org, "provided")
     reported = (await month_to_date(pool, org, month)).cost_usd
     assert reported == spans_only["provided"] + Decimal("0.01")
+    # The aggregates agree, and keep our own cost of both beside the reported basis.
+    [row] = await totals(pool, org)
+    assert row["cost_usd"] == reported
+    assert row["computed_cost_usd"] == spans_only["computed"] + metric_cost
