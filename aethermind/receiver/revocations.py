@@ -55,14 +55,14 @@ async def listen_for_revocations(pool: Any, keys: KeyCache[tenants.VerifiedKey])
 
                 await conn.add_listener(tenants.KEY_REVOKED_CHANNEL, on_revoked)
                 conn.add_termination_listener(on_lost)
-                if first:
-                    revoked = await tenants.keys_revoked_since(pool, started - POLL_OVERLAP)
-                    if revoked:  # forgetting also voids verifications in flight: only if needed
-                        keys.forget_key_ids([str(key_id) for key_id, _ in revoked])
-                    first = False
-                else:
-                    keys.clear()
-                try:
+                try:  # from here on, however it ends, the connection goes back without them
+                    if first:
+                        revoked = await tenants.keys_revoked_since(pool, started - POLL_OVERLAP)
+                        if revoked:  # forgetting voids verifications in flight: only if needed
+                            keys.forget_key_ids([str(key_id) for key_id, _ in revoked])
+                        first = False
+                    else:
+                        keys.clear()
                     await done
                 finally:
                     with contextlib.suppress(Exception):
