@@ -60,3 +60,45 @@ def test_turning_off_both_ways_is_refused() -> None:
         {"AETHERMIND_REVOCATION_LISTEN": "false", "AETHERMIND_REVOCATION_POLL_SECONDS": "5"}
     )
     assert (config.revocation_listen, config.revocation_poll_seconds) == (False, 5.0)
+
+
+async def test_a_listener_stopped_while_catching_up_leaves_its_connection_clean(
+    database_url: str, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Stopped before it settles (here: waiting for a second connection of a one-connection
+    pool during its first catch-up), the listener takes its notification and termination
+    callbacks off the connection before handing it back (asyncpg warns when a connection
+    comes back to its pool still listening)."""
+    import asyncpg
+
+    from aethermind.receiver.keycache import KeyCache
+    from aethermind.receiver.revocations import listen_for_revocations
+    from aethermind.storage.config import DatabaseConfig
+    from aethermind.storage.database import Database
+
+    async def verify(_key: str) -> None:
+        return None
+
+    config = DatabaseConfig(database_url=database_url, min_pool_size=1, max_pool_size=1)
+    async with Database(config) as pool:
+        listener = asyncio.create_task(listen_for_revocations(pool, KeyCache(verify)))
+        observer = await asyncpg.connect(database_url)
+        try:
+            for _ in range(200):  # up to 10 s for the listener to be listening
+                listening = await observer.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                )
+                if listening:
+                    break
+                await asyncio.sleep(0.05)
+            assert listening
+        finally:
+            await observer.close()
+        listener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listener
+        async with pool.acquire():
+            pass  # the connection is back in the pool and out again
+    leaks = [w for w in recwarn if issubclass(w.category, asyncpg.InterfaceWarning)]
+    assert not leaks, [str(w.message) for w in leaks]
