@@ -106,7 +106,7 @@ def test_anthropic_amounts_are_cents(tmp_path: Path) -> None:
 
 
 def test_bad_files_are_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(CliError, match="not a openai cost report"):
+    with pytest.raises(CliError, match="not an openai cost report"):
         read_bill("openai", saved(tmp_path, {"data": [{"results": []}]}))
     with pytest.raises(CliError, match="cannot read it"):
         read_bill("anthropic", tmp_path / "missing.json")

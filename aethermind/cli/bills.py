@@ -126,7 +126,7 @@ def _json_lines(provider: str, path: Path, text: str) -> list[Line]:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
         raise CliError(
-            f"--file {path}: not a {provider} cost report: {where}: {problem['msg']}"
+            f"--file {path}: not an {provider} cost report: {where}: {problem['msg']}"
         ) from exc
     except (OverflowError, OSError, ValueError) as exc:  # a bucket time beyond the calendar
         raise CliError(f"--file {path}: a bucket's time is out of range: {exc}") from exc
@@ -199,7 +199,7 @@ def _csv_lines(provider: str, path: Path, text: str) -> list[Line]:
             f"{name}: {', '.join(required)}" for name, (required, _) in _CSV_LAYOUTS.items()
         )
         raise CliError(
-            f"--file {path}: not a {provider} cost report: a CSV needs the columns of one of"
+            f"--file {path}: not an {provider} cost report: a CSV needs the columns of one of"
             f" ({expected}); its header has {', '.join(header) or 'nothing'}"
         )
 
