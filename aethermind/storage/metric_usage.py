@@ -123,20 +123,27 @@ def _as_tuple(row: MetricUsageRow) -> tuple[Any, ...]:
 def _increase_sql() -> str:
     """Each point of the organization in [$2, $3) with its increase: a delta point's value;
     a cumulative point's value less its predecessor's in the same (series, start time), or
-    its whole value after a reset or as the first point."""
-    previous = (
-        "(SELECT q.value FROM metric_usage q WHERE q.organization_id = p.organization_id"
-        ' AND q.series = p.series AND q.start_time = p.start_time AND q."time" < p."time"'
+    its whole value after a reset or as the first point. The predecessor is the previous
+    point in the range (a window), and only for a series' first point in the range is it
+    looked up before the range: one index probe per series, not per point."""
+    before_range = (
+        "(SELECT q.value FROM metric_usage q WHERE q.organization_id = m.organization_id"
+        ' AND q.series = m.series AND q.start_time = m.start_time AND q."time" < $2'
         ' ORDER BY q."time" DESC LIMIT 1)'
     )
     return f"""
         SELECT p.*,
                CASE WHEN NOT p.cumulative THEN p.value
-                    WHEN p.value >= coalesce({previous}, 0) THEN p.value - coalesce({previous}, 0)
+                    WHEN p.value >= coalesce(p.prior, 0) THEN p.value - coalesce(p.prior, 0)
                     ELSE p.value END AS increase
-          FROM metric_usage p
-         WHERE p.organization_id = $1 AND p."time" >= $2 AND p."time" < $3
-           AND NOT EXISTS (
+          FROM (SELECT m.*,
+                       CASE WHEN m.cumulative THEN coalesce(
+                           lag(m.value) OVER (PARTITION BY m.series, m.start_time
+                                              ORDER BY m."time"),
+                           {before_range}) END AS prior
+                  FROM metric_usage m
+                 WHERE m.organization_id = $1 AND m."time" >= $2 AND m."time" < $3) AS p
+         WHERE NOT EXISTS (
                SELECT 1 FROM usage_rollup_daily d
                 WHERE d.organization_id = p.organization_id
                   AND d.day = date_trunc('day', p."time", 'UTC')

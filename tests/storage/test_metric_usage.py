@@ -66,6 +66,9 @@ async def test_cumulative_points_count_their_increase_and_a_reset_starts_over(po
     # Buckets: each point's increase in the minute it was taken.
     by_minute = await totals(pool, org, granularity="minute")
     assert [r["input_tokens"] for r in by_minute] == [100, 150, 40, 50, 1000, 500, 7, 5]
+    # A range that starts inside a series counts its first point from the point before it.
+    [late] = await aggregates(pool, org, DAY + timedelta(minutes=2), DAY + timedelta(days=1))
+    assert late["input_tokens"] == 150 + 40 + 50 + 1500 + 12
 
 
 async def test_spans_win_per_service_and_utc_day(pool: Any) -> None:
